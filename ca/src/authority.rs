@@ -1,0 +1,185 @@
+//! The root and the signing of certificates.
+//!
+//! rcgen builds and signs; this module decides every field. The serial is
+//! drawn fresh for every certificate (rcgen would otherwise derive it from
+//! the public key, so one CSR sent twice would get one serial twice).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
+use tracing::info;
+
+use pki_common::cert::CertInfo;
+use pki_common::files;
+
+use crate::policy::{Decision, KeyKind};
+use crate::token::Profile;
+use crate::CaPaths;
+
+/// Errors creating, loading or using the root.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error(transparent)]
+    File(#[from] files::FileError),
+    #[error("no CA root at {0}; run `pki-ca init` first")]
+    NoRoot(String),
+    #[error("the root key in {key} does not match the root certificate in {cert}")]
+    KeyMismatch { key: String, cert: String },
+    #[error("cannot use the root: {0}")]
+    Root(String),
+    #[error("cannot sign: {0}")]
+    Sign(#[from] rcgen::Error),
+}
+
+/// What `pki-ca init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    Created(CertInfo),
+    KeptExisting(CertInfo),
+}
+
+/// A fresh positive serial: 16 random bytes (127 random bits) with the top
+/// bit cleared, well inside RFC 5280's 20-octet limit.
+pub fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes[0] &= 0x7f;
+    if bytes[0] == 0 {
+        // Keep the DER encoding at its full 16 bytes.
+        bytes[0] = 0x01;
+    }
+    SerialNumber::from_slice(&bytes)
+}
+
+fn to_time(unix: i64) -> Result<OffsetDateTime, AuthorityError> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(|e| AuthorityError::Root(e.to_string()))
+}
+
+/// Creates the root key and self-signed certificate, unless one exists and
+/// `force` is false: a root is never replaced silently.
+pub fn init_root(
+    paths: &CaPaths,
+    validity: Duration,
+    force: bool,
+) -> Result<InitOutcome, AuthorityError> {
+    if !force && paths.root_cert().exists() && paths.root_key().exists() {
+        let root = RootAuthority::load(paths)?;
+        return Ok(InitOutcome::KeptExisting(root.info));
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "pki-auth");
+    dn.push(DnType::CommonName, "pki-auth Root CA");
+    params.distinguished_name = dn;
+    params.serial_number = Some(random_serial());
+    // Path length 0: this root signs end-entity certificates only.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = pki_common::unix_now() as i64;
+    params.not_before = to_time(now - 300)?;
+    params.not_after = to_time(now + validity.as_secs() as i64)?;
+    let cert = params.self_signed(&key)?;
+
+    // The key first: a certificate without its key is useless, a key
+    // without its certificate is harmlessly replaced on the next init.
+    files::write_private_key(&paths.root_key(), &key.serialize_pem())?;
+    files::write_public(&paths.root_cert(), &cert.pem())?;
+    let info = CertInfo::parse(cert.der()).map_err(|e| AuthorityError::Root(e.to_string()))?;
+    info!(
+        "created CA root {} (serial {}, valid until {})",
+        paths.root_cert().display(),
+        info.short_serial(),
+        info.not_after_rfc3339()
+    );
+    Ok(InitOutcome::Created(info))
+}
+
+/// A certificate the authority has just signed.
+#[derive(Debug, Clone)]
+pub struct SignedCert {
+    pub der: CertificateDer<'static>,
+    pub info: CertInfo,
+}
+
+/// The root, loaded and ready to sign.
+pub struct RootAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert: CertificateDer<'static>,
+    pub info: CertInfo,
+}
+
+impl RootAuthority {
+    /// Loads `ca.pem` and `ca.key` and checks that they belong together.
+    pub fn load(paths: &CaPaths) -> Result<Self, AuthorityError> {
+        if !paths.root_cert().exists() {
+            return Err(AuthorityError::NoRoot(
+                paths.root_cert().display().to_string(),
+            ));
+        }
+        let cert = files::read_cert(&paths.root_cert())?;
+        let key_pem = files::read_private_key_pem(&paths.root_key())?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| AuthorityError::Root(e.to_string()))?;
+        let info = CertInfo::parse(&cert).map_err(|e| AuthorityError::Root(e.to_string()))?;
+        use rcgen::PublicKeyData;
+        if info.spki_der != key.subject_public_key_info() {
+            return Err(AuthorityError::KeyMismatch {
+                key: paths.root_key().display().to_string(),
+                cert: paths.root_cert().display().to_string(),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&cert, key)?;
+        Ok(RootAuthority { issuer, cert, info })
+    }
+
+    /// Reads the root certificate PEM file as text.
+    pub fn pem(&self) -> String {
+        files::cert_to_pem(&self.cert)
+    }
+
+    /// Signs the certificate `decision` describes for the key `spki_der`.
+    pub fn sign(&self, decision: &Decision, spki_der: &[u8]) -> Result<SignedCert, AuthorityError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        if let Some(first) = decision.names.first() {
+            dn.push(DnType::CommonName, first.as_str());
+        }
+        params.distinguished_name = dn;
+        params.subject_alt_names = decision
+            .names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.serial_number = Some(random_serial());
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = match decision.key {
+            KeyKind::Rsa { .. } => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            _ => vec![KeyUsagePurpose::DigitalSignature],
+        };
+        params.extended_key_usages = vec![match decision.profile {
+            Profile::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Profile::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = to_time(decision.not_before)?;
+        params.not_after = to_time(decision.not_after)?;
+        let cert = params.signed_by(&public_key, &self.issuer)?;
+        let der = cert.der().clone();
+        let info = CertInfo::parse(&der).map_err(|e| AuthorityError::Root(e.to_string()))?;
+        Ok(SignedCert { der, info })
+    }
+}

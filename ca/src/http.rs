@@ -1,0 +1,124 @@
+//! The CA's HTTPS API.
+//!
+//! Handlers translate between HTTP and [`Ca`](crate::Ca) calls. They make
+//! no policy decision: every refusal comes from the CA and is sent as a
+//! JSON problem document `{"error": code, "detail": sentence}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use pki_common::api::{self, ErrorBody};
+use pki_common::files::cert_to_pem;
+
+use crate::{Ca, SignError};
+
+/// The largest request body accepted by default; a CSR is a few KiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+/// The API's routes over `ca`, refusing bodies over `max_body` bytes.
+pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
+    Router::new()
+        .route(api::HEALTH, get(health))
+        .route(api::ROOT, get(root))
+        .route(api::SIGN, post(sign))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(ca)
+}
+
+fn problem(status: StatusCode, error: &str, detail: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: error.to_string(),
+            detail: detail.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn health() -> &'static str {
+    // The listener only starts once the root is loaded and the ledger
+    // open, so answering at all means ready to sign.
+    "ok\n"
+}
+
+async fn root(State(ca): State<Arc<Ca>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        ca.root_pem(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; the API has GET /health, GET /v1/root and POST /v1/sign",
+    )
+}
+
+fn status_of(err: &SignError) -> StatusCode {
+    match err {
+        SignError::MissingToken | SignError::Token(_) => StatusCode::UNAUTHORIZED,
+        SignError::Policy(crate::policy::PolicyError::NameNotAuthorized { .. }) => {
+            StatusCode::FORBIDDEN
+        }
+        SignError::Policy(_) => StatusCode::BAD_REQUEST,
+        SignError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SignError::Authority(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn sign(
+    State(ca): State<Arc<Ca>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body exceeds the CA's limit; a CSR is a few KiB",
+            )
+        }
+        Err(rejection) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )
+        }
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    // Verifying and signing are CPU work and the ledger commit waits on the
+    // disk; keep both off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || ca.sign(bearer.as_deref(), &body)).await;
+    match outcome {
+        Ok(Ok(cert)) => (
+            [(header::CONTENT_TYPE, api::PEM_CERT_CHAIN)],
+            cert_to_pem(&cert.der),
+        )
+            .into_response(),
+        Ok(Err(e)) => problem(status_of(&e), e.code(), e.to_string()),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the signing task failed; see the CA's log",
+        ),
+    }
+}

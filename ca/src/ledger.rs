@@ -1,0 +1,313 @@
+//! The ledger: every token and every certificate this CA has issued.
+//!
+//! A certificate is committed here before it is returned to anyone, in the
+//! same transaction that consumes its token, so no certificate ever leaves
+//! the CA unrecorded and no token works twice. The serial is the primary
+//! key, so a serial can never repeat.
+//!
+//! Storage sits behind the narrow [`Ledger`] trait; [`SqliteLedger`] is the
+//! embedded implementation. A networked database for several CA replicas
+//! would be a second implementation of the same four operations.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::token::{Profile, TokenGrant};
+
+/// Errors of the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("the token was used by a concurrent request")]
+    TokenAlreadyUsed,
+    #[error("the ledger holds a malformed record: {0}")]
+    Corrupt(String),
+}
+
+/// A certificate as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedRecord {
+    pub serial_hex: String,
+    pub names: Vec<String>,
+    pub profile: Profile,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The token that authorized it; `None` for the CA's own TLS
+    /// certificate.
+    pub token_id: Option<String>,
+    pub issued_at: i64,
+    pub der: Vec<u8>,
+}
+
+/// The operations the CA needs from storage.
+pub trait Ledger: Send + Sync {
+    /// Stores a new token grant.
+    fn add_token(&self, grant: &TokenGrant) -> Result<(), LedgerError>;
+    /// Looks a token grant up by its public id.
+    fn token(&self, id: &str) -> Result<Option<TokenGrant>, LedgerError>;
+    /// Records an issued certificate and, in the same transaction, marks
+    /// `token_id` used. Fails with [`LedgerError::TokenAlreadyUsed`] if the
+    /// token was used meanwhile; then nothing is recorded.
+    fn record_issuance(
+        &self,
+        record: &IssuedRecord,
+        token_id: Option<&str>,
+    ) -> Result<(), LedgerError>;
+    /// Every issued certificate, oldest first.
+    fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError>;
+}
+
+/// The ledger in an SQLite file.
+pub struct SqliteLedger {
+    /// One connection, serialised: SQLite allows one writer at a time
+    /// anyway, and issuance is short.
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id          TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    names       TEXT NOT NULL,
+    profile     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    serial      TEXT PRIMARY KEY,
+    names       TEXT NOT NULL,
+    profile     TEXT NOT NULL,
+    not_before  INTEGER NOT NULL,
+    not_after   INTEGER NOT NULL,
+    token_id    TEXT REFERENCES tokens(id),
+    issued_at   INTEGER NOT NULL,
+    der         BLOB NOT NULL
+);
+";
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        // WAL with synchronous=FULL: a committed issuance survives a crash
+        // or power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn names_to_json(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
+}
+
+fn names_from_json(s: &str) -> Result<Vec<String>, LedgerError> {
+    serde_json::from_str(s).map_err(|e| LedgerError::Corrupt(format!("names {s:?}: {e}")))
+}
+
+fn profile_from(s: &str) -> Result<Profile, LedgerError> {
+    s.parse().map_err(LedgerError::Corrupt)
+}
+
+impl Ledger for SqliteLedger {
+    fn add_token(&self, g: &TokenGrant) -> Result<(), LedgerError> {
+        self.conn().execute(
+            "INSERT INTO tokens (id, secret_hash, names, profile, created_at, expires_at, used_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                g.id,
+                g.secret_hash,
+                names_to_json(&g.names),
+                g.profile.as_str(),
+                g.created_at,
+                g.expires_at,
+                g.used_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenGrant>, LedgerError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, secret_hash, names, profile, created_at, expires_at, used_at
+                 FROM tokens WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(
+            |(id, secret_hash, names, profile, created_at, expires_at, used_at)| {
+                Ok(TokenGrant {
+                    id,
+                    secret_hash,
+                    names: names_from_json(&names)?,
+                    profile: profile_from(&profile)?,
+                    created_at,
+                    expires_at,
+                    used_at,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    fn record_issuance(
+        &self,
+        rec: &IssuedRecord,
+        token_id: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(id) = token_id {
+            let changed = tx.execute(
+                "UPDATE tokens SET used_at = ?1 WHERE id = ?2 AND used_at IS NULL",
+                params![rec.issued_at, id],
+            )?;
+            if changed != 1 {
+                return Err(LedgerError::TokenAlreadyUsed);
+            }
+        }
+        tx.execute(
+            "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                rec.serial_hex,
+                names_to_json(&rec.names),
+                rec.profile.as_str(),
+                rec.not_before,
+                rec.not_after,
+                rec.token_id,
+                rec.issued_at,
+                rec.der
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der
+             FROM certificates ORDER BY issued_at, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Vec<u8>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (serial_hex, names, profile, not_before, not_after, token_id, issued_at, der) =
+                row?;
+            out.push(IssuedRecord {
+                serial_hex,
+                names: names_from_json(&names)?,
+                profile: profile_from(&profile)?,
+                not_before,
+                not_after,
+                token_id,
+                issued_at,
+                der,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(id: &str) -> TokenGrant {
+        TokenGrant {
+            id: id.into(),
+            secret_hash: vec![1; 32],
+            names: vec!["a.test".into()],
+            profile: Profile::Server,
+            created_at: 1,
+            expires_at: 100,
+            used_at: None,
+        }
+    }
+
+    fn record(serial: &str, token: Option<&str>) -> IssuedRecord {
+        IssuedRecord {
+            serial_hex: serial.into(),
+            names: vec!["a.test".into()],
+            profile: Profile::Server,
+            not_before: 1,
+            not_after: 2,
+            token_id: token.map(str::to_owned),
+            issued_at: 5,
+            der: vec![0x30],
+        }
+    }
+
+    #[test]
+    fn issuance_consumes_the_token_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        {
+            let l = SqliteLedger::open(&path).unwrap();
+            l.add_token(&grant("t1")).unwrap();
+            l.record_issuance(&record("01", Some("t1")), Some("t1"))
+                .unwrap();
+            assert!(matches!(
+                l.record_issuance(&record("02", Some("t1")), Some("t1")),
+                Err(LedgerError::TokenAlreadyUsed)
+            ));
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.token("t1").unwrap().unwrap().used_at, Some(5));
+        let certs = l.certificates().unwrap();
+        assert_eq!(certs, vec![record("01", Some("t1"))]);
+    }
+
+    #[test]
+    fn a_serial_can_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        l.record_issuance(&record("aa", None), None).unwrap();
+        assert!(matches!(
+            l.record_issuance(&record("aa", None), None),
+            Err(LedgerError::Db(_))
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! The CA's TLS 1.3 listener.
+//!
+//! The listener presents a certificate the CA issues from its own root at
+//! start-up, so callers verify the CA endpoint against `ca.pem` like any
+//! other server. Connections are capped; on shutdown the listener stops
+//! accepting and lets in-flight requests finish within a deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use pki_common::shutdown::Shutdown;
+
+use crate::Ca;
+
+/// How the CA listens.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Names on the CA's own TLS certificate.
+    pub names: Vec<String>,
+    pub max_body: usize,
+    /// Connections served at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            names: vec!["ca.pki.test".into(), "127.0.0.1".into()],
+            max_body: crate::http::DEFAULT_MAX_BODY,
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors starting the listener.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot issue the CA's own TLS certificate: {0}")]
+    Identity(#[from] crate::CaError),
+    #[error(transparent)]
+    Tls(#[from] pki_common::tls::TlsSetupError),
+}
+
+/// A bound, ready CA listener.
+pub struct CaServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: axum::Router,
+    opts: ServeOptions,
+}
+
+impl CaServer {
+    /// Issues the CA's TLS certificate and binds the listener.
+    pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
+        let (cert, key) = ca.issue_service_certificate(&opts.names)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = pki_common::tls::server_config(vec![cert.der.clone()], key)?;
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let router = crate::http::router(ca, opts.max_body);
+        Ok(CaServer {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            router,
+            opts,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires, then drains.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!("CA listening on https://{addr} (TLS 1.3)");
+        let limit = Arc::new(Semaphore::new(self.opts.max_connections));
+        let mut tasks = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.wait() => break,
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.wait() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let acceptor = self.acceptor.clone();
+            let service = TowerToHyperService::new(self.router.clone());
+            let handshake_timeout = self.opts.handshake_timeout;
+            let mut conn_shutdown = shutdown.clone();
+            // Reap finished connection tasks so the set stays small.
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!("TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!("TLS handshake with {peer} timed out");
+                        return;
+                    }
+                };
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(handshake_timeout)
+                    .serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            debug!("connection from {peer} ended: {e}");
+                        }
+                    }
+                    _ = conn_shutdown.wait() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+        info!("CA shutting down: no longer accepting, draining in-flight requests");
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.opts.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            warn!("some connections did not finish within the grace period; closing them");
+            tasks.abort_all();
+        }
+    }
+}

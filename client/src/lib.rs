@@ -1,0 +1,293 @@
+//! `pki-client`: phases 2 and 3 from the client's side.
+//!
+//! The client verifies the server's certificate against the CA root before
+//! it sends a single byte of the application protocol, checks the server's
+//! step-4 proof against that same certificate, negotiates a session key,
+//! and requests service under it.
+//!
+//! # Layout
+//! - [`ClientConfig`]: where to connect and what to trust.
+//! - [`Connection`]: one verified TLS 1.3 connection; [`Connection::register`]
+//!   runs steps 3 to 6, [`Connection::request`] steps 7 and 8.
+//! - [`request_once`]: the whole flow, as `pki-client request` runs it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tracing::info;
+
+use pki_common::cert::CertInfo;
+use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
+use pki_common::proto::message::{Registration, Response, ServiceRequest};
+use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
+
+/// Where to connect and what to trust.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the application server.
+    pub server: String,
+    /// The identity the server's certificate must carry.
+    pub name: String,
+    /// The CA root, the only trust anchor.
+    pub ca: PathBuf,
+    pub client_id: String,
+    pub skew_secs: u64,
+    pub max_frame: usize,
+    /// Bound on connecting, the TLS handshake and each protocol step.
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            server: "127.0.0.1:9443".into(),
+            name: "app.pki.test".into(),
+            ca: PathBuf::from("certs/ca.pem"),
+            client_id: "client1".into(),
+            skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
+            max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the client stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    File(#[from] pki_common::files::FileError),
+    #[error(transparent)]
+    TlsSetup(#[from] pki_common::tls::TlsSetupError),
+    #[error("invalid server name {0:?}")]
+    BadName(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The server's certificate (or the TLS handshake) was refused; the
+    /// rustls error says exactly why.
+    #[error("refusing server {addr}: {}", pki_common::tls::describe_tls_error(.source))]
+    Tls { addr: String, source: rustls::Error },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+}
+
+/// A TLS 1.3 connection whose server certificate has been verified.
+pub struct Connection {
+    stream: TlsStream<TcpStream>,
+    server_cert: CertificateDer<'static>,
+    local_addr: SocketAddr,
+    config: ClientConfig,
+}
+
+fn clock(config: &ClientConfig) -> Clock {
+    Clock {
+        now: pki_common::unix_now(),
+        skew: config.skew_secs,
+    }
+}
+
+impl Connection {
+    /// Connects and verifies the server's certificate: chain to the CA
+    /// root, expected name, validity, serverAuth EKU.
+    pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
+        let root = pki_common::files::read_cert(&config.ca)?;
+        let tls = pki_common::tls::client_config(&root)?;
+        let name = ServerName::try_from(config.name.clone())
+            .map_err(|_| ClientError::BadName(config.name.clone()))?;
+        let addr = config.server.clone();
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| ClientError::Timeout(config.timeout))?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local_addr = tcp.local_addr().map_err(|source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+        let connector = TlsConnector::from(Arc::new(tls));
+        let stream = tokio::time::timeout(config.timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| ClientError::Timeout(config.timeout))?
+            .map_err(|e| match pki_common::tls::tls_error_in(&e) {
+                Some(source) => ClientError::Tls {
+                    addr: addr.clone(),
+                    source: source.clone(),
+                },
+                None => ClientError::Handshake {
+                    addr: addr.clone(),
+                    source: e,
+                },
+            })?;
+        let server_cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+            .ok_or_else(|| ClientError::Tls {
+                addr: addr.clone(),
+                source: rustls::Error::NoCertificatesPresented,
+            })?;
+        if let Ok(info) = CertInfo::parse(&server_cert) {
+            info!(
+                "phase 2 · TLS 1.3 to {addr}: certificate for {} (serial {}, valid until {}) verified against {}",
+                config.name,
+                info.short_serial(),
+                info.not_after_rfc3339(),
+                config.ca.display()
+            );
+        }
+        Ok(Connection {
+            stream,
+            server_cert,
+            local_addr,
+            config: config.clone(),
+        })
+    }
+
+    /// The verified server certificate.
+    pub fn server_cert(&self) -> &CertificateDer<'static> {
+        &self.server_cert
+    }
+
+    async fn send(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, frame).await?;
+        Ok(())
+    }
+
+    async fn receive(&mut self) -> Result<Frame, ClientError> {
+        tokio::time::timeout(
+            self.config.timeout,
+            read_frame(&mut self.stream, self.config.max_frame),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(self.config.timeout))?
+        .map_err(ClientError::from)
+    }
+
+    /// Sends our refusal to the server (best effort) and returns it.
+    async fn refuse(&mut self, err: ProtoError) -> ClientError {
+        if let Some(alert) = Frame::alert_for(&err) {
+            let _ = write_frame(&mut self.stream, &alert).await;
+        }
+        ClientError::Proto(err)
+    }
+
+    /// Steps 3 to 6: hello, check the server's proof, register, receive the
+    /// session.
+    pub async fn register(&mut self) -> Result<ClientSession, ClientError> {
+        let mut exporter = [0u8; 32];
+        self.stream
+            .get_ref()
+            .1
+            .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
+            .map_err(|source| ClientError::Tls {
+                addr: self.config.server.clone(),
+                source,
+            })?;
+
+        let (hello, hello_frame) =
+            ClientHello::start(&self.config.name, exporter, clock(&self.config));
+        self.send(&hello_frame).await?;
+        info!(
+            "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share)",
+            pki_common::proto::VERSION,
+            self.config.name
+        );
+
+        let proof = self.receive().await?;
+        let mut registering = match hello.on_proof(&proof, &self.server_cert, clock(&self.config)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        info!("phase 2 · step 4: server proof verified with the certificate's key; timestamp within ±{}s", self.config.skew_secs);
+
+        let registration = Registration {
+            client_id: self.config.client_id.clone(),
+            client_addr: self.local_addr.to_string(),
+            timestamp: pki_common::unix_now(),
+        };
+        let reg_frame = registering.register(&registration)?;
+        self.send(&reg_frame).await?;
+        info!(
+            "phase 2 · step 5: sent registration for {:?} from {}, sealed with AES-256-GCM",
+            registration.client_id, registration.client_addr
+        );
+
+        let granted = self.receive().await?;
+        let (session, granted) =
+            match registering.on_granted(&granted, &self.config.client_id, clock(&self.config)) {
+                Ok(s) => s,
+                Err(e) => return Err(self.refuse(e).await),
+            };
+        info!(
+            "phase 2 · step 6: session {} granted for {}s; session keys derived",
+            hex::encode(&granted.session_id[..4]),
+            granted.lifetime_secs
+        );
+        Ok(session)
+    }
+
+    /// Steps 7 and 8: one request under the session key.
+    pub async fn request(
+        &mut self,
+        session: &mut ClientSession,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Response, ClientError> {
+        let frame = session.request(&ServiceRequest {
+            name: name.to_string(),
+            body: body.to_vec(),
+            timestamp: pki_common::unix_now(),
+        })?;
+        self.send(&frame).await?;
+        info!("phase 3 · step 7: sent request {name:?} under the session key");
+        let reply = self.receive().await?;
+        let response = match session.on_response(&reply, clock(&self.config)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        info!(
+            "phase 3 · step 8: response {:?} ({} bytes) opened and verified",
+            response.status,
+            response.data.len()
+        );
+        Ok(response)
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// The whole flow: connect, register, one request.
+pub async fn request_once(
+    config: &ClientConfig,
+    name: &str,
+    body: &[u8],
+) -> Result<Response, ClientError> {
+    let mut conn = Connection::connect(config).await?;
+    let mut session = conn.register().await?;
+    let response = conn.request(&mut session, name, body).await?;
+    conn.close().await;
+    Ok(response)
+}

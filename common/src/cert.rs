@@ -1,0 +1,180 @@
+//! Inspecting and verifying certificates.
+//!
+//! Parsing is x509-parser's; path validation is rustls-webpki's, the same
+//! code rustls runs during a handshake, so "the certificate chains to the
+//! root" means here exactly what it means to a TLS peer.
+
+use std::net::IpAddr;
+
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Errors inspecting or verifying a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("not a valid X.509 certificate: {0}")]
+    Parse(String),
+    #[error("certificate does not chain to the CA root: {0}")]
+    Chain(String),
+    #[error("certificate is not valid for {name}: {reason}")]
+    Name { name: String, reason: String },
+}
+
+/// The facts about a certificate that the programs narrate and decide on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Lower-case hex, no separators, as `openssl x509 -serial` prints it.
+    pub serial_hex: String,
+    pub subject_cn: Option<String>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub is_ca: bool,
+    /// DER of the SubjectPublicKeyInfo, to compare keys.
+    pub spki_der: Vec<u8>,
+}
+
+impl CertInfo {
+    /// Parses the facts out of a DER certificate.
+    pub fn parse(der: &[u8]) -> Result<Self, CertError> {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertError::Parse(
+                "trailing bytes after the certificate".into(),
+            ));
+        }
+        let mut dns_names = Vec::new();
+        let mut ip_addresses = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            ip_addresses.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let subject_cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca);
+        Ok(CertInfo {
+            serial_hex: hex::encode(cert.raw_serial()),
+            subject_cn,
+            dns_names,
+            ip_addresses,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            is_ca,
+            spki_der: cert.public_key().raw.to_vec(),
+        })
+    }
+
+    /// Every name the certificate's SAN holds, DNS names first.
+    pub fn names(&self) -> Vec<String> {
+        self.dns_names
+            .iter()
+            .cloned()
+            .chain(self.ip_addresses.iter().map(|ip| ip.to_string()))
+            .collect()
+    }
+
+    /// The fraction of the lifetime still ahead at `now` (0.0 once expired).
+    pub fn lifetime_left(&self, now: i64) -> f64 {
+        let total = (self.not_after - self.not_before).max(1) as f64;
+        ((self.not_after - now).max(0) as f64 / total).min(1.0)
+    }
+
+    /// The notAfter time in RFC 3339, for narration.
+    pub fn not_after_rfc3339(&self) -> String {
+        rfc3339(self.not_after)
+    }
+
+    /// A short serial for narration: the first 8 hex digits and an ellipsis.
+    pub fn short_serial(&self) -> String {
+        short_serial(&self.serial_hex)
+    }
+}
+
+/// A serial shortened for log lines; the full value stays in the ledger.
+pub fn short_serial(hex: &str) -> String {
+    if hex.len() > 8 {
+        format!("{}…", &hex[..8])
+    } else {
+        hex.to_string()
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// The extended key usage a certificate must carry for its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    ServerAuth,
+    ClientAuth,
+}
+
+/// Verifies that `leaf` chains to `root`, is valid at `now`, carries the
+/// EKU for `purpose`, and (if given) is valid for `name`.
+pub fn verify_leaf(
+    leaf: &CertificateDer<'_>,
+    root: &CertificateDer<'_>,
+    purpose: Purpose,
+    name: Option<&str>,
+    now: UnixTime,
+) -> Result<(), CertError> {
+    let anchor = webpki::anchor_from_trusted_cert(root)
+        .map_err(|e| CertError::Chain(format!("bad root: {e}")))?;
+    let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| CertError::Parse(e.to_string()))?;
+    let usage = match purpose {
+        Purpose::ServerAuth => webpki::KeyUsage::server_auth(),
+        Purpose::ClientAuth => webpki::KeyUsage::client_auth(),
+    };
+    let algs = crate::tls::provider().signature_verification_algorithms;
+    ee.verify_for_usage(algs.all, &[anchor], &[], now, usage, None, None)
+        .map_err(|e| CertError::Chain(format!("{e:?}")))?;
+    if let Some(name) = name {
+        let server_name = ServerName::try_from(name).map_err(|e| CertError::Name {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        ee.verify_is_valid_for_subject_name(&server_name)
+            .map_err(|e| CertError::Name {
+                name: name.to_string(),
+                reason: format!("{e:?}"),
+            })?;
+    }
+    Ok(())
+}

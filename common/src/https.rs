@@ -1,0 +1,231 @@
+//! A small HTTPS/1.1 client that trusts only the CA root.
+//!
+//! The parties talk to the CA a handful of times (enrollment), so each
+//! request opens its own TLS 1.3 connection; there is no pool to reason
+//! about. The CA endpoint is verified against `certs/ca.pem` like any other
+//! server: chain, name and validity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::api::ErrorBody;
+
+/// The largest response body accepted from the CA.
+const MAX_RESPONSE: usize = 1 << 20;
+/// How long one request may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Errors talking to the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpsError {
+    #[error("bad CA URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("HTTP exchange with {addr} failed: {reason}")]
+    Http { addr: String, reason: String },
+    #[error("request to {addr} timed out")]
+    Timeout { addr: String },
+    #[error(transparent)]
+    Setup(#[from] crate::tls::TlsSetupError),
+}
+
+impl HttpsError {
+    /// Whether trying again later may succeed (the CA is not up yet), as
+    /// opposed to a refusal that will not change.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            HttpsError::Connect { .. } | HttpsError::Timeout { .. } | HttpsError::Http { .. }
+        )
+    }
+}
+
+/// A response: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The CA's JSON error document, if the body is one.
+    pub fn error_body(&self) -> Option<ErrorBody> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// A client for one CA endpoint, `https://host:port`.
+#[derive(Clone)]
+pub struct CaClient {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The name the CA's certificate must be valid for.
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+    /// The URL as given, for messages.
+    url: String,
+}
+
+impl std::fmt::Debug for CaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaClient").field("url", &self.url).finish()
+    }
+}
+
+impl CaClient {
+    /// A client for `url` (`https://host:port`), verifying the CA's TLS
+    /// certificate against `root` and for `ca_name` (by default the host in
+    /// the URL).
+    pub fn new(
+        url: &str,
+        ca_name: Option<&str>,
+        root: &CertificateDer<'_>,
+    ) -> Result<Self, HttpsError> {
+        let bad = |reason: &str| HttpsError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| bad("only https:// URLs are accepted"))?;
+        let addr = rest.trim_end_matches('/').to_string();
+        if addr.is_empty() || addr.contains('/') {
+            return Err(bad("expected https://host:port"));
+        }
+        let host = match addr.rsplit_once(':') {
+            Some((h, port)) if port.parse::<u16>().is_ok() => h,
+            _ => {
+                return Err(bad(
+                    "the URL needs an explicit port, e.g. https://127.0.0.1:8443",
+                ))
+            }
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ca_name.unwrap_or(host);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|e| bad(&format!("invalid CA name {name:?}: {e}")))?;
+        let config = crate::tls::client_config(root)?;
+        Ok(CaClient {
+            addr,
+            server_name,
+            connector: TlsConnector::from(Arc::new(config)),
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Response, HttpsError> {
+        self.request(Method::GET, path, None, Bytes::new()).await
+    }
+
+    /// `POST path` with a bearer token and a body.
+    pub async fn post(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, HttpsError> {
+        self.request(
+            Method::POST,
+            path,
+            Some((bearer, content_type)),
+            Bytes::from(body),
+        )
+        .await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        post: Option<(Option<&str>, &str)>,
+        body: Bytes,
+    ) -> Result<Response, HttpsError> {
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.request_inner(method, path, post, body),
+        )
+        .await
+        .map_err(|_| HttpsError::Timeout {
+            addr: self.addr.clone(),
+        })?
+    }
+
+    async fn request_inner(
+        &self,
+        method: Method,
+        path: &str,
+        post: Option<(Option<&str>, &str)>,
+        body: Bytes,
+    ) -> Result<Response, HttpsError> {
+        let addr = self.addr.clone();
+        let tcp = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|source| HttpsError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| HttpsError::Tls {
+                addr: addr.clone(),
+                reason: crate::tls::tls_error_in(&e)
+                    .map(crate::tls::describe_tls_error)
+                    .unwrap_or_else(|| e.to_string()),
+            })?;
+        let http = |reason: String| HttpsError::Http {
+            addr: addr.clone(),
+            reason,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| http(e.to_string()))?;
+        let driver = tokio::spawn(conn);
+        let host = self.addr.clone();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
+        if let Some((bearer, content_type)) = post {
+            req = req.header(hyper::header::CONTENT_TYPE, content_type);
+            if let Some(token) = bearer {
+                req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+        }
+        let req = req.body(Full::new(body)).map_err(|e| http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| http(e.to_string()))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| http(e.to_string()))?
+            .to_bytes();
+        driver.abort();
+        Ok(Response { status, body })
+    }
+}

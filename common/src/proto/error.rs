@@ -1,0 +1,180 @@
+//! Every way a step can be refused, and the alert each refusal sends.
+
+use super::frame::Kind;
+
+/// Why a protocol step was refused. Both sides use the same type; a refusal
+/// received from the peer arrives as [`ProtoError::PeerAlert`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("not a pki-auth frame (bad magic {0:02x?}); is the peer speaking this protocol?")]
+    BadMagic([u8; 2]),
+    #[error(
+        "unsupported protocol version {got} (this side speaks version {})",
+        super::VERSION
+    )]
+    UnsupportedVersion { got: u8 },
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed {what} message")]
+    Malformed { what: &'static str },
+    #[error("message out of order: expected {expected}, got {got}")]
+    UnexpectedMessage { expected: Kind, got: Kind },
+    #[error(
+        "{step}: decryption failed (the ciphertext was tampered with or sealed under another key)"
+    )]
+    DecryptFailed { step: &'static str },
+    #[error("{step}: replayed frame (sequence number {got}, expected {expected})")]
+    Replayed {
+        step: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    #[error("{step}: reordered frame (sequence number {got}, expected {expected})")]
+    Reordered {
+        step: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    #[error("{what} timestamp is {delta}s off the local clock (allowed skew ±{skew}s); check the clocks")]
+    StaleTimestamp {
+        what: &'static str,
+        delta: i64,
+        skew: u64,
+    },
+    #[error(
+        "step 4: the server's proof signature does not verify with the key in its certificate"
+    )]
+    BadSignature,
+    #[error("step 4: signature scheme {0:#06x} is not acceptable")]
+    UnsupportedScheme(u16),
+    #[error("step 3: the client expects server {expected:?}, but this server is {actual}")]
+    WrongServer { expected: String, actual: String },
+    #[error("step 6: the server granted a session to {got:?}, but we registered as {expected:?}")]
+    ClientIdMismatch { expected: String, got: String },
+    #[error("the session has expired; register again")]
+    SessionExpired,
+    #[error("unknown session; register again")]
+    UnknownSession,
+    #[error("key agreement failed: the peer's X25519 share is not contributory")]
+    WeakKeyShare,
+    #[error("the sequence number space of this session is exhausted; register again")]
+    SequenceExhausted,
+    #[error("cannot sign the proof: {0}")]
+    Signing(String),
+    #[error("the peer refused: {message} [{code}]")]
+    PeerAlert { code: AlertCode, message: String },
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The code carried by an alert frame, so the peer can tell refusals apart
+/// without parsing sentences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertCode {
+    BadFrame,
+    UnsupportedVersion,
+    FrameTooLarge,
+    Malformed,
+    UnexpectedMessage,
+    DecryptFailed,
+    Replayed,
+    Reordered,
+    StaleTimestamp,
+    BadSignature,
+    WrongServer,
+    ClientIdMismatch,
+    SessionExpired,
+    UnknownSession,
+    KeyAgreement,
+    Internal,
+    Other(u16),
+}
+
+impl AlertCode {
+    pub fn to_u16(self) -> u16 {
+        match self {
+            AlertCode::BadFrame => 1,
+            AlertCode::UnsupportedVersion => 2,
+            AlertCode::FrameTooLarge => 3,
+            AlertCode::Malformed => 4,
+            AlertCode::UnexpectedMessage => 5,
+            AlertCode::DecryptFailed => 6,
+            AlertCode::Replayed => 7,
+            AlertCode::Reordered => 8,
+            AlertCode::StaleTimestamp => 9,
+            AlertCode::BadSignature => 10,
+            AlertCode::WrongServer => 11,
+            AlertCode::ClientIdMismatch => 12,
+            AlertCode::SessionExpired => 13,
+            AlertCode::UnknownSession => 14,
+            AlertCode::KeyAgreement => 15,
+            AlertCode::Internal => 99,
+            AlertCode::Other(n) => n,
+        }
+    }
+
+    pub fn from_u16(n: u16) -> Self {
+        [
+            AlertCode::BadFrame,
+            AlertCode::UnsupportedVersion,
+            AlertCode::FrameTooLarge,
+            AlertCode::Malformed,
+            AlertCode::UnexpectedMessage,
+            AlertCode::DecryptFailed,
+            AlertCode::Replayed,
+            AlertCode::Reordered,
+            AlertCode::StaleTimestamp,
+            AlertCode::BadSignature,
+            AlertCode::WrongServer,
+            AlertCode::ClientIdMismatch,
+            AlertCode::SessionExpired,
+            AlertCode::UnknownSession,
+            AlertCode::KeyAgreement,
+            AlertCode::Internal,
+        ]
+        .into_iter()
+        .find(|c| c.to_u16() == n)
+        .unwrap_or(AlertCode::Other(n))
+    }
+}
+
+impl std::fmt::Display for AlertCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertCode::Other(n) => write!(f, "alert {n}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+impl ProtoError {
+    /// The alert to send the peer for this refusal, or `None` where there is
+    /// nobody left to tell (the peer closed, or the peer refused first).
+    pub fn alert_code(&self) -> Option<AlertCode> {
+        Some(match self {
+            ProtoError::BadMagic(_) | ProtoError::UnknownKind(_) => AlertCode::BadFrame,
+            ProtoError::UnsupportedVersion { .. } => AlertCode::UnsupportedVersion,
+            ProtoError::FrameTooLarge { .. } => AlertCode::FrameTooLarge,
+            ProtoError::Malformed { .. } => AlertCode::Malformed,
+            ProtoError::UnexpectedMessage { .. } => AlertCode::UnexpectedMessage,
+            ProtoError::DecryptFailed { .. } => AlertCode::DecryptFailed,
+            ProtoError::Replayed { .. } => AlertCode::Replayed,
+            ProtoError::Reordered { .. } => AlertCode::Reordered,
+            ProtoError::StaleTimestamp { .. } => AlertCode::StaleTimestamp,
+            ProtoError::BadSignature | ProtoError::UnsupportedScheme(_) => AlertCode::BadSignature,
+            ProtoError::WrongServer { .. } => AlertCode::WrongServer,
+            ProtoError::ClientIdMismatch { .. } => AlertCode::ClientIdMismatch,
+            ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
+            ProtoError::UnknownSession => AlertCode::UnknownSession,
+            ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
+            ProtoError::Signing(_) | ProtoError::Timeout(_) => AlertCode::Internal,
+            ProtoError::PeerAlert { .. } | ProtoError::Closed | ProtoError::Io(_) => return None,
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! The two state machines, client and server, for steps 3 to 8.
+//!
+//! They do no I/O: each method takes the frame that arrived and answers the
+//! frame to send. The drivers in `pki-client` and `pki-server` move frames
+//! over TLS; tests move them by hand and tamper with them in between. Each
+//! state is a distinct type, so a step cannot be taken out of order.
+
+use rand::RngCore;
+use rustls::pki_types::CertificateDer;
+use rustls::sign::SigningKey;
+use rustls::SignatureScheme;
+use sha2::{Digest, Sha256};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::check_timestamp;
+use super::error::ProtoError;
+use super::frame::{Frame, Kind};
+use super::message::{
+    decode, encode, Hello, Registration, Response, Sealed, ServerProof, ServiceRequest,
+    SessionGranted, SessionId, SessionSealed,
+};
+use super::seal::{DirectionKey, KeySchedule};
+
+/// Context string of the step-4 signature, so it can never be mistaken for
+/// a signature made for any other purpose with the same key.
+const PROOF_CONTEXT: &[u8] = b"pki-auth v1 server proof\0";
+
+/// Signature schemes the server may sign step 4 with, in preference order.
+/// All are TLS 1.3 schemes; RSA signs with PSS.
+const PROOF_SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::ED25519,
+    SignatureScheme::RSA_PSS_SHA256,
+];
+
+/// The time checks both sides apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+    /// Allowed difference from the peer's timestamps, in seconds.
+    pub skew: u64,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// What the step-4 signature covers: the context string, the TLS exporter
+/// value (binding the proof to this TLS connection), the hash of the hello
+/// frame, and the server's share, nonce, timestamp and scheme.
+fn proof_message(exporter: &[u8; 32], hello_frame: &[u8], proof: &ServerProof) -> Vec<u8> {
+    let mut m = Vec::with_capacity(PROOF_CONTEXT.len() + 32 * 4 + 10);
+    m.extend_from_slice(PROOF_CONTEXT);
+    m.extend_from_slice(exporter);
+    m.extend_from_slice(&sha256(&[hello_frame]));
+    m.extend_from_slice(&proof.server_share);
+    m.extend_from_slice(&proof.nonce);
+    m.extend_from_slice(&proof.timestamp.to_be_bytes());
+    m.extend_from_slice(&proof.scheme.to_be_bytes());
+    m
+}
+
+fn agree(secret: &StaticSecret, peer: &[u8; 32]) -> Result<[u8; 32], ProtoError> {
+    let shared = secret.diffie_hellman(&PublicKey::from(*peer));
+    if !shared.was_contributory() {
+        return Err(ProtoError::WeakKeyShare);
+    }
+    Ok(*shared.as_bytes())
+}
+
+/// Verifies `signature` over `message` with the public key of `cert`, using
+/// the provider's TLS 1.3 mapping of `scheme` to a verification algorithm.
+pub fn verify_with_cert(
+    cert: &CertificateDer<'_>,
+    scheme: u16,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), ProtoError> {
+    let scheme_enum = SignatureScheme::from(scheme);
+    if !PROOF_SCHEMES.contains(&scheme_enum) {
+        return Err(ProtoError::UnsupportedScheme(scheme));
+    }
+    let algs = crate::tls::provider().signature_verification_algorithms;
+    let alg = algs
+        .mapping
+        .iter()
+        .find(|(s, _)| *s == scheme_enum)
+        .and_then(|(_, a)| a.first())
+        .ok_or(ProtoError::UnsupportedScheme(scheme))?;
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| ProtoError::BadSignature)?;
+    ee.verify_signature(*alg, message, signature)
+        .map_err(|_| ProtoError::BadSignature)
+}
+
+// ---------------------------------------------------------------- client
+
+/// The client after sending step 3, waiting for step 4.
+pub struct ClientHello {
+    secret: StaticSecret,
+    hello_frame: Vec<u8>,
+    exporter: [u8; 32],
+}
+
+impl ClientHello {
+    /// Step 3: a fresh X25519 share and nonce for `expected_server`.
+    /// `exporter` is this TLS connection's exporter value.
+    pub fn start(expected_server: &str, exporter: [u8; 32], clock: Clock) -> (Self, Frame) {
+        let secret = StaticSecret::from(random::<32>());
+        let hello = Hello {
+            expected_server: expected_server.to_string(),
+            client_share: PublicKey::from(&secret).to_bytes(),
+            nonce: random(),
+            timestamp: clock.now,
+        };
+        let frame = Frame::new(Kind::Hello, encode(&hello));
+        (
+            ClientHello {
+                secret,
+                hello_frame: frame.encode(),
+                exporter,
+            },
+            frame,
+        )
+    }
+
+    /// Step 4: checks the server's signature with the public key of the
+    /// certificate TLS has just verified, and its timestamp. Only if both
+    /// pass does the client go on to say anything about itself.
+    pub fn on_proof(
+        self,
+        frame: &Frame,
+        server_cert: &CertificateDer<'_>,
+        clock: Clock,
+    ) -> Result<ClientRegistering, ProtoError> {
+        let proof: ServerProof = decode(frame.expect(Kind::ServerProof)?, "server proof")?;
+        let message = proof_message(&self.exporter, &self.hello_frame, &proof);
+        verify_with_cert(server_cert, proof.scheme, &message, &proof.signature)?;
+        check_timestamp("server proof", proof.timestamp, clock.now, clock.skew)?;
+        let shared = zeroize::Zeroizing::new(agree(&self.secret, &proof.server_share)?);
+        let transcript = sha256(&[&self.exporter, &self.hello_frame, &frame.encode()]);
+        let schedule = KeySchedule::extract(&shared, &transcript);
+        let (send, recv) = schedule.direction_keys("registration", &transcript, &transcript);
+        Ok(ClientRegistering {
+            schedule,
+            transcript,
+            send,
+            recv,
+            registration_frame: Vec::new(),
+        })
+    }
+}
+
+/// The client after step 4, ready to register.
+pub struct ClientRegistering {
+    schedule: KeySchedule,
+    transcript: [u8; 32],
+    send: DirectionKey,
+    recv: DirectionKey,
+    registration_frame: Vec<u8>,
+}
+
+impl ClientRegistering {
+    /// Step 5: seals the registration.
+    pub fn register(&mut self, registration: &Registration) -> Result<Frame, ProtoError> {
+        let (seq, ciphertext) = self.send.seal(Kind::Registration, &encode(registration))?;
+        let frame = Frame::new(Kind::Registration, encode(&Sealed { seq, ciphertext }));
+        self.registration_frame = frame.encode();
+        Ok(frame)
+    }
+
+    /// Step 6: opens the grant, checks it names us, and derives the session
+    /// keys.
+    pub fn on_granted(
+        mut self,
+        frame: &Frame,
+        client_id: &str,
+        clock: Clock,
+    ) -> Result<(ClientSession, SessionGranted), ProtoError> {
+        let sealed: Sealed = decode(frame.expect(Kind::SessionGranted)?, "session granted")?;
+        let plain = self
+            .recv
+            .open(Kind::SessionGranted, sealed.seq, &sealed.ciphertext)?;
+        let granted: SessionGranted = decode(&plain, "session granted")?;
+        check_timestamp("session granted", granted.timestamp, clock.now, clock.skew)?;
+        if granted.client_id != client_id {
+            return Err(ProtoError::ClientIdMismatch {
+                expected: client_id.to_string(),
+                got: granted.client_id,
+            });
+        }
+        let transcript = sha256(&[&self.transcript, &self.registration_frame, &frame.encode()]);
+        let (send, recv) =
+            self.schedule
+                .direction_keys("session", &transcript, &granted.session_id);
+        let session = ClientSession {
+            session_id: granted.session_id,
+            expires_at: clock.now.saturating_add(granted.lifetime_secs),
+            send,
+            recv,
+        };
+        Ok((session, granted))
+    }
+}
+
+/// An established session, client side: steps 7 and 8, as often as needed.
+pub struct ClientSession {
+    pub session_id: SessionId,
+    /// When the session expires, by the client's clock.
+    pub expires_at: u64,
+    send: DirectionKey,
+    recv: DirectionKey,
+}
+
+impl ClientSession {
+    /// Step 7: seals a request under the session key.
+    pub fn request(&mut self, request: &ServiceRequest) -> Result<Frame, ProtoError> {
+        let (seq, ciphertext) = self.send.seal(Kind::ServiceRequest, &encode(request))?;
+        Ok(Frame::new(
+            Kind::ServiceRequest,
+            encode(&SessionSealed {
+                session_id: self.session_id,
+                seq,
+                ciphertext,
+            }),
+        ))
+    }
+
+    /// Step 8: opens the response.
+    pub fn on_response(&mut self, frame: &Frame, clock: Clock) -> Result<Response, ProtoError> {
+        let sealed: Sealed = decode(frame.expect(Kind::Response)?, "response")?;
+        let plain = self
+            .recv
+            .open(Kind::Response, sealed.seq, &sealed.ciphertext)?;
+        let response: Response = decode(&plain, "response")?;
+        check_timestamp("response", response.timestamp, clock.now, clock.skew)?;
+        Ok(response)
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+/// The server after step 4, waiting for the registration.
+pub struct ServerRegistering {
+    schedule: KeySchedule,
+    transcript: [u8; 32],
+    send: DirectionKey,
+    recv: DirectionKey,
+    registration_frame: Vec<u8>,
+    /// The hello as received, for narration.
+    pub hello: Hello,
+}
+
+/// Steps 3 and 4, server side: checks the hello (expected identity among
+/// `names`, timestamp) and answers the proof, signed with `signer`, the key
+/// of the server's certificate.
+pub fn accept_hello(
+    frame: &Frame,
+    exporter: [u8; 32],
+    names: &[String],
+    signer: &dyn SigningKey,
+    clock: Clock,
+) -> Result<(ServerRegistering, Frame), ProtoError> {
+    let hello: Hello = decode(frame.expect(Kind::Hello)?, "hello")?;
+    if !names.iter().any(|n| n == &hello.expected_server) {
+        return Err(ProtoError::WrongServer {
+            expected: hello.expected_server,
+            actual: names.join(", "),
+        });
+    }
+    check_timestamp("hello", hello.timestamp, clock.now, clock.skew)?;
+    let secret = StaticSecret::from(random::<32>());
+    let shared = zeroize::Zeroizing::new(agree(&secret, &hello.client_share)?);
+    let signer = signer
+        .choose_scheme(PROOF_SCHEMES)
+        .ok_or_else(|| ProtoError::Signing("the server key supports no proof scheme".into()))?;
+    let mut proof = ServerProof {
+        server_share: PublicKey::from(&secret).to_bytes(),
+        nonce: random(),
+        timestamp: clock.now,
+        scheme: u16::from(signer.scheme()),
+        signature: Vec::new(),
+    };
+    let hello_frame = frame.encode();
+    proof.signature = signer
+        .sign(&proof_message(&exporter, &hello_frame, &proof))
+        .map_err(|e| ProtoError::Signing(e.to_string()))?;
+    let proof_frame = Frame::new(Kind::ServerProof, encode(&proof));
+    let transcript = sha256(&[&exporter, &hello_frame, &proof_frame.encode()]);
+    let schedule = KeySchedule::extract(&shared, &transcript);
+    let (recv, send) = schedule.direction_keys("registration", &transcript, &transcript);
+    Ok((
+        ServerRegistering {
+            schedule,
+            transcript,
+            send,
+            recv,
+            registration_frame: Vec::new(),
+            hello,
+        },
+        proof_frame,
+    ))
+}
+
+impl ServerRegistering {
+    /// Step 5: opens and checks the registration.
+    pub fn on_registration(
+        &mut self,
+        frame: &Frame,
+        clock: Clock,
+    ) -> Result<Registration, ProtoError> {
+        let sealed: Sealed = decode(frame.expect(Kind::Registration)?, "registration")?;
+        let plain = self
+            .recv
+            .open(Kind::Registration, sealed.seq, &sealed.ciphertext)?;
+        let registration: Registration = decode(&plain, "registration")?;
+        check_timestamp(
+            "registration",
+            registration.timestamp,
+            clock.now,
+            clock.skew,
+        )?;
+        self.registration_frame = frame.encode();
+        Ok(registration)
+    }
+
+    /// Step 6: seals the grant and derives the session keys.
+    pub fn grant(
+        mut self,
+        granted: &SessionGranted,
+    ) -> Result<(Frame, ServerSessionKeys), ProtoError> {
+        let (seq, ciphertext) = self.send.seal(Kind::SessionGranted, &encode(granted))?;
+        let frame = Frame::new(Kind::SessionGranted, encode(&Sealed { seq, ciphertext }));
+        let transcript = sha256(&[&self.transcript, &self.registration_frame, &frame.encode()]);
+        let (recv, send) =
+            self.schedule
+                .direction_keys("session", &transcript, &granted.session_id);
+        Ok((frame, ServerSessionKeys { recv, send }))
+    }
+}
+
+/// An established session's keys, server side. The server keeps them in its
+/// session table, so a session outlives the connection that made it.
+pub struct ServerSessionKeys {
+    recv: DirectionKey,
+    send: DirectionKey,
+}
+
+/// Reads the session id of a step-7 frame, to find its keys.
+pub fn request_session_id(frame: &Frame) -> Result<(SessionId, SessionSealed), ProtoError> {
+    let sealed: SessionSealed = decode(frame.expect(Kind::ServiceRequest)?, "service request")?;
+    Ok((sealed.session_id, sealed))
+}
+
+impl ServerSessionKeys {
+    /// Step 7: opens a request.
+    pub fn open_request(
+        &mut self,
+        sealed: &SessionSealed,
+        clock: Clock,
+    ) -> Result<ServiceRequest, ProtoError> {
+        let plain = self
+            .recv
+            .open(Kind::ServiceRequest, sealed.seq, &sealed.ciphertext)?;
+        let request: ServiceRequest = decode(&plain, "service request")?;
+        check_timestamp("service request", request.timestamp, clock.now, clock.skew)?;
+        Ok(request)
+    }
+
+    /// Step 8: seals a response.
+    pub fn seal_response(&mut self, response: &Response) -> Result<Frame, ProtoError> {
+        let (seq, ciphertext) = self.send.seal(Kind::Response, &encode(response))?;
+        Ok(Frame::new(
+            Kind::Response,
+            encode(&Sealed { seq, ciphertext }),
+        ))
+    }
+}

@@ -1,0 +1,111 @@
+//! The one crypto provider and the TLS 1.3-only configurations.
+//!
+//! rustls defaults to aws-lc-rs while rcgen defaults to ring; with both
+//! compiled in, rustls's implicit default provider panics. The whole tree is
+//! therefore built with ring only, and every config is made here with the
+//! provider passed explicitly.
+
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
+
+/// Errors building a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("the CA root certificate cannot be used as a trust anchor: {0}")]
+    BadRoot(String),
+    #[error("the certificate and private key cannot be used for TLS: {0}")]
+    BadIdentity(String),
+}
+
+/// The ring provider, the only one in this tree.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A root store holding exactly one trust anchor: our CA root. No system
+/// roots are ever added.
+pub fn root_store(root: &CertificateDer<'_>) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(root.clone().into_owned())
+        .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
+    Ok(roots)
+}
+
+/// A TLS 1.3-only server config presenting `chain` with `key`.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsSetupError> {
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))
+}
+
+/// A TLS 1.3-only client config that trusts only `root`, checking the chain,
+/// the name, the validity period and the serverAuth EKU (rustls's WebPKI
+/// verifier does all four).
+pub fn client_config(root: &CertificateDer<'_>) -> Result<ClientConfig, TlsSetupError> {
+    let verifier = server_verifier(root)?;
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// The standard WebPKI server verifier over our single root.
+pub fn server_verifier(
+    root: &CertificateDer<'_>,
+) -> Result<Arc<dyn ServerCertVerifier>, TlsSetupError> {
+    let roots = Arc::new(root_store(root)?);
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
+    Ok(verifier)
+}
+
+/// Why a peer's certificate was refused, in words a user can act on.
+///
+/// rustls reports these as nested enums; a learner wants to read "unknown
+/// issuer" and what to do about it.
+pub fn describe_tls_error(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::InvalidCertificate(cert_err) => match cert_err {
+            CertificateError::UnknownIssuer => "certificate verification failed: unknown issuer (the certificate does not chain to the CA root you trust; check --ca)".into(),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!("certificate verification failed: name mismatch (the certificate is not valid for the expected name; check --name) [{cert_err:?}]")
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate verification failed: expired (the certificate's validity has ended; re-enroll it)".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate verification failed: not valid yet (check the clocks)".into()
+            }
+            CertificateError::Revoked => "certificate verification failed: revoked".into(),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "certificate verification failed: wrong purpose (the certificate lacks the required extended key usage)".into()
+            }
+            CertificateError::BadSignature => {
+                "certificate verification failed: bad signature".into()
+            }
+            other => format!("certificate verification failed: {other:?}"),
+        },
+        other => format!("TLS error: {other}"),
+    }
+}
+
+/// Finds the rustls error inside an I/O error from a TLS stream, if any.
+pub fn tls_error_in(err: &std::io::Error) -> Option<&rustls::Error> {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}

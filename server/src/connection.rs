@@ -1,0 +1,207 @@
+//! One client connection, steps 3 to 8, in the order of `docs/protocol.md`.
+//!
+//! A connection starts either with a hello (a new registration, steps 3 to
+//! 6, then requests) or with a service request on a session registered
+//! earlier. Any refusal is logged, sent to the client as an alert, and
+//! closes the connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pki_common::proto::handshake::{accept_hello, request_session_id, Clock};
+use pki_common::proto::message::{Response, SessionGranted, SessionSealed, Status};
+use pki_common::proto::{read_frame, write_frame, Frame, Kind, ProtoError, EXPORTER_LABEL};
+use rand::RngCore;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tracing::{info, warn};
+
+use crate::service::RequestContext;
+use crate::sessions::Session;
+use crate::Shared;
+
+type Stream = TlsStream<TcpStream>;
+
+/// Serves one TLS connection until the client closes it or a step fails.
+pub async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) {
+    match run(&mut stream, peer, &shared).await {
+        Ok(()) | Err(ProtoError::Closed) => {}
+        Err(err) => {
+            warn!("refused {peer}: {err}");
+            if let Some(alert) = Frame::alert_for(&err) {
+                let _ = write_frame(&mut stream, &alert).await;
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn clock(shared: &Shared) -> Clock {
+    Clock {
+        now: pki_common::unix_now(),
+        skew: shared.config.skew_secs,
+    }
+}
+
+async fn next_frame(
+    stream: &mut Stream,
+    shared: &Shared,
+    waiting_for: &'static str,
+) -> Result<Frame, ProtoError> {
+    tokio::time::timeout(
+        shared.config.idle_timeout,
+        read_frame(stream, shared.config.max_frame),
+    )
+    .await
+    .map_err(|_| ProtoError::Timeout(waiting_for))?
+}
+
+async fn run(stream: &mut Stream, peer: SocketAddr, shared: &Shared) -> Result<(), ProtoError> {
+    let first = next_frame(stream, shared, "the first frame").await?;
+    let first = match first.kind {
+        Kind::Hello => {
+            register(stream, peer, shared, &first).await?;
+            next_frame(stream, shared, "a service request").await?
+        }
+        _ => first,
+    };
+    let mut frame = first;
+    loop {
+        let (session_id, sealed) = request_session_id(&frame)?;
+        let response = answer(shared, &session_id, &sealed)?;
+        write_frame(stream, &response).await?;
+        frame = match next_frame(stream, shared, "a service request").await {
+            Err(ProtoError::Closed) => return Ok(()),
+            other => other?,
+        };
+    }
+}
+
+/// Steps 3 to 6.
+async fn register(
+    stream: &mut Stream,
+    peer: SocketAddr,
+    shared: &Shared,
+    hello_frame: &Frame,
+) -> Result<(), ProtoError> {
+    let mut exporter = [0u8; 32];
+    stream
+        .get_ref()
+        .1
+        .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
+        .map_err(|e| ProtoError::Signing(format!("TLS exporter: {e}")))?;
+
+    // Steps 3 and 4.
+    let identity = &shared.identity;
+    let (mut registering, proof) = accept_hello(
+        hello_frame,
+        exporter,
+        &shared.config.names,
+        identity.signer.as_ref(),
+        clock(shared),
+    )?;
+    info!(
+        "phase 2 · step 3: hello from {peer} for {}",
+        registering.hello.expected_server
+    );
+    write_frame(stream, &proof).await?;
+    info!(
+        "phase 2 · step 4: sent server proof, signed with the key of certificate {}",
+        identity.info.short_serial()
+    );
+
+    // Step 5.
+    let reg_frame = next_frame(stream, shared, "the registration").await?;
+    let registration = registering.on_registration(&reg_frame, clock(shared))?;
+    info!(
+        "phase 2 · step 5: registration from client {:?} at {} (unauthenticated client id)",
+        registration.client_id, registration.client_addr
+    );
+
+    // Step 6.
+    let mut session_id = [0u8; 16];
+    rand::rng().fill_bytes(&mut session_id);
+    let now = pki_common::unix_now();
+    let lifetime = shared.config.session_lifetime.as_secs();
+    let granted = SessionGranted {
+        session_id,
+        lifetime_secs: lifetime,
+        client_id: registration.client_id.clone(),
+        timestamp: now,
+    };
+    let (grant_frame, keys) = registering.grant(&granted)?;
+    let stored = shared.sessions.insert(
+        session_id,
+        Session {
+            client_id: registration.client_id.clone(),
+            client_authenticated: false,
+            expires_at: now.saturating_add(lifetime),
+            requests: 0,
+            keys,
+        },
+        now,
+    );
+    if !stored {
+        return Err(ProtoError::Signing(
+            "the server's session table is full; try again later".into(),
+        ));
+    }
+    write_frame(stream, &grant_frame).await?;
+    info!(
+        "phase 2 · step 6: granted session {} to {:?} for {}s",
+        hex::encode(&session_id[..4]),
+        registration.client_id,
+        lifetime
+    );
+    Ok(())
+}
+
+/// Steps 7 and 8 for one request.
+fn answer(
+    shared: &Shared,
+    session_id: &[u8; 16],
+    sealed: &SessionSealed,
+) -> Result<Frame, ProtoError> {
+    let handle = shared
+        .sessions
+        .get(session_id)
+        .ok_or(ProtoError::UnknownSession)?;
+    let mut session = handle.lock().unwrap_or_else(|p| p.into_inner());
+    let clock = clock(shared);
+    if clock.now >= session.expires_at {
+        drop(session);
+        shared.sessions.remove(session_id);
+        return Err(ProtoError::SessionExpired);
+    }
+    let request = session.keys.open_request(sealed, clock)?;
+    session.requests += 1;
+    info!(
+        "phase 3 · step 7: request {:?} from {:?} on session {}",
+        request.name,
+        session.client_id,
+        hex::encode(&session_id[..4])
+    );
+    let ctx = RequestContext {
+        client_id: &session.client_id,
+        client_authenticated: session.client_authenticated,
+        expires_at: session.expires_at,
+        requests: session.requests,
+    };
+    let (status, data) = shared.service.answer(&request.name, &ctx, &request.body);
+    let frame = session.keys.seal_response(&Response {
+        status,
+        data,
+        timestamp: clock.now,
+    })?;
+    info!(
+        "phase 3 · step 8: answered {:?} with {}",
+        request.name,
+        match status {
+            Status::Ok => "ok",
+            Status::NotFound => "not found",
+            Status::BadRequest => "bad request",
+        }
+    );
+    Ok(frame)
+}

@@ -1,0 +1,218 @@
+//! `pki-server`: the application server.
+//!
+//! Phase 1: it makes its own key and enrolls with the CA by CSR (or reuses
+//! a still-good certificate). Phases 2 and 3: it serves clients over TLS
+//! 1.3, proves its identity inside the application protocol, grants
+//! sessions and answers requests under the session keys.
+//!
+//! # Layout
+//! - [`identity`]: phase 1, reuse or enroll.
+//! - [`connection`]: one connection, steps 3 to 8.
+//! - [`sessions`]: the bounded session table.
+//! - [`service`]: the named requests (`memo`, `whoami`, `echo`).
+//! - [`AppServer`]: the listener, connection cap and graceful shutdown.
+
+pub mod connection;
+pub mod identity;
+pub mod service;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use pki_common::enroll::Retry;
+use pki_common::shutdown::Shutdown;
+
+use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
+use service::Service;
+use sessions::SessionTable;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The names the server enrolls for and answers to; the first is the
+    /// identity clients expect by default.
+    pub names: Vec<String>,
+    /// Holds ca.pem, server.key and server.pem.
+    pub certs_dir: PathBuf,
+    pub enrollment: Enrollment,
+    pub session_lifetime: Duration,
+    /// Allowed clock difference from clients' timestamps, in seconds.
+    pub skew_secs: u64,
+    pub max_frame: usize,
+    /// How long the TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// How long a connection may wait for its next frame.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_sessions: usize,
+    /// How long in-flight connections get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            names: vec!["app.pki.test".into()],
+            certs_dir: PathBuf::from("certs"),
+            enrollment: Enrollment {
+                ca_url: "https://127.0.0.1:8443".into(),
+                ca_name: None,
+                token: None,
+                retry: Retry::default(),
+            },
+            session_lifetime: Duration::from_secs(3600),
+            skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
+            max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_sessions: 100_000,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("phase 1 failed: {0}")]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Tls(#[from] pki_common::tls::TlsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every connection task shares.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub identity: Identity,
+    pub sessions: SessionTable,
+    pub service: Service,
+}
+
+/// A bound application server.
+pub struct AppServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+}
+
+impl AppServer {
+    /// Phase 1 (reuse or enroll), then binds the listener.
+    pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let files = IdentityFiles::in_dir(&config.certs_dir);
+        let identity = identity::obtain(&files, &config.names, &config.enrollment).await?;
+        Self::bind(config, identity, Service::default()).await
+    }
+
+    /// Binds with a given identity and service (tests build their own).
+    pub async fn bind(
+        config: ServerConfig,
+        identity: Identity,
+        service: Service,
+    ) -> Result<Self, ServerError> {
+        let tls =
+            pki_common::tls::server_config(vec![identity.cert.clone()], identity.key.clone_key())?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(AppServer {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            shared: Arc::new(Shared {
+                sessions: SessionTable::new(config.max_sessions),
+                config,
+                identity,
+                service,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (sessions, identity), for inspection.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` fires, then drains.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!(
+            "server listening on {addr} (TLS 1.3) as {}",
+            self.shared.config.names.join(", ")
+        );
+        let limit = Arc::new(Semaphore::new(self.shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.wait() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                warn!("refused {peer}: connection limit reached");
+                drop(tcp);
+                continue;
+            };
+            while tasks.try_join_next().is_some() {}
+            let acceptor = self.acceptor.clone();
+            let shared = self.shared.clone();
+            let mut conn_shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                let handshake =
+                    tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!("TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!("TLS handshake with {peer} timed out");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = connection::serve(stream, peer, shared) => {}
+                    _ = conn_shutdown.wait() => {}
+                }
+            });
+        }
+        info!("server shutting down: no longer accepting");
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.shared.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `pki-server`: the application server's command line.
+//!
+//! Usage:
+//!   pki-server [--listen 127.0.0.1:9443] [--name app.pki.test]
+//!              [--ca-url https://127.0.0.1:8443] [--token <t>]
+//!
+//! Phase 1 reuses certs/server.{key,pem} or enrolls with the token; then the
+//! server serves phases 2 and 3 until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use pki_common::enroll::Retry;
+use pki_server::identity::Enrollment;
+use pki_server::{AppServer, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "pki-server", version, about = "The application server")]
+struct Cli {
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    /// A name to enroll for and answer to (repeatable; the first is primary).
+    #[arg(long = "name", default_values = ["app.pki.test"])]
+    names: Vec<String>,
+    /// Directory holding ca.pem, server.key and server.pem.
+    #[arg(long, env = "PKI_CERTS_DIR", default_value = "certs")]
+    dir: PathBuf,
+    /// The CA's URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    ca_url: String,
+    /// The name the CA's certificate must carry (default: the URL's host).
+    #[arg(long)]
+    ca_name: Option<String>,
+    /// An enrollment token from `pki-ca token`, used if enrollment is needed.
+    #[arg(long, env = "PKI_TOKEN")]
+    token: Option<String>,
+    /// How long to keep retrying while the CA cannot be reached.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    enroll_deadline: Duration,
+    /// Lifetime of granted sessions.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    session_lifetime: Duration,
+    /// Allowed clock skew for protocol timestamps.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    skew: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    pki_common::logging::init();
+    let cli = Cli::parse();
+    let config = ServerConfig {
+        listen: cli.listen,
+        names: cli.names,
+        certs_dir: cli.dir,
+        enrollment: Enrollment {
+            ca_url: cli.ca_url,
+            ca_name: cli.ca_name,
+            token: cli.token,
+            retry: Retry {
+                deadline: cli.enroll_deadline,
+                ..Retry::default()
+            },
+        },
+        session_lifetime: cli.session_lifetime,
+        skew_secs: cli.skew.as_secs(),
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let (trigger, shutdown) = pki_common::shutdown::channel();
+        let server = tokio::select! {
+            s = AppServer::start(config) => s.context("pki-server cannot start")?,
+            _ = pki_common::shutdown::os_signal() => return Ok(()),
+        };
+        tokio::spawn(async move {
+            pki_common::shutdown::os_signal().await;
+            trigger.trigger();
+        });
+        server.run(shutdown).await;
+        tracing::info!("server stopped");
+        Ok(())
+    })
+}
