@@ -1,0 +1,41 @@
+# The two commands a newcomer needs:
+#   make run-all   the whole flow: CA, server enrollment, client memo request
+#   make test      every test (unit, integration, end-to-end, openssl interop)
+
+CARGO ?= cargo
+CERTS ?= certs
+CA_LISTEN ?= 127.0.0.1:8443
+SERVER_LISTEN ?= 127.0.0.1:9443
+SERVER_NAME ?= app.pki.test
+CLIENT_ID ?= client1
+REQUEST ?= memo
+
+.PHONY: all build run-all test lint fmt clean-certs clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --bins
+
+run-all: build
+	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
+	SERVER_NAME=$(SERVER_NAME) CLIENT_ID=$(CLIENT_ID) REQUEST=$(REQUEST) \
+	bash scripts/run-all.sh
+
+# The end-to-end tests run the binaries, so they are built first.
+test: build
+	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-certs:
+	find $(CERTS) -mindepth 1 ! -name README.md -delete
+
+clean: clean-certs
+	$(CARGO) clean
