@@ -1,0 +1,456 @@
+//! Phase 1 against a real CA listener: enrollment, the issued certificate
+//! as openssl sees it, CSRs made by openssl, and every refusal with its
+//! specific error.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pki_ca::authority::{init_root, InitOutcome};
+use pki_ca::policy::IssuancePolicy;
+use pki_ca::token::Profile;
+use pki_common::cert::{CertInfo, Purpose};
+use pki_common::enroll::{enroll, EnrollError, Retry};
+use pki_common::files;
+use pki_tests::{bounded, openssl_ok, TestPki};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+fn write(dir: &Path, name: &str, contents: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Makes a CSR with `openssl req`; `key_args` choose the key, `extra` adds
+/// arguments such as `-addext`.
+fn openssl_csr(dir: &Path, tag: &str, key_args: &[&str], cn: &str, extra: &[&str]) -> Vec<u8> {
+    let key = dir.join(format!("{tag}.key"));
+    let csr = dir.join(format!("{tag}.csr"));
+    let subj = format!("/CN={cn}");
+    let mut args = vec!["req", "-new", "-nodes"];
+    args.extend_from_slice(key_args);
+    args.extend_from_slice(&[
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+        "-subj",
+        &subj,
+    ]);
+    args.extend_from_slice(extra);
+    openssl_ok(&args);
+    std::fs::read(csr).unwrap()
+}
+
+fn p256() -> Vec<&'static str> {
+    vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+}
+
+async fn expect_refusal(
+    pki: &TestPki,
+    token: Option<&str>,
+    body: Vec<u8>,
+    status: u16,
+    code: &str,
+) {
+    let resp = pki.post_csr(token, body).await;
+    let err = resp.error_body().unwrap_or_else(|| {
+        panic!(
+            "expected a JSON error, got {} {:?}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        )
+    });
+    assert_eq!(
+        (resp.status.as_u16(), err.error.as_str()),
+        (status, code),
+        "{}",
+        err.detail
+    );
+    assert!(!err.detail.is_empty());
+}
+
+fn cert_of(resp: &pki_common::https::Response) -> CertificateDer<'static> {
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    CertificateDer::from_pem_slice(&resp.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let token = pki.token(&["app.pki.test", "127.0.0.1"], Profile::Server);
+        let names = vec!["app.pki.test".to_string(), "127.0.0.1".to_string()];
+        let enrolled = enroll(
+            &pki.ca_client(),
+            &pki.root(),
+            &names,
+            &token,
+            Purpose::ServerAuth,
+            Retry::default(),
+        )
+        .await
+        .unwrap();
+        let pem = write(
+            pki.dir(),
+            "leaf.pem",
+            files::cert_to_pem(&enrolled.cert).as_bytes(),
+        );
+        let root = pki.root_path();
+        let root = root.to_str().unwrap();
+
+        let verify = openssl_ok(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            root,
+            &pem,
+        ]);
+        assert!(verify.contains(": OK"), "{verify}");
+
+        let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
+        for expected in [
+            "Subject: CN = app.pki.test",
+            "DNS:app.pki.test, IP Address:127.0.0.1",
+            "X509v3 Basic Constraints: critical\n                CA:FALSE",
+            "X509v3 Key Usage: critical\n                Digital Signature\n",
+            "X509v3 Extended Key Usage: \n                TLS Web Server Authentication",
+            "X509v3 Subject Key Identifier",
+            "X509v3 Authority Key Identifier",
+            "Issuer: O = pki-auth, CN = pki-auth Root CA",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        // The AKI is the root's SKI.
+        let root_text = openssl_ok(&["x509", "-in", root, "-noout", "-text"]);
+        let ski = |t: &str, label: &str| {
+            let at = t.find(label).unwrap();
+            t[at..].lines().nth(1).unwrap().trim().to_string()
+        };
+        assert_eq!(
+            ski(&text, "X509v3 Authority Key Identifier"),
+            ski(&root_text, "X509v3 Subject Key Identifier")
+        );
+        // notBefore is backdated; the default lifetime is 30 days.
+        let info = &enrolled.info;
+        let now = pki_common::unix_now() as i64;
+        assert!(info.not_before <= now - 240 && info.not_before >= now - 400);
+        assert!((info.not_after - now - 30 * 24 * 3600).abs() < 60);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_has_the_extensions_of_a_ca_and_init_keeps_it() {
+    let pki = TestPki::start().await;
+    let root = pki.root_path();
+    let text = openssl_ok(&["x509", "-in", root.to_str().unwrap(), "-noout", "-text"]);
+    for expected in [
+        "X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0",
+        "X509v3 Key Usage: critical\n                Certificate Sign, CRL Sign",
+        "X509v3 Subject Key Identifier",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let info = CertInfo::parse(&pki.root()).unwrap();
+    let years = (info.not_after - info.not_before) as f64 / (365.25 * 24.0 * 3600.0);
+    assert!((9.9..10.1).contains(&years), "{years}");
+    let serial = hex::decode(&info.serial_hex).unwrap();
+    assert!(serial.len() >= 8 && serial.len() <= 20 && serial[0] & 0x80 == 0);
+
+    // A second init keeps the root; --force replaces it.
+    let before = std::fs::read(&root).unwrap();
+    let kept = init_root(&pki.paths, Duration::from_secs(3600), false).unwrap();
+    assert!(matches!(kept, InitOutcome::KeptExisting(_)));
+    assert_eq!(std::fs::read(&root).unwrap(), before);
+    let forced = init_root(&pki.paths, Duration::from_secs(3600), true).unwrap();
+    assert!(matches!(forced, InitOutcome::Created(_)));
+    assert_ne!(std::fs::read(&root).unwrap(), before);
+    let key_text = openssl_ok(&[
+        "pkey",
+        "-in",
+        pki.paths.root_key().to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(key_text.contains("P-256"), "{key_text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_csrs_are_issued_from_policy_not_from_the_csr() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = pki.dir();
+        let root = pki.root_path();
+        let root = root.to_str().unwrap();
+        let cases: Vec<(&str, Vec<&str>, Vec<&str>, &str)> = vec![
+            ("p256", p256(), vec![], "Digital Signature\n"),
+            (
+                "rsa2048",
+                vec!["-newkey", "rsa:2048"],
+                vec![],
+                "Digital Signature, Key Encipherment",
+            ),
+            (
+                "ed25519",
+                vec!["-newkey", "ed25519"],
+                vec![],
+                "Digital Signature\n",
+            ),
+            (
+                "extra",
+                p256(),
+                vec![
+                    "-addext",
+                    "subjectAltName=DNS:app.pki.test",
+                    "-addext",
+                    "nsComment=hello",
+                    "-addext",
+                    "extendedKeyUsage=codeSigning",
+                ],
+                "Digital Signature\n",
+            ),
+            (
+                "ca-true",
+                p256(),
+                vec![
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+                "Digital Signature\n",
+            ),
+        ];
+        for (tag, key, extra, usage) in cases {
+            let csr = openssl_csr(dir, tag, &key, "app.pki.test", &extra);
+            let token = pki.token(&["app.pki.test"], Profile::Server);
+            let cert = cert_of(&pki.post_csr(Some(&token), csr).await);
+            let pem = write(
+                dir,
+                &format!("{tag}.pem"),
+                files::cert_to_pem(&cert).as_bytes(),
+            );
+            let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
+            assert!(text.contains("CA:FALSE"), "{tag}: {text}");
+            assert!(!text.contains("CA:TRUE"), "{tag}: {text}");
+            assert!(!text.contains("Certificate Sign"), "{tag}: {text}");
+            assert!(!text.contains("Code Signing"), "{tag}: {text}");
+            assert!(!text.contains("hello"), "{tag}: {text}");
+            assert!(
+                text.contains(usage),
+                "{tag}: expected key usage {usage:?} in {text}"
+            );
+            assert!(
+                text.contains("TLS Web Server Authentication"),
+                "{tag}: {text}"
+            );
+            let verify = openssl_ok(&[
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                root,
+                &pem,
+            ]);
+            assert!(verify.contains(": OK"), "{tag}: {verify}");
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_profile_gets_client_auth() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let csr = openssl_csr(pki.dir(), "c", &p256(), "client1.pki.test", &[]);
+        let token = pki.token(&["client1.pki.test"], Profile::Client);
+        let cert = cert_of(&pki.post_csr(Some(&token), csr).await);
+        let pem = write(pki.dir(), "c.pem", files::cert_to_pem(&cert).as_bytes());
+        let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_csr_twice_gets_two_serials() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let csr = openssl_csr(pki.dir(), "twice", &p256(), "app.pki.test", &[]);
+        let mut serials = Vec::new();
+        for _ in 0..2 {
+            let token = pki.token(&["app.pki.test"], Profile::Server);
+            let cert = cert_of(&pki.post_csr(Some(&token), csr.clone()).await);
+            let info = CertInfo::parse(&cert).unwrap();
+            let serial = hex::decode(&info.serial_hex).unwrap();
+            assert!(serial.len() >= 8 && serial.len() <= 20 && serial[0] & 0x80 == 0);
+            serials.push(info.serial_hex);
+        }
+        assert_ne!(serials[0], serials[1]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_each_give_their_specific_error() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = pki.dir();
+        let good = openssl_csr(dir, "good", &p256(), "app.pki.test", &[]);
+
+        // Bad CSR signature: flip a bit in the last byte (inside the signature).
+        let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(&good).unwrap();
+        let mut tampered = der.as_ref().to_vec();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0x01;
+        let t = pki.token(&["app.pki.test"], Profile::Server);
+        expect_refusal(&pki, Some(&t), tampered, 400, "bad_csr_signature").await;
+
+        // RSA-1024.
+        let rsa1024 = openssl_csr(
+            dir,
+            "rsa1024",
+            &["-newkey", "rsa:1024"],
+            "app.pki.test",
+            &[],
+        );
+        expect_refusal(&pki, Some(&t), rsa1024, 400, "unsupported_key").await;
+
+        // A name the token does not cover, in the CN or in the SAN.
+        let evil = openssl_csr(dir, "evil", &p256(), "evil.pki.test", &[]);
+        expect_refusal(&pki, Some(&t), evil, 403, "name_not_authorized").await;
+        let evil_san = openssl_csr(
+            dir,
+            "evilsan",
+            &p256(),
+            "app.pki.test",
+            &[
+                "-addext",
+                "subjectAltName=DNS:app.pki.test,DNS:evil.pki.test",
+            ],
+        );
+        expect_refusal(&pki, Some(&t), evil_san, 403, "name_not_authorized").await;
+
+        // Garbage body.
+        expect_refusal(&pki, Some(&t), b"not a csr at all".to_vec(), 400, "bad_csr").await;
+
+        // Oversized body.
+        expect_refusal(
+            &pki,
+            Some(&t),
+            vec![b'A'; 100 * 1024],
+            413,
+            "body_too_large",
+        )
+        .await;
+
+        // Missing, malformed and unknown tokens.
+        expect_refusal(&pki, None, good.clone(), 401, "missing_token").await;
+        expect_refusal(&pki, Some("hello"), good.clone(), 401, "malformed_token").await;
+        let unknown = format!("pkiet1.{}.{}", "0".repeat(16), "1".repeat(64));
+        expect_refusal(&pki, Some(&unknown), good.clone(), 401, "unknown_token").await;
+
+        // The refusals above did not consume the token: it still works once.
+        cert_of(&pki.post_csr(Some(&t), good.clone()).await);
+        // Reused token.
+        expect_refusal(&pki, Some(&t), good.clone(), 401, "token_used").await;
+
+        // Expired token.
+        let expired = pki
+            .ca
+            .mint_token(&["app.pki.test".into()], Profile::Server, Duration::ZERO)
+            .unwrap()
+            .to_string();
+        expect_refusal(&pki, Some(&expired), good, 401, "token_expired").await;
+
+        // Unknown endpoint.
+        let resp = pki.ca_client().get("/v1/nothing").await.unwrap();
+        assert_eq!(resp.status, 404);
+        assert_eq!(resp.error_body().unwrap().error, "not_found");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_reports_the_cas_refusal() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let token = pki.token(&["app.pki.test"], Profile::Server);
+        let names = vec!["other.pki.test".to_string()];
+        let err = enroll(&pki.ca_client(), &pki.root(), &names, &token, Purpose::ServerAuth, Retry::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EnrollError::Refused { status: 403, error, .. } if error == "name_not_authorized"),
+            "{err}"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_root_endpoints() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let health = pki.ca_client().get("/health").await.unwrap();
+        assert_eq!(health.status, 200);
+        let root = pki.ca_client().get("/v1/root").await.unwrap();
+        assert_eq!(root.status, 200);
+        assert_eq!(
+            CertificateDer::from_pem_slice(&root.body).unwrap(),
+            pki.root()
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_records_every_issuance_and_survives_a_restart() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let csr = openssl_csr(pki.dir(), "l", &p256(), "app.pki.test", &[]);
+        let token = pki.token(&["app.pki.test"], Profile::Server);
+        let cert = cert_of(&pki.post_csr(Some(&token), csr.clone()).await);
+        let serial = CertInfo::parse(&cert).unwrap().serial_hex;
+
+        // Restart: a new CA process over the same directory.
+        let TestPki { dir, ca, .. } = pki;
+        drop(ca);
+        let pki = TestPki::serve_in(dir, IssuancePolicy::default()).await;
+        let records = pki.ca.ledger().certificates().unwrap();
+        let rec = records
+            .iter()
+            .find(|r| r.serial_hex == serial)
+            .expect("issued cert in the ledger");
+        assert_eq!(rec.der, cert.as_ref());
+        assert_eq!(rec.names, vec!["app.pki.test".to_string()]);
+        assert_eq!(rec.profile, Profile::Server);
+        assert!(rec.token_id.is_some());
+        // The used token stays used across the restart.
+        expect_refusal(&pki, Some(&token), csr, 401, "token_used").await;
+        // The ledger also holds the CA's own TLS certificates (one per start).
+        assert_eq!(records.iter().filter(|r| r.token_id.is_none()).count(), 2);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetime_is_configurable() {
+    bounded(async {
+        let pki = TestPki::start_with(IssuancePolicy {
+            lifetime: Duration::from_secs(3600),
+            ..IssuancePolicy::default()
+        })
+        .await;
+        let csr = openssl_csr(pki.dir(), "short", &p256(), "app.pki.test", &[]);
+        let token = pki.token(&["app.pki.test"], Profile::Server);
+        let info = CertInfo::parse(&cert_of(&pki.post_csr(Some(&token), csr).await)).unwrap();
+        assert!((info.not_after - pki_common::unix_now() as i64 - 3600).abs() < 60);
+    })
+    .await
+}
