@@ -77,7 +77,15 @@ pub fn init_root(
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "pki-auth");
-    dn.push(DnType::CommonName, "pki-auth Root CA");
+    // A random suffix keeps roots of different installations apart: with
+    // one shared name, a peer holding another installation's root would
+    // report "bad signature" instead of "unknown issuer".
+    let mut suffix = [0u8; 4];
+    rand::rng().fill_bytes(&mut suffix);
+    dn.push(
+        DnType::CommonName,
+        format!("pki-auth Root CA {}", hex::encode(suffix)),
+    );
     params.distinguished_name = dn;
     params.serial_number = Some(random_serial());
     // Path length 0: this root signs end-entity certificates only.

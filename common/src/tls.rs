@@ -96,7 +96,7 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
                 "certificate verification failed: wrong purpose (the certificate lacks the required extended key usage)".into()
             }
             CertificateError::BadSignature => {
-                "certificate verification failed: bad signature".into()
+                "certificate verification failed: bad signature (the certificate names your CA root as issuer but was not signed by it)".into()
             }
             other => format!("certificate verification failed: {other:?}"),
         },

@@ -248,3 +248,25 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+impl TestPki {
+    /// Enrolls a fresh key for `names` and returns it as a server identity.
+    pub async fn enroll_identity(&self, names: &[&str]) -> Identity {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let token = self.token(
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            Profile::Server,
+        );
+        let enrolled = pki_common::enroll::enroll(
+            &self.ca_client(),
+            &self.root(),
+            &names,
+            &token,
+            pki_common::cert::Purpose::ServerAuth,
+            Retry::default(),
+        )
+        .await
+        .unwrap();
+        Identity::from_parts(self.root(), enrolled.cert, &enrolled.key_pem).unwrap()
+    }
+}
