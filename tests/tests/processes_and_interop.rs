@@ -1,0 +1,273 @@
+//! The three binaries as processes, the way `make run-all` runs them, and
+//! TLS interoperability with openssl in both directions.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pki_ca::token::Profile;
+use pki_client::{ClientError, Connection};
+use pki_common::files;
+use pki_tests::{binary, bounded, free_port, openssl, wait_for_port, TestPki};
+use rustls::CertificateError;
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Reaped {
+    Reaped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_binaries_run_the_whole_flow_and_a_second_run_reuses() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().to_str().unwrap();
+        let ca_port = free_port();
+        let server_port = free_port();
+        let ca_listen = format!("127.0.0.1:{ca_port}");
+        let server_listen = format!("127.0.0.1:{server_port}");
+
+        let init = run(Command::new(binary("pki-ca")).args(["--dir", certs, "init"]));
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+
+        // Two rounds, as `make run-all` twice in a row: the second reuses the
+        // root and the server certificate.
+        let mut serials = Vec::new();
+        for _ in 0..2 {
+            let _ca = spawn(
+                Command::new(binary("pki-ca"))
+                    .args(["--dir", certs, "serve", "--listen", &ca_listen]),
+            );
+            wait_for_port(ca_listen.parse().unwrap(), Duration::from_secs(20)).await;
+            let token = run(Command::new(binary("pki-ca")).args([
+                "--dir",
+                certs,
+                "token",
+                "--name",
+                "app.pki.test",
+            ]));
+            assert!(token.status.success());
+            let token = String::from_utf8(token.stdout).unwrap();
+            assert_eq!(
+                token.lines().count(),
+                1,
+                "the token is printed alone on stdout"
+            );
+            let _server = spawn(Command::new(binary("pki-server")).args([
+                "--dir",
+                certs,
+                "--listen",
+                &server_listen,
+                "--ca-url",
+                &format!("https://{ca_listen}"),
+                "--token",
+                token.trim(),
+            ]));
+            wait_for_port(server_listen.parse().unwrap(), Duration::from_secs(20)).await;
+            let client = run(Command::new(binary("pki-client")).args([
+                "--server",
+                &server_listen,
+                "--ca",
+                &format!("{certs}/ca.pem"),
+                "request",
+                "memo",
+            ]));
+            let stderr = String::from_utf8_lossy(&client.stderr);
+            assert!(client.status.success(), "{stderr}");
+            assert_eq!(
+                String::from_utf8_lossy(&client.stdout),
+                "take cis3319 class this morning\n"
+            );
+            for step in 3..=8 {
+                assert!(
+                    stderr.contains(&format!("step {step}:")),
+                    "step {step} not narrated:\n{stderr}"
+                );
+            }
+            let cert = files::read_cert(&dir.path().join("server.pem")).unwrap();
+            serials.push(pki_common::cert::CertInfo::parse(&cert).unwrap().serial_hex);
+        }
+        assert_eq!(
+            serials[0], serials[1],
+            "the second run should reuse the server certificate"
+        );
+
+        // A client that trusts another CA exits non-zero with a one-line reason.
+        let _ca = spawn(
+            Command::new(binary("pki-ca")).args(["--dir", certs, "serve", "--listen", &ca_listen]),
+        );
+        let _server = spawn(Command::new(binary("pki-server")).args([
+            "--dir",
+            certs,
+            "--listen",
+            &server_listen,
+        ]));
+        wait_for_port(server_listen.parse().unwrap(), Duration::from_secs(20)).await;
+        let other = tempfile::tempdir().unwrap();
+        let other_certs = other.path().to_str().unwrap();
+        assert!(
+            run(Command::new(binary("pki-ca")).args(["--dir", other_certs, "init"]))
+                .status
+                .success()
+        );
+        let refused = run(Command::new(binary("pki-client")).args([
+            "--server",
+            &server_listen,
+            "--ca",
+            &format!("{other_certs}/ca.pem"),
+            "request",
+            "memo",
+        ]));
+        assert!(!refused.status.success());
+        assert!(refused.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("pki-client: ") && last.contains("unknown issuer"),
+            "{stderr}"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_completes_a_tls13_handshake_with_the_server() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let server = pki.start_server(|_| {}).await;
+        let root = pki.root_path();
+        let connect = server.addr.to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-tls1_3",
+                    "-connect",
+                    &connect,
+                    "-servername",
+                    "app.pki.test",
+                    "-CAfile",
+                    root.to_str().unwrap(),
+                    "-verify_return_error",
+                    "-verify_hostname",
+                    "app.pki.test",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("openssl must be installed");
+            // Closing stdin makes s_client exit after the handshake.
+            drop(child.stdin.take());
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("Verify return code: 0 (ok)"), "{stdout}");
+        assert!(stdout.contains("TLSv1.3"), "{stdout}");
+    })
+    .await
+}
+
+/// Runs `openssl s_server` presenting `cert`/`key` on a free port.
+async fn s_server(dir: &Path, cert: &str, key: &str) -> (Reaped, SocketAddr) {
+    let port = free_port();
+    let child = spawn(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-tls1_3",
+                "-accept",
+                &port.to_string(),
+                "-cert",
+                cert,
+                "-key",
+                key,
+                "-www",
+            ])
+            .current_dir(dir),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for_port(addr, Duration::from_secs(20)).await;
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca() {
+    bounded(async {
+        let _ = openssl(&["version"]);
+        let pki = TestPki::start().await;
+        let other = TestPki::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        for (tag, ca, expect_ok) in [("ours", &pki, true), ("theirs", &other, false)] {
+            let token = ca.token(&["app.pki.test"], Profile::Server);
+            let names = vec!["app.pki.test".to_string()];
+            let enrolled = pki_common::enroll::enroll(
+                &ca.ca_client(),
+                &ca.root(),
+                &names,
+                &token,
+                pki_common::cert::Purpose::ServerAuth,
+                pki_common::enroll::Retry::default(),
+            )
+            .await
+            .unwrap();
+            let cert = dir.path().join(format!("{tag}.pem"));
+            let key = dir.path().join(format!("{tag}.key"));
+            files::write_public(&cert, &files::cert_to_pem(&enrolled.cert)).unwrap();
+            files::write_private_key(&key, &enrolled.key_pem).unwrap();
+            let (_child, addr) =
+                s_server(dir.path(), cert.to_str().unwrap(), key.to_str().unwrap()).await;
+            let result = Connection::connect(&pki.client_config(addr)).await;
+            if expect_ok {
+                let conn = result
+                    .unwrap_or_else(|e| panic!("TLS verification against s_server failed: {e}"));
+                conn.close().await;
+            } else {
+                let err = result.err().unwrap();
+                assert!(
+                    matches!(
+                        &err,
+                        ClientError::Tls {
+                            source: rustls::Error::InvalidCertificate(
+                                CertificateError::UnknownIssuer
+                            ),
+                            ..
+                        }
+                    ),
+                    "{err}"
+                );
+            }
+        }
+    })
+    .await
+}
