@@ -86,11 +86,12 @@ async fn sign(
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(target: "audit", "audit: refused CSR: body_too_large");
             return problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "the request body exceeds the CA's limit; a CSR is a few KiB",
-            )
+            );
         }
         Err(rejection) => {
             return problem(

@@ -96,6 +96,13 @@ impl SqliteLedger {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path)?;
+        #[cfg(unix)]
+        {
+            // Only the CA reads its ledger; SQLite gives the -wal and -shm
+            // files the same mode as the database.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         // WAL with synchronous=FULL: a committed issuance survives a crash
         // or power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;

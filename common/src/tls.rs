@@ -82,8 +82,17 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
     match err {
         rustls::Error::InvalidCertificate(cert_err) => match cert_err {
             CertificateError::UnknownIssuer => "certificate verification failed: unknown issuer (the certificate does not chain to the CA root you trust; check --ca)".into(),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                format!("certificate verification failed: name mismatch (the certificate is not valid for the expected name; check --name) [{cert_err:?}]")
+            CertificateError::NotValidForNameContext { expected, presented } => format!(
+                "certificate verification failed: name mismatch (expected {}, the certificate names {}; check --name)",
+                expected.to_str(),
+                presented
+                    .iter()
+                    .map(|n| plain_name(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            CertificateError::NotValidForName => {
+                "certificate verification failed: name mismatch (the certificate is not valid for the expected name; check --name)".into()
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 "certificate verification failed: expired (the certificate's validity has ended; re-enroll it)".into()
@@ -102,6 +111,17 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
         },
         other => format!("TLS error: {other}"),
     }
+}
+
+/// rustls lists presented names in their Debug form, `DnsName("a.test")`;
+/// a user wants to read `a.test`.
+fn plain_name(name: &str) -> &str {
+    for prefix in ["DnsName(\"", "IpAddress(", "DnsName("] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            return rest.trim_end_matches(')').trim_end_matches('"');
+        }
+    }
+    name
 }
 
 /// Finds the rustls error inside an I/O error from a TLS stream, if any.

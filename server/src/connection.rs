@@ -143,9 +143,7 @@ async fn register(
         now,
     );
     if !stored {
-        return Err(ProtoError::Signing(
-            "the server's session table is full; try again later".into(),
-        ));
+        return Err(ProtoError::Busy("the session table is full"));
     }
     write_frame(stream, &grant_frame).await?;
     info!(

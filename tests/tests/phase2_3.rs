@@ -88,7 +88,7 @@ impl RawClient {
     /// after which the server closes the connection.
     async fn expect_alert(&mut self, code: AlertCode) {
         let frame = self.recv().await.unwrap();
-        match frame.expect(Kind::Response) {
+        match frame.require(Kind::Response) {
             Err(ProtoError::PeerAlert { code: got, message }) => {
                 assert_eq!(got, code, "alert message: {message}");
                 assert!(!message.is_empty());
@@ -619,6 +619,24 @@ async fn a_step4_proof_is_bound_to_its_tls_connection() {
             .err()
             .unwrap();
         assert!(matches!(err, ProtoError::BadSignature), "{err}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_client_id_is_refused() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let server = pki.start_server(|_| {}).await;
+        for bad in ["", "client 1", "x\u{1b}[31m", &"a".repeat(65)] {
+            let mut config = pki.client_config(server.addr);
+            config.client_id = bad.to_string();
+            let err = request_once(&config, "memo", b"").await.unwrap_err();
+            assert!(
+                matches!(&err, ClientError::Proto(ProtoError::PeerAlert { code: AlertCode::Malformed, message }) if message.contains("invalid client id")),
+                "{bad:?}: {err}"
+            );
+        }
     })
     .await
 }

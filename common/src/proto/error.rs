@@ -51,6 +51,8 @@ pub enum ProtoError {
     UnsupportedScheme(u16),
     #[error("step 3: the client expects server {expected:?}, but this server is {actual}")]
     WrongServer { expected: String, actual: String },
+    #[error("step 5: invalid client id {0:?}: use 1 to 64 letters, digits, '.', '-', '_' or '@'")]
+    InvalidClientId(String),
     #[error("step 6: the server granted a session to {got:?}, but we registered as {expected:?}")]
     ClientIdMismatch { expected: String, got: String },
     #[error("the session has expired; register again")]
@@ -61,6 +63,8 @@ pub enum ProtoError {
     WeakKeyShare,
     #[error("the sequence number space of this session is exhausted; register again")]
     SequenceExhausted,
+    #[error("the server is at capacity ({0}); try again later")]
+    Busy(&'static str),
     #[error("cannot sign the proof: {0}")]
     Signing(String),
     #[error("the peer refused: {message} [{code}]")]
@@ -92,6 +96,7 @@ pub enum AlertCode {
     SessionExpired,
     UnknownSession,
     KeyAgreement,
+    Busy,
     Internal,
     Other(u16),
 }
@@ -114,6 +119,7 @@ impl AlertCode {
             AlertCode::SessionExpired => 13,
             AlertCode::UnknownSession => 14,
             AlertCode::KeyAgreement => 15,
+            AlertCode::Busy => 16,
             AlertCode::Internal => 99,
             AlertCode::Other(n) => n,
         }
@@ -136,6 +142,7 @@ impl AlertCode {
             AlertCode::SessionExpired,
             AlertCode::UnknownSession,
             AlertCode::KeyAgreement,
+            AlertCode::Busy,
             AlertCode::Internal,
         ]
         .into_iter()
@@ -161,7 +168,7 @@ impl ProtoError {
             ProtoError::BadMagic(_) | ProtoError::UnknownKind(_) => AlertCode::BadFrame,
             ProtoError::UnsupportedVersion { .. } => AlertCode::UnsupportedVersion,
             ProtoError::FrameTooLarge { .. } => AlertCode::FrameTooLarge,
-            ProtoError::Malformed { .. } => AlertCode::Malformed,
+            ProtoError::Malformed { .. } | ProtoError::InvalidClientId(_) => AlertCode::Malformed,
             ProtoError::UnexpectedMessage { .. } => AlertCode::UnexpectedMessage,
             ProtoError::DecryptFailed { .. } => AlertCode::DecryptFailed,
             ProtoError::Replayed { .. } => AlertCode::Replayed,
@@ -173,6 +180,7 @@ impl ProtoError {
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
+            ProtoError::Busy(_) => AlertCode::Busy,
             ProtoError::Signing(_) | ProtoError::Timeout(_) => AlertCode::Internal,
             ProtoError::PeerAlert { .. } | ProtoError::Closed | ProtoError::Io(_) => return None,
         })

@@ -144,7 +144,7 @@ impl ClientHello {
         server_cert: &CertificateDer<'_>,
         clock: Clock,
     ) -> Result<ClientRegistering, ProtoError> {
-        let proof: ServerProof = decode(frame.expect(Kind::ServerProof)?, "server proof")?;
+        let proof: ServerProof = decode(frame.require(Kind::ServerProof)?, "server proof")?;
         let message = proof_message(&self.exporter, &self.hello_frame, &proof);
         verify_with_cert(server_cert, proof.scheme, &message, &proof.signature)?;
         check_timestamp("server proof", proof.timestamp, clock.now, clock.skew)?;
@@ -188,7 +188,7 @@ impl ClientRegistering {
         client_id: &str,
         clock: Clock,
     ) -> Result<(ClientSession, SessionGranted), ProtoError> {
-        let sealed: Sealed = decode(frame.expect(Kind::SessionGranted)?, "session granted")?;
+        let sealed: Sealed = decode(frame.require(Kind::SessionGranted)?, "session granted")?;
         let plain = self
             .recv
             .open(Kind::SessionGranted, sealed.seq, &sealed.ciphertext)?;
@@ -239,7 +239,7 @@ impl ClientSession {
 
     /// Step 8: opens the response.
     pub fn on_response(&mut self, frame: &Frame, clock: Clock) -> Result<Response, ProtoError> {
-        let sealed: Sealed = decode(frame.expect(Kind::Response)?, "response")?;
+        let sealed: Sealed = decode(frame.require(Kind::Response)?, "response")?;
         let plain = self
             .recv
             .open(Kind::Response, sealed.seq, &sealed.ciphertext)?;
@@ -272,7 +272,7 @@ pub fn accept_hello(
     signer: &dyn SigningKey,
     clock: Clock,
 ) -> Result<(ServerRegistering, Frame), ProtoError> {
-    let hello: Hello = decode(frame.expect(Kind::Hello)?, "hello")?;
+    let hello: Hello = decode(frame.require(Kind::Hello)?, "hello")?;
     if !names.iter().any(|n| n == &hello.expected_server) {
         return Err(ProtoError::WrongServer {
             expected: hello.expected_server,
@@ -320,7 +320,7 @@ impl ServerRegistering {
         frame: &Frame,
         clock: Clock,
     ) -> Result<Registration, ProtoError> {
-        let sealed: Sealed = decode(frame.expect(Kind::Registration)?, "registration")?;
+        let sealed: Sealed = decode(frame.require(Kind::Registration)?, "registration")?;
         let plain = self
             .recv
             .open(Kind::Registration, sealed.seq, &sealed.ciphertext)?;
@@ -331,6 +331,11 @@ impl ServerRegistering {
             clock.now,
             clock.skew,
         )?;
+        let id = &registration.client_id;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
+        if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
+            return Err(ProtoError::InvalidClientId(id.clone()));
+        }
         self.registration_frame = frame.encode();
         Ok(registration)
     }
@@ -359,7 +364,7 @@ pub struct ServerSessionKeys {
 
 /// Reads the session id of a step-7 frame, to find its keys.
 pub fn request_session_id(frame: &Frame) -> Result<(SessionId, SessionSealed), ProtoError> {
-    let sealed: SessionSealed = decode(frame.expect(Kind::ServiceRequest)?, "service request")?;
+    let sealed: SessionSealed = decode(frame.require(Kind::ServiceRequest)?, "service request")?;
     Ok((sealed.session_id, sealed))
 }
 

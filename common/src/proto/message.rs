@@ -135,7 +135,7 @@ impl Frame {
 
     /// Checks that this frame is of kind `expected`. An alert becomes
     /// [`ProtoError::PeerAlert`]; any other kind is out of order.
-    pub fn expect(&self, expected: Kind) -> Result<&[u8], ProtoError> {
+    pub fn require(&self, expected: Kind) -> Result<&[u8], ProtoError> {
         if self.kind == expected {
             return Ok(&self.payload);
         }
