@@ -200,6 +200,12 @@ async fn openssl_csrs_are_issued_from_policy_not_from_the_csr() {
                 "Digital Signature\n",
             ),
             (
+                "p384",
+                vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+                vec![],
+                "Digital Signature\n",
+            ),
+            (
                 "extra",
                 p256(),
                 vec![
@@ -258,6 +264,35 @@ async fn openssl_csrs_are_issued_from_policy_not_from_the_csr() {
             ]);
             assert!(verify.contains(": OK"), "{tag}: {verify}");
         }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_der_csr_is_accepted_like_a_pem_one() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = pki.dir();
+        openssl_csr(dir, "der", &p256(), "app.pki.test", &[]);
+        let der_path = dir.join("der.der");
+        openssl_ok(&[
+            "req",
+            "-in",
+            dir.join("der.csr").to_str().unwrap(),
+            "-outform",
+            "DER",
+            "-out",
+            der_path.to_str().unwrap(),
+        ]);
+        let token = pki.token(&["app.pki.test"], Profile::Server);
+        let cert = cert_of(
+            &pki.post_csr(Some(&token), std::fs::read(der_path).unwrap())
+                .await,
+        );
+        assert_eq!(
+            CertInfo::parse(&cert).unwrap().names(),
+            vec!["app.pki.test".to_string()]
+        );
     })
     .await
 }

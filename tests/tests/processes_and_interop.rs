@@ -271,3 +271,34 @@ async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca()
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let bin = binary("pki-ca").parent().unwrap().to_path_buf();
+    let out = tokio::task::spawn_blocking({
+        let repo = repo.to_path_buf();
+        let certs = certs.path().to_path_buf();
+        move || {
+            run(Command::new("bash")
+                .arg("scripts/run-all.sh")
+                .current_dir(repo)
+                .env("BIN", bin)
+                .env("CERTS", certs)
+                .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
+                .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port())))
+        }
+    });
+    let out = bounded(out).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, "take cis3319 class this morning\n");
+    for step in 1..=8 {
+        assert!(
+            stderr.contains(&format!("step {step}:")),
+            "step {step} not narrated:\n{stderr}"
+        );
+    }
+}
