@@ -147,7 +147,7 @@ impl RootAuthority {
         Ok(RootAuthority { issuer, cert, info })
     }
 
-    /// Reads the root certificate PEM file as text.
+    /// The root certificate, PEM-encoded.
     pub fn pem(&self) -> String {
         files::cert_to_pem(&self.cert)
     }

@@ -29,6 +29,7 @@ pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
         .route(api::ROOT, get(root))
         .route(api::SIGN, post(sign))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(ca)
 }
@@ -63,6 +64,14 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint; the API has GET /health, GET /v1/root and POST /v1/sign",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "wrong method for this endpoint; the API has GET /health, GET /v1/root and POST /v1/sign",
     )
 }
 

@@ -23,9 +23,6 @@ use x509_parser::prelude::FromDer;
 
 use crate::token::Profile;
 
-/// The largest CSR accepted, PEM or DER.
-pub const MAX_CSR_BYTES: usize = 64 * 1024;
-
 /// Why a CSR was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {

@@ -90,7 +90,7 @@ async fn register(
         .get_ref()
         .1
         .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
-        .map_err(|e| ProtoError::Signing(format!("TLS exporter: {e}")))?;
+        .map_err(|e| ProtoError::Exporter(e.to_string()))?;
 
     // Steps 3 and 4.
     let identity = &shared.identity;

@@ -39,8 +39,8 @@ use sessions::SessionTable;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// The names the server enrolls for and answers to; the first is the
-    /// identity clients expect by default.
+    /// The names the server enrolls for and answers to in step 3; the first
+    /// becomes the certificate's subject CN.
     pub names: Vec<String>,
     /// Holds ca.pem, server.key and server.pem.
     pub certs_dir: PathBuf,

@@ -403,6 +403,11 @@ async fn refusals_each_give_their_specific_error() {
             .to_string();
         expect_refusal(&pki, Some(&expired), good, 401, "token_expired").await;
 
+        // Wrong method.
+        let resp = pki.ca_client().get("/v1/sign").await.unwrap();
+        assert_eq!(resp.status, 405);
+        assert_eq!(resp.error_body().unwrap().error, "method_not_allowed");
+
         // Unknown endpoint.
         let resp = pki.ca_client().get("/v1/nothing").await.unwrap();
         assert_eq!(resp.status, 404);

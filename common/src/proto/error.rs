@@ -67,6 +67,8 @@ pub enum ProtoError {
     Busy(&'static str),
     #[error("cannot sign the proof: {0}")]
     Signing(String),
+    #[error("cannot bind to the TLS connection: {0}")]
+    Exporter(String),
     #[error("the peer refused: {message} [{code}]")]
     PeerAlert { code: AlertCode, message: String },
     #[error("the peer closed the connection")]
@@ -97,6 +99,7 @@ pub enum AlertCode {
     UnknownSession,
     KeyAgreement,
     Busy,
+    Timeout,
     Internal,
     Other(u16),
 }
@@ -120,6 +123,7 @@ impl AlertCode {
             AlertCode::UnknownSession => 14,
             AlertCode::KeyAgreement => 15,
             AlertCode::Busy => 16,
+            AlertCode::Timeout => 17,
             AlertCode::Internal => 99,
             AlertCode::Other(n) => n,
         }
@@ -143,6 +147,7 @@ impl AlertCode {
             AlertCode::UnknownSession,
             AlertCode::KeyAgreement,
             AlertCode::Busy,
+            AlertCode::Timeout,
             AlertCode::Internal,
         ]
         .into_iter()
@@ -181,7 +186,8 @@ impl ProtoError {
             ProtoError::UnknownSession => AlertCode::UnknownSession,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
             ProtoError::Busy(_) => AlertCode::Busy,
-            ProtoError::Signing(_) | ProtoError::Timeout(_) => AlertCode::Internal,
+            ProtoError::Timeout(_) => AlertCode::Timeout,
+            ProtoError::Signing(_) | ProtoError::Exporter(_) => AlertCode::Internal,
             ProtoError::PeerAlert { .. } | ProtoError::Closed | ProtoError::Io(_) => return None,
         })
     }

@@ -273,7 +273,11 @@ pub fn accept_hello(
     clock: Clock,
 ) -> Result<(ServerRegistering, Frame), ProtoError> {
     let hello: Hello = decode(frame.require(Kind::Hello)?, "hello")?;
-    if !names.iter().any(|n| n == &hello.expected_server) {
+    // DNS names compare without regard to case, as in TLS name checks.
+    if !names
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&hello.expected_server))
+    {
         return Err(ProtoError::WrongServer {
             expected: hello.expected_server,
             actual: names.join(", "),
