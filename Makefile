@@ -10,7 +10,7 @@ SERVER_NAME ?= app.pki.test
 CLIENT_ID ?= client1
 REQUEST ?= memo
 
-.PHONY: all build run-all test lint fmt clean-certs clean
+.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean
 
 all: build
 
@@ -21,6 +21,13 @@ run-all: build
 	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
 	SERVER_NAME=$(SERVER_NAME) CLIENT_ID=$(CLIENT_ID) REQUEST=$(REQUEST) \
 	bash scripts/run-all.sh
+
+# The whole flow, then the server's certificate is revoked and the client
+# must refuse the server with the reason.
+demo-revoke: build
+	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
+	SERVER_NAME=$(SERVER_NAME) CLIENT_ID=$(CLIENT_ID) REQUEST=$(REQUEST) \
+	REVOKE=keyCompromise bash scripts/run-all.sh
 
 # The end-to-end tests run the binaries, so they are built first.
 test: build

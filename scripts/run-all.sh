@@ -63,8 +63,28 @@ wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || exit 1
 
 step "client: phases 2 and 3, request '$REQUEST'"
 "$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
+  --ca-url "https://$CA_LISTEN" \
   --id "$CLIENT_ID" request "$REQUEST" 2> >(sed -u 's/^/[client] /' >&2)
 status=$?
+
+# With REVOKE=<reason>: revoke the server's certificate while everything
+# runs, and show the client refusing the server on its next connection.
+if [ -n "${REVOKE:-}" ] && [ $status -eq 0 ]; then
+  step "revoking the server's certificate ($REVOKE) and waiting for the CA to publish the CRL"
+  "$BIN/pki-ca" revoke --cert "$CERTS/server.pem" --reason "$REVOKE" --ca-url "https://$CA_LISTEN" || exit 1
+  step "client again: it must now refuse the server"
+  out=$("$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
+    --ca-url "https://$CA_LISTEN" --id "$CLIENT_ID" request "$REQUEST" 2>&1)
+  again=$?
+  printf '%s\n' "$out" | sed 's/^/[client] /' >&2
+  if [ $again -ne 0 ] && printf '%s' "$out" | grep -q 'server certificate revoked'; then
+    echo "run-all: the client refused the revoked server, as it must; the next run re-enrolls the server" >&2
+    status=0
+  else
+    echo "run-all: the client did not refuse the revoked server" >&2
+    status=1
+  fi
+fi
 sleep 0.1 # let the log pipes flush the last narrated lines
 stop_all
 exit $status

@@ -7,18 +7,23 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use pki_common::revocation::Reason;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::pki_types::CertificateDer;
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use tracing::info;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
 
 use pki_common::cert::CertInfo;
 use pki_common::files;
 
+use crate::ledger::Revocation;
 use crate::policy::{Decision, KeyKind};
 use crate::token::Profile;
 use crate::CaPaths;
@@ -120,6 +125,9 @@ pub struct SignedCert {
 /// The root, loaded and ready to sign.
 pub struct RootAuthority {
     issuer: Issuer<'static, KeyPair>,
+    /// The root's subjectKeyIdentifier, which every CRL names as its
+    /// authorityKeyIdentifier.
+    key_id: Vec<u8>,
     pub cert: CertificateDer<'static>,
     pub info: CertInfo,
 }
@@ -143,13 +151,53 @@ impl RootAuthority {
                 cert: paths.root_cert().display().to_string(),
             });
         }
+        let key_id = root_key_id(&cert)?;
         let issuer = Issuer::from_ca_cert_der(&cert, key)?;
-        Ok(RootAuthority { issuer, cert, info })
+        Ok(RootAuthority {
+            issuer,
+            key_id,
+            cert,
+            info,
+        })
     }
 
     /// The root certificate, PEM-encoded.
     pub fn pem(&self) -> String {
         files::cert_to_pem(&self.cert)
+    }
+
+    /// Signs a CRL numbered `number`, valid from `this_update` to
+    /// `next_update`, listing `revoked` (serial in hex, revocation).
+    pub fn sign_crl(
+        &self,
+        number: u64,
+        this_update: i64,
+        next_update: i64,
+        revoked: &[(String, Revocation)],
+    ) -> Result<CertificateRevocationListDer<'static>, AuthorityError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, r)| {
+                let bytes = hex::decode(serial).map_err(|_| {
+                    AuthorityError::Root(format!("bad serial {serial:?} in the ledger"))
+                })?;
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&bytes),
+                    revocation_time: to_time(r.revoked_at)?,
+                    reason_code: Some(rcgen_reason(r.reason)),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, AuthorityError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: to_time(this_update)?,
+            next_update: to_time(next_update)?,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::PreSpecified(self.key_id.clone()),
+        };
+        Ok(params.signed_by(&self.issuer)?.der().clone())
     }
 
     /// Signs the certificate `decision` describes for the key `spki_der`.
@@ -190,4 +238,30 @@ impl RootAuthority {
         let info = CertInfo::parse(&der).map_err(|e| AuthorityError::Root(e.to_string()))?;
         Ok(SignedCert { der, info })
     }
+}
+
+fn rcgen_reason(reason: Reason) -> RevocationReason {
+    match reason {
+        Reason::Unspecified => RevocationReason::Unspecified,
+        Reason::KeyCompromise => RevocationReason::KeyCompromise,
+        Reason::CaCompromise => RevocationReason::CaCompromise,
+        Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
+        Reason::Superseded => RevocationReason::Superseded,
+        Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+        Reason::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
+    }
+}
+
+/// The subjectKeyIdentifier of the root certificate.
+fn root_key_id(cert: &CertificateDer<'_>) -> Result<Vec<u8>, AuthorityError> {
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
+        .map_err(|e| AuthorityError::Root(e.to_string()))?;
+    parsed
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0.to_vec()),
+            _ => None,
+        })
+        .ok_or_else(|| AuthorityError::Root("the root has no subjectKeyIdentifier".into()))
 }

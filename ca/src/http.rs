@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
         .route(api::HEALTH, get(health))
         .route(api::ROOT, get(root))
         .route(api::SIGN, post(sign))
+        .route(api::CRL, get(crl))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -59,11 +60,43 @@ async fn root(State(ca): State<Arc<Ca>>) -> Response {
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct CrlQuery {
+    format: Option<String>,
+}
+
+async fn crl(State(ca): State<Arc<Ca>>, Query(q): Query<CrlQuery>) -> Response {
+    let Some(crl) = ca.current_crl() else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "crl_unavailable",
+            "the CA has not published a CRL yet; try again shortly",
+        );
+    };
+    match q.format.as_deref() {
+        None | Some("der") => (
+            [(header::CONTENT_TYPE, "application/pkix-crl")],
+            crl.der.as_ref().to_vec(),
+        )
+            .into_response(),
+        Some("pem") => (
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            crl.pem(),
+        )
+            .into_response(),
+        Some(other) => problem(
+            StatusCode::BAD_REQUEST,
+            "bad_format",
+            format!("unknown format {other:?}; use der (the default) or pem"),
+        ),
+    }
+}
+
 async fn not_found() -> Response {
     problem(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the API has GET /health, GET /v1/root and POST /v1/sign",
+        "no such endpoint; the API has GET /health, GET /v1/root, GET /v1/crl and POST /v1/sign",
     )
 }
 
@@ -71,7 +104,7 @@ async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "wrong method for this endpoint; the API has GET /health, GET /v1/root and POST /v1/sign",
+        "wrong method for this endpoint; the API has GET /health, GET /v1/root, GET /v1/crl and POST /v1/sign",
     )
 }
 

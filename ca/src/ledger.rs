@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::token::{Profile, TokenGrant};
+use pki_common::revocation::Reason;
 
 /// Errors of the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,22 @@ pub enum LedgerError {
     TokenAlreadyUsed,
     #[error("the ledger holds a malformed record: {0}")]
     Corrupt(String),
+    #[error("no certificate with serial {0} in the ledger; `pki-ca list` shows them all")]
+    NoSuchSerial(String),
+    #[error("certificate {serial} is already revoked ({reason}, at {at})")]
+    AlreadyRevoked {
+        serial: String,
+        reason: Reason,
+        at: String,
+    },
+}
+
+/// A revocation as the ledger keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub reason: Reason,
+    /// Seconds since the Unix epoch.
+    pub revoked_at: i64,
 }
 
 /// A certificate as the ledger keeps it.
@@ -40,6 +57,36 @@ pub struct IssuedRecord {
     pub token_id: Option<String>,
     pub issued_at: i64,
     pub der: Vec<u8>,
+    pub revoked: Option<Revocation>,
+}
+
+/// Where a certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Valid,
+    Expired,
+    Revoked(Reason),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Valid => f.write_str("valid"),
+            Status::Expired => f.write_str("expired"),
+            Status::Revoked(reason) => write!(f, "revoked ({reason})"),
+        }
+    }
+}
+
+impl IssuedRecord {
+    /// The certificate's status at `now`; revocation outranks expiry.
+    pub fn status(&self, now: i64) -> Status {
+        match self.revoked {
+            Some(r) => Status::Revoked(r.reason),
+            None if now >= self.not_after => Status::Expired,
+            None => Status::Valid,
+        }
+    }
 }
 
 /// The operations the CA needs from storage.
@@ -58,6 +105,15 @@ pub trait Ledger: Send + Sync {
     ) -> Result<(), LedgerError>;
     /// Every issued certificate, oldest first.
     fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError>;
+    /// Revokes the certificate with `serial` (lower-case hex). Committed
+    /// before it returns.
+    fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError>;
+    /// A counter that changes with every revocation, so a running CA can
+    /// tell that its CRL is out of date.
+    fn revision(&self) -> Result<i64, LedgerError>;
+    /// The next CRL number: increases by one on every call and never
+    /// repeats, across restarts too.
+    fn next_crl_number(&self) -> Result<u64, LedgerError>;
 }
 
 /// The ledger in an SQLite file.
@@ -89,6 +145,27 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 ";
 
+/// Schema changes after the first version, applied in order; the index+1
+/// is the `user_version` each one brings the database to.
+const MIGRATIONS: &[&str] = &[
+    // 1: revocation.
+    "ALTER TABLE certificates ADD COLUMN revoked_at INTEGER;
+     ALTER TABLE certificates ADD COLUMN revocation_reason TEXT;
+     CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT OR IGNORE INTO counters (name, value) VALUES ('revision', 0), ('crl_number', 0);",
+];
+
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
@@ -109,6 +186,8 @@ impl SqliteLedger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        migrate(&mut conn)?;
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
         })
@@ -224,7 +303,8 @@ impl Ledger for SqliteLedger {
     fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der
+            "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der,
+                    revoked_at, revocation_reason
              FROM certificates ORDER BY issued_at, rowid",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -237,12 +317,31 @@ impl Ledger for SqliteLedger {
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, Vec<u8>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (serial_hex, names, profile, not_before, not_after, token_id, issued_at, der) =
-                row?;
+            let (
+                serial_hex,
+                names,
+                profile,
+                not_before,
+                not_after,
+                token_id,
+                issued_at,
+                der,
+                revoked_at,
+                reason,
+            ) = row?;
+            let revoked = match (revoked_at, reason) {
+                (Some(revoked_at), Some(reason)) => Some(Revocation {
+                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
+                    revoked_at,
+                }),
+                _ => None,
+            };
             out.push(IssuedRecord {
                 serial_hex,
                 names: names_from_json(&names)?,
@@ -252,9 +351,67 @@ impl Ledger for SqliteLedger {
                 token_id,
                 issued_at,
                 der,
+                revoked,
             });
         }
         Ok(out)
+    }
+
+    fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let current: Option<(Option<i64>, Option<String>)> = tx
+            .query_row(
+                "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
+                [serial],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match current {
+            None => return Err(LedgerError::NoSuchSerial(serial.to_string())),
+            Some((Some(at), Some(reason))) => {
+                return Err(LedgerError::AlreadyRevoked {
+                    serial: serial.to_string(),
+                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
+                    at: pki_common::cert::rfc3339(at),
+                })
+            }
+            Some(_) => {}
+        }
+        tx.execute(
+            "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+            params![revocation.revoked_at, revocation.reason.as_str(), serial],
+        )?;
+        tx.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = 'revision'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn revision(&self) -> Result<i64, LedgerError> {
+        Ok(self.conn().query_row(
+            "SELECT value FROM counters WHERE name = 'revision'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn next_crl_number(&self) -> Result<u64, LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = 'crl_number'",
+            [],
+        )?;
+        let n: i64 = tx.query_row(
+            "SELECT value FROM counters WHERE name = 'crl_number'",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
     }
 }
 
@@ -284,7 +441,41 @@ mod tests {
             token_id: token.map(str::to_owned),
             issued_at: 5,
             der: vec![0x30],
+            revoked: None,
         }
+    }
+
+    #[test]
+    fn revocations_and_crl_numbers_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let revocation = Revocation {
+            reason: Reason::KeyCompromise,
+            revoked_at: 42,
+        };
+        {
+            let l = SqliteLedger::open(&path).unwrap();
+            l.record_issuance(&record("0a", None), None).unwrap();
+            let before = l.revision().unwrap();
+            l.revoke("0a", revocation).unwrap();
+            assert_eq!(l.revision().unwrap(), before + 1);
+            assert!(matches!(
+                l.revoke("0a", revocation),
+                Err(LedgerError::AlreadyRevoked {
+                    reason: Reason::KeyCompromise,
+                    ..
+                })
+            ));
+            assert!(matches!(
+                l.revoke("0b", revocation),
+                Err(LedgerError::NoSuchSerial(_))
+            ));
+            assert_eq!(l.next_crl_number().unwrap(), 1);
+            assert_eq!(l.next_crl_number().unwrap(), 2);
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.certificates().unwrap()[0].revoked, Some(revocation));
+        assert_eq!(l.next_crl_number().unwrap(), 3);
     }
 
     #[test]

@@ -26,10 +26,12 @@ pub mod serve;
 pub mod token;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use pki_common::revocation::Reason;
 use rcgen::KeyPair;
+use rustls::pki_types::CertificateRevocationListDer;
 use tracing::{info, warn};
 
 use authority::{AuthorityError, RootAuthority, SignedCert};
@@ -62,6 +64,10 @@ impl CaPaths {
     pub fn ledger(&self) -> PathBuf {
         self.dir.join("ca-ledger.sqlite")
     }
+    /// The current CRL, PEM, rewritten whenever a new CRL is signed.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("ca.crl.pem")
+    }
 }
 
 /// Errors opening the CA or minting tokens.
@@ -75,6 +81,10 @@ pub enum CaError {
     Policy(#[from] PolicyError),
     #[error("a token needs at least one --name")]
     NoNames,
+    #[error(transparent)]
+    File(#[from] pki_common::files::FileError),
+    #[error("invalid serial {0:?}: expected hex digits, as `pki-ca list` prints them")]
+    BadSerial(String),
 }
 
 /// Why a signing request was refused. Each maps to one HTTP status and one
@@ -115,9 +125,31 @@ impl SignError {
 
 /// The certificate authority: root, policy and ledger together.
 pub struct Ca {
+    paths: CaPaths,
     root: RootAuthority,
     policy: IssuancePolicy,
     ledger: Arc<dyn Ledger>,
+    /// The CRL currently served; replaced whole, never edited.
+    crl: RwLock<Option<Arc<Crl>>>,
+}
+
+/// A signed CRL and what it was made from.
+#[derive(Debug)]
+pub struct Crl {
+    pub der: CertificateRevocationListDer<'static>,
+    pub number: u64,
+    pub this_update: i64,
+    pub next_update: i64,
+    /// The ledger revision it reflects.
+    pub revision: i64,
+    /// How many certificates it lists.
+    pub entries: usize,
+}
+
+impl Crl {
+    pub fn pem(&self) -> String {
+        pki_common::files::pem_encode("X509 CRL", self.der.as_ref())
+    }
 }
 
 impl Ca {
@@ -126,10 +158,108 @@ impl Ca {
         let root = RootAuthority::load(paths)?;
         let ledger = Arc::new(SqliteLedger::open(&paths.ledger())?);
         Ok(Ca {
+            paths: paths.clone(),
             root,
             policy,
             ledger,
+            crl: RwLock::new(None),
         })
+    }
+
+    /// Normalises a serial as users type it (any case, with or without
+    /// colons) to the ledger's lower-case hex.
+    pub fn normalize_serial(serial: &str) -> Result<String, CaError> {
+        let hex: String = serial
+            .trim()
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(CaError::BadSerial(serial.to_string()));
+        }
+        Ok(hex)
+    }
+
+    /// Revokes a certificate. The revocation is committed to the ledger
+    /// before this returns; a running CA notices the ledger's new revision
+    /// and publishes a new CRL within a second.
+    pub fn revoke(&self, serial: &str, reason: Reason) -> Result<String, CaError> {
+        let serial = Self::normalize_serial(serial)?;
+        self.ledger.revoke(
+            &serial,
+            ledger::Revocation {
+                reason,
+                revoked_at: pki_common::unix_now() as i64,
+            },
+        )?;
+        warn!(target: "audit", "audit: revoked serial {serial} ({reason})");
+        Ok(serial)
+    }
+
+    /// Signs a CRL valid from `this_update` for `interval`, numbered from
+    /// the ledger's counter, listing every revoked certificate.
+    pub fn sign_crl_at(&self, this_update: i64, interval: Duration) -> Result<Crl, CaError> {
+        let revision = self.ledger.revision()?;
+        let revoked: Vec<(String, ledger::Revocation)> = self
+            .ledger
+            .certificates()?
+            .into_iter()
+            .filter_map(|r| r.revoked.map(|rev| (r.serial_hex, rev)))
+            .collect();
+        let number = self.ledger.next_crl_number()?;
+        let next_update = this_update.saturating_add(interval.as_secs().max(1) as i64);
+        let der = self
+            .root
+            .sign_crl(number, this_update, next_update, &revoked)?;
+        Ok(Crl {
+            der,
+            number,
+            this_update,
+            next_update,
+            revision,
+            entries: revoked.len(),
+        })
+    }
+
+    /// Signs a CRL now, makes it the one served, and writes `ca.crl.pem`.
+    pub fn publish_crl(&self) -> Result<Arc<Crl>, CaError> {
+        let crl =
+            Arc::new(self.sign_crl_at(pki_common::unix_now() as i64, self.policy.crl_interval)?);
+        pki_common::files::write_public(&self.paths.crl(), &crl.pem())?;
+        info!(
+            target: "audit",
+            "audit: published CRL #{} listing {} revoked certificate(s), next update {}",
+            crl.number,
+            crl.entries,
+            pki_common::cert::rfc3339(crl.next_update)
+        );
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
+        Ok(crl)
+    }
+
+    /// The CRL currently served, if one has been published.
+    pub fn current_crl(&self) -> Option<Arc<Crl>> {
+        self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes a new CRL if there is none, if the ledger has a revocation
+    /// the current one lacks, or if half its validity has passed (so a
+    /// fresh CRL is out well before nextUpdate).
+    pub fn refresh_crl(&self) -> Result<Option<Arc<Crl>>, CaError> {
+        let now = pki_common::unix_now() as i64;
+        let stale = match self.current_crl() {
+            None => true,
+            Some(crl) => {
+                crl.revision != self.ledger.revision()?
+                    || now >= crl.this_update + (crl.next_update - crl.this_update) / 2
+            }
+        };
+        if stale {
+            self.publish_crl().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// The root certificate, PEM.
@@ -236,6 +366,7 @@ impl Ca {
             token_id: Some(grant.id.clone()),
             issued_at: now,
             der: cert.der.to_vec(),
+            revoked: None,
         };
         match self.ledger.record_issuance(&record, Some(&grant.id)) {
             Ok(()) => Ok(cert),
@@ -285,6 +416,7 @@ impl Ca {
                 token_id: None,
                 issued_at: now,
                 der: cert.der.to_vec(),
+                revoked: None,
             },
             None,
         )?;

@@ -4,6 +4,8 @@
 //!   pki-ca init [--force]                       create the root in certs/
 //!   pki-ca token --name app.pki.test [--profile server] [--ttl 15m]
 //!   pki-ca serve [--listen 127.0.0.1:8443]      the HTTPS API
+//!   pki-ca revoke --serial <hex> [--reason keyCompromise]
+//!   pki-ca list [--json]                        every certificate and its status
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use pki_ca::policy::IssuancePolicy;
 use pki_ca::serve::{CaServer, ServeOptions};
 use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
+use pki_common::revocation::Reason;
 
 #[derive(Parser)]
 #[command(name = "pki-ca", version, about = "An online certificate authority")]
@@ -61,6 +64,29 @@ enum Command {
         /// Lifetime of issued certificates.
         #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
         cert_lifetime: Duration,
+        /// Validity of each CRL; a new one is published after half of it.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        crl_interval: Duration,
+    },
+    /// Revoke a certificate; works whether or not the CA is serving.
+    Revoke {
+        /// The serial, in hex as `pki-ca list` or `openssl x509 -serial` prints it.
+        #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
+        serial: Option<String>,
+        /// Or the certificate file (PEM) to revoke.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        #[arg(long, default_value = "unspecified")]
+        reason: Reason,
+        /// Wait until the CA serving at this URL publishes the revocation.
+        #[arg(long)]
+        ca_url: Option<String>,
+    },
+    /// List every issued certificate with its status.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -93,13 +119,53 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Revoke {
+            serial,
+            cert,
+            reason,
+            ca_url,
+        } => {
+            let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
+            let serial = match (serial, cert) {
+                (Some(s), _) => s,
+                (None, Some(path)) => {
+                    let der = pki_common::files::read_cert(&path)?;
+                    pki_common::cert::CertInfo::parse(&der)
+                        .with_context(|| format!("{}", path.display()))?
+                        .serial_hex
+                }
+                (None, None) => anyhow::bail!("give --serial or --cert"),
+            };
+            let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
+            // Also refresh the CRL file, so it is current even when no CA
+            // is serving.
+            let crl = ca.publish_crl().context("cannot write the CRL")?;
+            println!(
+                "revoked {serial} ({reason}); {} is CRL #{}",
+                paths.crl().display(),
+                crl.number
+            );
+            if let Some(url) = ca_url {
+                let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+                runtime
+                    .block_on(wait_published(&url, &ca, &serial))
+                    .context("the revocation is recorded, but the running CA did not publish it")?;
+            }
+            Ok(())
+        }
+        Command::List { json } => {
+            let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
+            list(&ca, json)
+        }
         Command::Serve {
             listen,
             names,
             cert_lifetime,
+            crl_interval,
         } => {
             let policy = IssuancePolicy {
                 lifetime: cert_lifetime,
+                crl_interval,
                 ..IssuancePolicy::default()
             };
             let ca = Arc::new(Ca::open(&paths, policy).context("cannot open the CA")?);
@@ -126,4 +192,76 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Polls the CA at `url` until its CRL lists `serial`, for at most 10 s.
+async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> {
+    let root = ca.root().cert.clone();
+    let client = pki_common::https::CaClient::new(url, None, &root)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client.get(pki_common::api::CRL).await?;
+        if resp.status.is_success() {
+            let der = rustls::pki_types::CertificateRevocationListDer::from(resp.body.to_vec());
+            let crl =
+                pki_common::revocation::verify_crl(der, &root, pki_common::unix_now() as i64)?;
+            if crl.revocation_of(serial).is_some() {
+                println!("published by {url} in CRL #{}", crl.number);
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{url} did not list {serial} within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `pki-ca list`: a table, or JSON with `--json`.
+fn list(ca: &Ca, json: bool) -> anyhow::Result<()> {
+    let now = pki_common::unix_now() as i64;
+    let records = ca
+        .ledger()
+        .certificates()
+        .context("cannot read the ledger")?;
+    if json {
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let status = r.status(now);
+                serde_json::json!({
+                    "serial": r.serial_hex,
+                    "names": r.names,
+                    "profile": r.profile.as_str(),
+                    "not_before": pki_common::cert::rfc3339(r.not_before),
+                    "not_after": pki_common::cert::rfc3339(r.not_after),
+                    "status": match status {
+                        pki_ca::ledger::Status::Valid => "valid",
+                        pki_ca::ledger::Status::Expired => "expired",
+                        pki_ca::ledger::Status::Revoked(_) => "revoked",
+                    },
+                    "revocation_reason": r.revoked.map(|v| v.reason.as_str()),
+                    "revoked_at": r.revoked.map(|v| pki_common::cert::rfc3339(v.revoked_at)),
+                    "token_id": r.token_id,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<32}  {:<7}  {:<20}  {:<25}  NAMES",
+        "SERIAL", "PROFILE", "EXPIRES", "STATUS"
+    );
+    for r in &records {
+        println!(
+            "{:<32}  {:<7}  {:<20}  {:<25}  {}",
+            r.serial_hex,
+            r.profile.as_str(),
+            pki_common::cert::rfc3339(r.not_after),
+            r.status(now).to_string(),
+            r.names.join(",")
+        );
+    }
+    Ok(())
 }

@@ -201,6 +201,9 @@ pub struct IssuancePolicy {
     pub lifetime: Duration,
     /// How far notBefore lies in the past, to allow for clock skew.
     pub backdate: Duration,
+    /// How long each CRL is valid (nextUpdate − thisUpdate). A new one is
+    /// published after half of it, and on every revocation.
+    pub crl_interval: Duration,
 }
 
 impl Default for IssuancePolicy {
@@ -208,6 +211,7 @@ impl Default for IssuancePolicy {
         IssuancePolicy {
             lifetime: Duration::from_secs(30 * 24 * 3600),
             backdate: Duration::from_secs(5 * 60),
+            crl_interval: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How often the ledger is checked for revocations made by
+    /// `pki-ca revoke`, which may run in another process.
+    pub crl_poll: Duration,
 }
 
 impl Default for ServeOptions {
@@ -46,6 +49,7 @@ impl Default for ServeOptions {
             max_connections: 256,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            crl_poll: Duration::from_secs(1),
         }
     }
 }
@@ -58,7 +62,7 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot issue the CA's own TLS certificate: {0}")]
+    #[error("cannot prepare the CA's TLS certificate and CRL: {0}")]
     Identity(#[from] crate::CaError),
     #[error(transparent)]
     Tls(#[from] pki_common::tls::TlsSetupError),
@@ -66,6 +70,7 @@ pub enum ServeError {
 
 /// A bound, ready CA listener.
 pub struct CaServer {
+    ca: Arc<Ca>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: axum::Router,
@@ -84,8 +89,10 @@ impl CaServer {
                 addr: opts.listen,
                 source,
             })?;
-        let router = crate::http::router(ca, opts.max_body);
+        ca.publish_crl()?;
+        let router = crate::http::router(ca.clone(), opts.max_body);
         Ok(CaServer {
+            ca,
             listener,
             acceptor: TlsAcceptor::from(Arc::new(config)),
             router,
@@ -102,6 +109,11 @@ impl CaServer {
     pub async fn run(self, mut shutdown: Shutdown) {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!("CA listening on https://{addr} (TLS 1.3)");
+        tokio::spawn(refresh_crl(
+            self.ca.clone(),
+            self.opts.crl_poll,
+            shutdown.clone(),
+        ));
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
         let mut tasks = JoinSet::new();
         loop {
@@ -168,6 +180,25 @@ impl CaServer {
         {
             warn!("some connections did not finish within the grace period; closing them");
             tasks.abort_all();
+        }
+    }
+}
+
+/// Keeps the served CRL current: a revocation recorded by any process is
+/// published within one `poll`, and a CRL is renewed at half its validity.
+/// The trigger is the ledger itself, so revoking needs access to the CA's
+/// files and offers nothing to network callers.
+async fn refresh_crl(ca: Arc<Ca>, poll: Duration, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+        let ca = ca.clone();
+        match tokio::task::spawn_blocking(move || ca.refresh_crl()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!("cannot refresh the CRL: {e}"),
+            Err(e) => warn!("the CRL refresh task failed: {e}"),
         }
     }
 }

@@ -9,7 +9,10 @@
 //! - [`ClientConfig`]: where to connect and what to trust.
 //! - [`Connection`]: one verified TLS 1.3 connection; [`Connection::register`]
 //!   runs steps 3 to 6, [`Connection::request`] steps 7 and 8.
+//! - [`revocation`]: getting and checking the CRL before the handshake.
 //! - [`request_once`]: the whole flow, as `pki-client request` runs it.
+
+pub mod revocation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use pki_common::cert::CertInfo;
 use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
 use pki_common::proto::message::{Registration, Response, ServiceRequest};
 use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
+use revocation::{obtain_crl, CrlSource, RecordingVerifier};
 
 /// Where to connect and what to trust.
 #[derive(Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Bound on connecting, the TLS handshake and each protocol step.
     pub timeout: Duration,
+    /// Where the current CRL comes from.
+    pub crl: CrlSource,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +59,9 @@ impl Default for ClientConfig {
             skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
             max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
             timeout: Duration::from_secs(10),
+            crl: CrlSource::Fetch {
+                ca_url: "https://127.0.0.1:8443".into(),
+            },
         }
     }
 }
@@ -82,6 +91,15 @@ pub enum ClientError {
     },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("revocation status unknown: {reason}; pass --crl FILE, or --insecure-skip-revocation to go on without the check (insecure)")]
+    RevocationUnknown { reason: String },
+    #[error("refusing the CRL: {0}")]
+    Crl(#[from] pki_common::revocation::CrlError),
+    #[error("server certificate revoked (serial {serial}, {})", .reason.map(|r| r.as_str()).unwrap_or("no reason given"))]
+    Revoked {
+        serial: String,
+        reason: Option<pki_common::revocation::Reason>,
+    },
     #[error(transparent)]
     Proto(#[from] ProtoError),
 }
@@ -106,7 +124,12 @@ impl Connection {
     /// root, expected name, validity, serverAuth EKU.
     pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
         let root = pki_common::files::read_cert(&config.ca)?;
-        let tls = pki_common::tls::client_config(&root)?;
+        let crl = obtain_crl(&config.crl, &root).await?;
+        let crls = crl.iter().map(|c| c.der.clone()).collect();
+        let verifier = Arc::new(RecordingVerifier::new(pki_common::tls::server_verifier(
+            &root, crls,
+        )?));
+        let tls = pki_common::tls::client_config_with(verifier.clone())?;
         let name = ServerName::try_from(config.name.clone())
             .map_err(|_| ClientError::BadName(config.name.clone()))?;
         let addr = config.server.clone();
@@ -126,6 +149,9 @@ impl Connection {
             .await
             .map_err(|_| ClientError::Timeout(config.timeout))?
             .map_err(|e| match pki_common::tls::tls_error_in(&e) {
+                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+                    revoked_error(verifier.seen().as_ref(), crl.as_ref())
+                }
                 Some(source) => ClientError::Tls {
                     addr: addr.clone(),
                     source: source.clone(),
@@ -277,6 +303,19 @@ impl Connection {
         use tokio::io::AsyncWriteExt;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Names the revoked certificate and the reason the CRL gives.
+fn revoked_error(
+    cert: Option<&CertificateDer<'static>>,
+    crl: Option<&pki_common::revocation::VerifiedCrl>,
+) -> ClientError {
+    let serial = cert
+        .and_then(|c| CertInfo::parse(c).ok())
+        .map(|i| i.serial_hex)
+        .unwrap_or_else(|| "unknown".into());
+    let reason = crl.and_then(|c| c.revocation_of(&serial)).flatten();
+    ClientError::Revoked { serial, reason }
 }
 
 /// The whole flow: connect, register, one request.

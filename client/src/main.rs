@@ -2,7 +2,9 @@
 //!
 //! Usage:
 //!   pki-client [--server 127.0.0.1:9443] [--name app.pki.test]
-//!              [--ca certs/ca.pem] [--id client1] request memo
+//!              [--ca certs/ca.pem] [--id client1]
+//!              [--ca-url https://127.0.0.1:8443 | --crl FILE | --insecure-skip-revocation]
+//!              request memo
 //!
 //! Prints the response data on stdout and narrates steps 3 to 8 on stderr.
 //! Exits 0 on success, otherwise non-zero with a one-line reason.
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use pki_client::revocation::CrlSource;
 use pki_client::{request_once, ClientConfig};
 use pki_common::proto::message::Status;
 
@@ -31,6 +34,15 @@ struct Cli {
     /// The client id to register as.
     #[arg(long, default_value = "client1")]
     id: String,
+    /// The CA to fetch the current CRL from.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    ca_url: String,
+    /// Check revocation against this CRL file (PEM or DER) instead of fetching one.
+    #[arg(long, conflicts_with = "insecure_skip_revocation")]
+    crl: Option<PathBuf>,
+    /// INSECURE: do not check revocation at all.
+    #[arg(long)]
+    insecure_skip_revocation: bool,
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
@@ -58,6 +70,11 @@ fn main() -> ExitCode {
         ca: cli.ca,
         client_id: cli.id,
         skew_secs: cli.skew.as_secs(),
+        crl: match (cli.crl, cli.insecure_skip_revocation) {
+            (_, true) => CrlSource::InsecureSkip,
+            (Some(path), false) => CrlSource::File(path),
+            (None, false) => CrlSource::Fetch { ca_url: cli.ca_url },
+        },
         ..ClientConfig::default()
     };
     let Command::Request { name, body } = cli.command;

@@ -10,6 +10,9 @@ pub const ROOT: &str = "/v1/root";
 /// answers the issued certificate, PEM.
 pub const SIGN: &str = "/v1/sign";
 
+/// `GET`: the current CRL, DER; `?format=pem` for PEM.
+pub const CRL: &str = "/v1/crl";
+
 /// Media type of the certificate the CA returns.
 pub const PEM_CERT_CHAIN: &str = "application/pem-certificate-chain";
 

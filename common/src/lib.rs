@@ -19,6 +19,8 @@
 //!   send a CSR with a token, check the certificate that comes back.
 //! - [`proto`]: the application protocol of phases 2 and 3 (steps 3 to 8):
 //!   frames, messages, key schedule, sealing, and the two state machines.
+//! - [`revocation`]: revocation reasons, and checking a CRL against the
+//!   root and the clock.
 //! - [`shutdown`]: the signal that tells listeners to stop accepting.
 //! - [`logging`]: `RUST_LOG`-driven narration.
 
@@ -29,6 +31,7 @@ pub mod files;
 pub mod https;
 pub mod logging;
 pub mod proto;
+pub mod revocation;
 pub mod shutdown;
 pub mod tls;
 

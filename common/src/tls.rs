@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 
 /// Errors building a TLS configuration.
@@ -52,9 +52,16 @@ pub fn server_config(
 
 /// A TLS 1.3-only client config that trusts only `root`, checking the chain,
 /// the name, the validity period and the serverAuth EKU (rustls's WebPKI
-/// verifier does all four).
+/// verifier does all four). No revocation check: used to reach the CA
+/// itself, which is where CRLs come from.
 pub fn client_config(root: &CertificateDer<'_>) -> Result<ClientConfig, TlsSetupError> {
-    let verifier = server_verifier(root)?;
+    client_config_with(server_verifier(root, Vec::new())?)
+}
+
+/// A TLS 1.3-only client config around `verifier`.
+pub fn client_config_with(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, TlsSetupError> {
     Ok(ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?
@@ -63,12 +70,20 @@ pub fn client_config(root: &CertificateDer<'_>) -> Result<ClientConfig, TlsSetup
         .with_no_client_auth())
 }
 
-/// The standard WebPKI server verifier over our single root.
+/// The standard WebPKI server verifier over our single root. Given CRLs,
+/// it refuses revoked certificates, refuses when no CRL speaks for the
+/// certificate, and refuses an expired CRL (rustls accepts one unless told
+/// otherwise).
 pub fn server_verifier(
     root: &CertificateDer<'_>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<dyn ServerCertVerifier>, TlsSetupError> {
     let roots = Arc::new(root_store(root)?);
-    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+    let mut builder = WebPkiServerVerifier::builder_with_provider(roots, provider());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
     Ok(verifier)

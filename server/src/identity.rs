@@ -9,11 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
 use rcgen::{KeyPair, PublicKeyData};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::SigningKey;
-use tracing::info;
+use tracing::{info, warn};
 
 use pki_common::cert::{verify_leaf, CertInfo, Purpose};
 use pki_common::enroll::{enroll, EnrollError, Retry};
@@ -100,11 +101,59 @@ impl Identity {
     }
 }
 
+/// The current CRL: fetched from the CA, or else the `ca.crl.pem` file next
+/// to the root; `None` (with a warning) when neither is available, so a
+/// server whose CA is down can still start with a certificate it holds.
+async fn current_crl(
+    files: &IdentityFiles,
+    enrollment: &Enrollment,
+    root: &CertificateDer<'static>,
+) -> Option<VerifiedCrl> {
+    let now = pki_common::unix_now() as i64;
+    let fetched = async {
+        let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
+            .map_err(|e| e.to_string())?;
+        let resp = ca
+            .get(pki_common::api::CRL)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status.is_success() {
+            return Err(format!("the CA answered {}", resp.status));
+        }
+        verify_crl(
+            crl_from_pem_or_der(&resp.body).map_err(|e| e.to_string())?,
+            root,
+            now,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let fetch_error = match fetched.await {
+        Ok(crl) => return Some(crl),
+        Err(e) => e,
+    };
+    let file = files.root.with_file_name("ca.crl.pem");
+    let from_file = std::fs::read(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| crl_from_pem_or_der(&b).map_err(|e| e.to_string()))
+        .and_then(|der| verify_crl(der, root, now).map_err(|e| e.to_string()));
+    match from_file {
+        Ok(crl) => Some(crl),
+        Err(file_error) => {
+            warn!(
+                "phase 1: cannot tell whether our own certificate is revoked (CA: {fetch_error}; {}: {file_error})",
+                file.display()
+            );
+            None
+        }
+    }
+}
+
 /// Why the files on disk cannot be reused, or `Ok` with the identity.
 fn try_reuse(
     files: &IdentityFiles,
     root: &CertificateDer<'static>,
     names: &[String],
+    crl: Option<&VerifiedCrl>,
 ) -> Result<Identity, String> {
     if !files.cert.exists() || !files.key.exists() {
         return Err(format!(
@@ -127,6 +176,13 @@ fn try_reuse(
     if let Some(missing) = names.iter().find(|n| !certified.contains(n)) {
         return Err(format!("the certificate does not name {missing}"));
     }
+    if let Some(revoked) = crl.and_then(|c| c.revocation_of(&info.serial_hex)) {
+        return Err(format!(
+            "the certificate {} is revoked ({})",
+            info.short_serial(),
+            revoked.map(|r| r.as_str()).unwrap_or("no reason given")
+        ));
+    }
     let left = info.lifetime_left(pki_common::unix_now() as i64);
     if left <= 1.0 / 3.0 {
         return Err(format!("only {:.0}% of its lifetime is left", left * 100.0));
@@ -144,7 +200,8 @@ pub async fn obtain(
         return Err(IdentityError::NoRoot(files.root.display().to_string()));
     }
     let root = files::read_cert(&files.root)?;
-    let reason = match try_reuse(files, &root, names) {
+    let crl = current_crl(files, enrollment, &root).await;
+    let reason = match try_reuse(files, &root, names, crl.as_ref()) {
         Ok(identity) => {
             info!(
                 "phase 1: reusing {} (serial {}, valid until {}, chains to {})",

@@ -156,6 +156,9 @@ impl TestPki {
             server: server.to_string(),
             ca: self.root_path(),
             timeout: Duration::from_secs(10),
+            crl: pki_client::revocation::CrlSource::Fetch {
+                ca_url: self.ca_url(),
+            },
             ..ClientConfig::default()
         }
     }

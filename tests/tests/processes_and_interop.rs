@@ -92,6 +92,8 @@ async fn the_three_binaries_run_the_whole_flow_and_a_second_run_reuses() {
                 &server_listen,
                 "--ca",
                 &format!("{certs}/ca.pem"),
+                "--ca-url",
+                &format!("https://{ca_listen}"),
                 "request",
                 "memo",
             ]));
@@ -138,6 +140,7 @@ async fn the_three_binaries_run_the_whole_flow_and_a_second_run_reuses() {
             &server_listen,
             "--ca",
             &format!("{other_certs}/ca.pem"),
+            "--insecure-skip-revocation",
             "request",
             "memo",
         ]));
@@ -301,4 +304,93 @@ async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
             "step {step} not narrated:\n{stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_demo_shows_the_client_refusing_the_revoked_server() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let bin = binary("pki-ca").parent().unwrap().to_path_buf();
+    let out = tokio::task::spawn_blocking({
+        let repo = repo.to_path_buf();
+        let certs = certs.path().to_path_buf();
+        move || {
+            run(Command::new("bash")
+                .arg("scripts/run-all.sh")
+                .current_dir(repo)
+                .env("BIN", bin)
+                .env("CERTS", certs)
+                .env("REVOKE", "keyCompromise")
+                .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
+                .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port())))
+        }
+    });
+    let out = bounded(out).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("pki-client: server certificate revoked (serial ")
+            && stderr.contains(", keyCompromise)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pki_ca_revoke_and_list_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().to_str().unwrap();
+    let pki_ca = |args: &[&str]| {
+        let mut all = vec!["--dir", certs];
+        all.extend_from_slice(args);
+        run(Command::new(binary("pki-ca")).args(all))
+    };
+    assert!(pki_ca(&["init"]).status.success());
+    // Issue one certificate through the library, as the CA would.
+    let ca = pki_ca::Ca::open(&pki_ca::CaPaths::new(dir.path()), Default::default()).unwrap();
+    let (cert, _) = ca
+        .issue_service_certificate(&["app.pki.test".into()])
+        .unwrap();
+    let serial = cert.info.serial_hex.clone();
+    drop(ca);
+
+    let out = pki_ca(&[
+        "revoke",
+        "--serial",
+        &serial.to_uppercase(),
+        "--reason",
+        "superseded",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("ca.crl.pem").exists());
+
+    let again = pki_ca(&["revoke", "--serial", &serial]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked (superseded"));
+    let unknown = pki_ca(&["revoke", "--serial", "abcdef"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no certificate with serial abcdef"));
+    let bad_reason = pki_ca(&["revoke", "--serial", &serial, "--reason", "boredom"]);
+    assert!(String::from_utf8_lossy(&bad_reason.stderr).contains("unknown reason"));
+
+    let list = pki_ca(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["serial"] == serial.as_str())
+        .unwrap();
+    assert_eq!(row["status"], "revoked");
+    assert_eq!(row["revocation_reason"], "superseded");
+    assert_eq!(row["names"], serde_json::json!(["app.pki.test"]));
+    let table = String::from_utf8(pki_ca(&["list"]).stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&serial) && l.contains("revoked (superseded)")),
+        "{table}"
+    );
 }
