@@ -7,7 +7,7 @@ CERTS ?= certs
 CA_LISTEN ?= 127.0.0.1:8443
 SERVER_LISTEN ?= 127.0.0.1:9443
 SERVER_NAME ?= app.pki.test
-CLIENT_ID ?= client1
+CLIENT_NAME ?= client1.pki.test
 REQUEST ?= memo
 
 .PHONY: all build run-all demo-revoke test lint fmt clean-certs clean
@@ -19,14 +19,14 @@ build:
 
 run-all: build
 	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
-	SERVER_NAME=$(SERVER_NAME) CLIENT_ID=$(CLIENT_ID) REQUEST=$(REQUEST) \
+	SERVER_NAME=$(SERVER_NAME) CLIENT_NAME=$(CLIENT_NAME) REQUEST=$(REQUEST) \
 	bash scripts/run-all.sh
 
 # The whole flow, then the server's certificate is revoked and the client
 # must refuse the server with the reason.
 demo-revoke: build
 	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
-	SERVER_NAME=$(SERVER_NAME) CLIENT_ID=$(CLIENT_ID) REQUEST=$(REQUEST) \
+	SERVER_NAME=$(SERVER_NAME) CLIENT_NAME=$(CLIENT_NAME) REQUEST=$(REQUEST) \
 	REVOKE=keyCompromise bash scripts/run-all.sh
 
 # The end-to-end tests run the binaries, so they are built first.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole flow, as `make run-all` runs it:
-#   root (kept if present) -> CA -> server token -> server (enrolls) -> client memo.
+#   root (kept if present) -> CA -> client enrolls (token) -> server token ->
+#   server (enrolls; requires client certificates) -> client memo, both sides
+#   authenticated by certificate.
 # The CA and the server are stopped on exit, failure or Ctrl-C; the exit status
 # is the client's. Readiness is polled, never assumed after a fixed sleep.
 set -uo pipefail
@@ -9,7 +11,7 @@ CERTS=${CERTS:-certs}
 CA_LISTEN=${CA_LISTEN:-127.0.0.1:8443}
 SERVER_LISTEN=${SERVER_LISTEN:-127.0.0.1:9443}
 SERVER_NAME=${SERVER_NAME:-app.pki.test}
-CLIENT_ID=${CLIENT_ID:-client1}
+CLIENT_NAME=${CLIENT_NAME:-client1.pki.test}
 REQUEST=${REQUEST:-memo}
 BIN=${BIN:-target/debug}
 
@@ -52,19 +54,27 @@ step "starting the CA on https://$CA_LISTEN"
 pids+=($!)
 wait_for_port pki-ca "${pids[0]}" "$CA_LISTEN" || exit 1
 
+step "client certificate for $CLIENT_NAME (kept if still good, else enrolled with a client token)"
+CLIENT_TOKEN=$("$BIN/pki-ca" token --name "$CLIENT_NAME" --profile client) || exit 1
+"$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
+  --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
+  enroll --token "$CLIENT_TOKEN" --as "$CLIENT_NAME" 2>&1 | sed -u 's/^/[client] /' >&2
+[ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+
 step "minting a one-time server token for $SERVER_NAME"
 TOKEN=$("$BIN/pki-ca" token --name "$SERVER_NAME" --profile server) || exit 1
 
 step "starting the server on $SERVER_LISTEN (phase 1: reuse or enroll)"
 "$BIN/pki-server" --listen "$SERVER_LISTEN" --name "$SERVER_NAME" \
-  --ca-url "https://$CA_LISTEN" --token "$TOKEN" > >(sed -u 's/^/[server] /' >&2) 2>&1 &
+  --ca-url "https://$CA_LISTEN" --token "$TOKEN" --require-client-cert \
+  > >(sed -u 's/^/[server] /' >&2) 2>&1 &
 pids+=($!)
 wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || exit 1
 
 step "client: phases 2 and 3, request '$REQUEST'"
 "$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
-  --ca-url "https://$CA_LISTEN" \
-  --id "$CLIENT_ID" request "$REQUEST" 2> >(sed -u 's/^/[client] /' >&2)
+  --ca-url "https://$CA_LISTEN" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
+  request "$REQUEST" 2> >(sed -u 's/^/[client] /' >&2)
 status=$?
 
 # With REVOKE=<reason>: revoke the server's certificate while everything
@@ -74,7 +84,8 @@ if [ -n "${REVOKE:-}" ] && [ $status -eq 0 ]; then
   "$BIN/pki-ca" revoke --cert "$CERTS/server.pem" --reason "$REVOKE" --ca-url "https://$CA_LISTEN" || exit 1
   step "client again: it must now refuse the server"
   out=$("$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
-    --ca-url "https://$CA_LISTEN" --id "$CLIENT_ID" request "$REQUEST" 2>&1)
+    --ca-url "https://$CA_LISTEN" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
+    request "$REQUEST" 2>&1)
   again=$?
   printf '%s\n' "$out" | sed 's/^/[client] /' >&2
   if [ $again -ne 0 ] && printf '%s' "$out" | grep -q 'server certificate revoked'; then

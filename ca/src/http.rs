@@ -12,7 +12,8 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use rustls::pki_types::CertificateDer;
 
 use pki_common::api::{self, ErrorBody};
 use pki_common::files::cert_to_pem;
@@ -29,6 +30,7 @@ pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
         .route(api::ROOT, get(root))
         .route(api::SIGN, post(sign))
         .route(api::CRL, get(crl))
+        .route(api::RENEW, post(renew))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -96,7 +98,7 @@ async fn not_found() -> Response {
     problem(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the API has GET /health, GET /v1/root, GET /v1/crl and POST /v1/sign",
+        "no such endpoint; the API has GET /health, GET /v1/root, GET /v1/crl, POST /v1/sign and POST /v1/renew",
     )
 }
 
@@ -104,7 +106,7 @@ async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "wrong method for this endpoint; the API has GET /health, GET /v1/root, GET /v1/crl and POST /v1/sign",
+        "wrong method for this endpoint; the API has GET /health, GET /v1/root, GET /v1/crl, POST /v1/sign and POST /v1/renew",
     )
 }
 
@@ -117,41 +119,46 @@ fn status_of(err: &SignError) -> StatusCode {
         SignError::Policy(_) => StatusCode::BAD_REQUEST,
         SignError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
         SignError::Authority(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SignError::NoClientCertificate => StatusCode::UNAUTHORIZED,
+        SignError::UnknownCertificate(_)
+        | SignError::RenewRevoked { .. }
+        | SignError::RenewExpired(_) => StatusCode::FORBIDDEN,
     }
 }
 
-async fn sign(
-    State(ca): State<Arc<Ca>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
+/// The TLS client certificate of the connection a request came on, put
+/// into each request by the listener.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
+
+/// The body, or the problem document that refuses it.
+#[allow(clippy::result_large_err)]
+fn csr_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    match body {
+        Ok(b) => Ok(b),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             tracing::warn!(target: "audit", "audit: refused CSR: body_too_large");
-            return problem(
+            Err(problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "the request body exceeds the CA's limit; a CSR is a few KiB",
-            );
+            ))
         }
-        Err(rejection) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                rejection.body_text(),
-            )
-        }
-    };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    // Verifying and signing are CPU work and the ledger commit waits on the
-    // disk; keep both off the async workers.
-    let outcome = tokio::task::spawn_blocking(move || ca.sign(bearer.as_deref(), &body)).await;
-    match outcome {
+        Err(rejection) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )),
+    }
+}
+
+/// Runs a signing call off the async workers (verifying and signing are
+/// CPU work, and the ledger commit waits on the disk) and answers its
+/// outcome.
+async fn signed(
+    call: impl FnOnce() -> Result<crate::authority::SignedCert, SignError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(call).await {
         Ok(Ok(cert)) => (
             [(header::CONTENT_TYPE, api::PEM_CERT_CHAIN)],
             cert_to_pem(&cert.der),
@@ -164,4 +171,34 @@ async fn sign(
             "the signing task failed; see the CA's log",
         ),
     }
+}
+
+async fn renew(
+    State(ca): State<Arc<Ca>>,
+    peer: Option<Extension<PeerCertificate>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match csr_body(body) {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let peer = peer.and_then(|Extension(p)| p.0);
+    signed(move || ca.renew(peer.as_ref(), &body)).await
+}
+
+async fn sign(
+    State(ca): State<Arc<Ca>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match csr_body(body) {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    signed(move || ca.sign(bearer.as_deref(), &body)).await
 }

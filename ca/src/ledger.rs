@@ -58,6 +58,8 @@ pub struct IssuedRecord {
     pub issued_at: i64,
     pub der: Vec<u8>,
     pub revoked: Option<Revocation>,
+    /// The serial of the certificate this one renewed, if any.
+    pub renewed_from: Option<String>,
 }
 
 /// Where a certificate stands.
@@ -105,6 +107,8 @@ pub trait Ledger: Send + Sync {
     ) -> Result<(), LedgerError>;
     /// Every issued certificate, oldest first.
     fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError>;
+    /// One certificate by serial (lower-case hex).
+    fn certificate(&self, serial: &str) -> Result<Option<IssuedRecord>, LedgerError>;
     /// Revokes the certificate with `serial` (lower-case hex). Committed
     /// before it returns.
     fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError>;
@@ -153,6 +157,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE certificates ADD COLUMN revocation_reason TEXT;
      CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
      INSERT OR IGNORE INTO counters (name, value) VALUES ('revision', 0), ('crl_number', 0);",
+    // 2: renewal links a certificate to the one it replaced.
+    "ALTER TABLE certificates ADD COLUMN renewed_from TEXT REFERENCES certificates(serial);",
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
@@ -283,8 +289,8 @@ impl Ledger for SqliteLedger {
             }
         }
         tx.execute(
-            "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der, renewed_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 rec.serial_hex,
                 names_to_json(&rec.names),
@@ -293,7 +299,8 @@ impl Ledger for SqliteLedger {
                 rec.not_after,
                 rec.token_id,
                 rec.issued_at,
-                rec.der
+                rec.der,
+                rec.renewed_from
             ],
         )?;
         tx.commit()?;
@@ -301,60 +308,14 @@ impl Ledger for SqliteLedger {
     }
 
     fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der,
-                    revoked_at, revocation_reason
-             FROM certificates ORDER BY issued_at, rowid",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Vec<u8>>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-                r.get::<_, Option<String>>(9)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (
-                serial_hex,
-                names,
-                profile,
-                not_before,
-                not_after,
-                token_id,
-                issued_at,
-                der,
-                revoked_at,
-                reason,
-            ) = row?;
-            let revoked = match (revoked_at, reason) {
-                (Some(revoked_at), Some(reason)) => Some(Revocation {
-                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
-                    revoked_at,
-                }),
-                _ => None,
-            };
-            out.push(IssuedRecord {
-                serial_hex,
-                names: names_from_json(&names)?,
-                profile: profile_from(&profile)?,
-                not_before,
-                not_after,
-                token_id,
-                issued_at,
-                der,
-                revoked,
-            });
-        }
-        Ok(out)
+        self.select_certificates("1 = 1 ORDER BY issued_at, rowid", [])
+    }
+
+    fn certificate(&self, serial: &str) -> Result<Option<IssuedRecord>, LedgerError> {
+        Ok(self
+            .select_certificates("serial = ?1", [serial])?
+            .into_iter()
+            .next())
     }
 
     fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError> {
@@ -415,6 +376,73 @@ impl Ledger for SqliteLedger {
     }
 }
 
+impl SqliteLedger {
+    /// Certificates matching an SQL condition on the `certificates` table.
+    fn select_certificates<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+    ) -> Result<Vec<IssuedRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der,
+                    revoked_at, revocation_reason, renewed_from
+             FROM certificates WHERE {condition}"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Vec<u8>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                serial_hex,
+                names,
+                profile,
+                not_before,
+                not_after,
+                token_id,
+                issued_at,
+                der,
+                revoked_at,
+                reason,
+                renewed_from,
+            ) = row?;
+            let revoked = match (revoked_at, reason) {
+                (Some(revoked_at), Some(reason)) => Some(Revocation {
+                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
+                    revoked_at,
+                }),
+                _ => None,
+            };
+            out.push(IssuedRecord {
+                serial_hex,
+                names: names_from_json(&names)?,
+                profile: profile_from(&profile)?,
+                not_before,
+                not_after,
+                token_id,
+                issued_at,
+                der,
+                revoked,
+                renewed_from,
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +470,7 @@ mod tests {
             issued_at: 5,
             der: vec![0x30],
             revoked: None,
+            renewed_from: None,
         }
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use pki_common::revocation::Reason;
 use rcgen::KeyPair;
-use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use tracing::{info, warn};
 
 use authority::{AuthorityError, RootAuthority, SignedCert};
@@ -101,6 +101,14 @@ pub enum SignError {
     Ledger(LedgerError),
     #[error("the CA failed to sign: {0}")]
     Authority(#[from] AuthorityError),
+    #[error("renewal needs the certificate to renew, presented as the TLS client certificate")]
+    NoClientCertificate,
+    #[error("certificate {0} was not issued by this CA")]
+    UnknownCertificate(String),
+    #[error("certificate {serial} is revoked ({reason}) and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
+    RenewRevoked { serial: String, reason: Reason },
+    #[error("certificate {0} has expired and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
+    RenewExpired(String),
 }
 
 impl SignError {
@@ -119,6 +127,10 @@ impl SignError {
             SignError::Policy(PolicyError::InvalidName(_)) => "invalid_name",
             SignError::Ledger(_) => "ledger_unavailable",
             SignError::Authority(_) => "internal",
+            SignError::NoClientCertificate => "client_certificate_required",
+            SignError::UnknownCertificate(_) => "unknown_certificate",
+            SignError::RenewRevoked { .. } => "certificate_revoked",
+            SignError::RenewExpired(_) => "certificate_expired",
         }
     }
 }
@@ -349,13 +361,29 @@ impl Ca {
         let now = pki_common::unix_now() as i64;
         grant.check(&presented, now)?;
         let verified = policy::verify_csr(csr)?;
-        let decision = self.policy.decide(
+        self.issue(
             &verified,
             &grant.names,
             grant.profile,
-            self.root.info.not_after,
-            now,
-        )?;
+            Some(&grant.id),
+            None,
+        )
+    }
+
+    /// Decides, signs and records a certificate; the record is committed
+    /// (consuming `token_id`, if any) before the certificate is returned.
+    fn issue(
+        &self,
+        verified: &policy::VerifiedCsr,
+        names: &[String],
+        profile: Profile,
+        token_id: Option<&str>,
+        renewed_from: Option<&str>,
+    ) -> Result<SignedCert, SignError> {
+        let now = pki_common::unix_now() as i64;
+        let decision =
+            self.policy
+                .decide(verified, names, profile, self.root.info.not_after, now)?;
         let cert = self.root.sign(&decision, &verified.spki_der)?;
         let record = IssuedRecord {
             serial_hex: cert.info.serial_hex.clone(),
@@ -363,12 +391,13 @@ impl Ca {
             profile: decision.profile,
             not_before: decision.not_before,
             not_after: decision.not_after,
-            token_id: Some(grant.id.clone()),
+            token_id: token_id.map(str::to_owned),
             issued_at: now,
             der: cert.der.to_vec(),
             revoked: None,
+            renewed_from: renewed_from.map(str::to_owned),
         };
-        match self.ledger.record_issuance(&record, Some(&grant.id)) {
+        match self.ledger.record_issuance(&record, token_id) {
             Ok(()) => Ok(cert),
             Err(LedgerError::TokenAlreadyUsed) => Err(TokenError::Used {
                 at: "just now, by a concurrent request".into(),
@@ -378,6 +407,71 @@ impl Ca {
         }
     }
 
+    /// Renewal: the caller authenticated with `presented`, a certificate
+    /// this CA issued, which must be neither expired nor revoked. The new
+    /// certificate has the same names and profile (the CSR may bring a new
+    /// key), and the ledger links it to the old one.
+    pub fn renew(
+        &self,
+        presented: Option<&CertificateDer<'_>>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
+        let result = self.renew_inner(presented, csr);
+        let old = presented
+            .and_then(|c| pki_common::cert::CertInfo::parse(c).ok())
+            .map(|i| i.serial_hex)
+            .unwrap_or_else(|| "-".into());
+        match &result {
+            Ok(cert) => info!(
+                target: "audit",
+                "audit: renewed serial {old} as {} for {} (valid until {})",
+                cert.info.serial_hex,
+                cert.info.names().join(", "),
+                cert.info.not_after_rfc3339()
+            ),
+            Err(e) => warn!(
+                target: "audit",
+                "audit: refused renewal of {old}: {}: {e}",
+                e.code()
+            ),
+        }
+        result
+    }
+
+    fn renew_inner(
+        &self,
+        presented: Option<&CertificateDer<'_>>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
+        let presented = presented.ok_or(SignError::NoClientCertificate)?;
+        let info = pki_common::cert::CertInfo::parse(presented)
+            .map_err(|_| SignError::UnknownCertificate("unparseable".into()))?;
+        let record = self
+            .ledger
+            .certificate(&info.serial_hex)
+            .map_err(SignError::Ledger)?
+            .filter(|r| r.der == presented.as_ref())
+            .ok_or_else(|| SignError::UnknownCertificate(info.serial_hex.clone()))?;
+        let now = pki_common::unix_now() as i64;
+        match record.status(now) {
+            ledger::Status::Revoked(reason) => {
+                return Err(SignError::RenewRevoked {
+                    serial: record.serial_hex,
+                    reason,
+                })
+            }
+            ledger::Status::Expired => return Err(SignError::RenewExpired(record.serial_hex)),
+            ledger::Status::Valid => {}
+        }
+        let verified = policy::verify_csr(csr)?;
+        self.issue(
+            &verified,
+            &record.names,
+            record.profile,
+            None,
+            Some(&record.serial_hex),
+        )
+    }
     /// Issues the CA's own TLS certificate for `names` with a fresh key that
     /// stays in memory, recorded in the ledger like any other certificate.
     pub fn issue_service_certificate(
@@ -417,6 +511,7 @@ impl Ca {
                 issued_at: now,
                 der: cert.der.to_vec(),
                 revoked: None,
+                renewed_from: None,
             },
             None,
         )?;

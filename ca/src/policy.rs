@@ -241,7 +241,12 @@ impl IssuancePolicy {
             }
         }
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
-        let backdate = i64::try_from(self.backdate.as_secs()).unwrap_or(0);
+        // Never backdate by more than a tenth of the lifetime: a short-lived
+        // certificate would otherwise be born two thirds through its life
+        // and due for renewal at once.
+        let backdate = i64::try_from(self.backdate.as_secs())
+            .unwrap_or(0)
+            .min(lifetime / 10);
         Ok(Decision {
             names: names.to_vec(),
             profile,

@@ -82,7 +82,16 @@ impl CaServer {
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
         let (cert, key) = ca.issue_service_certificate(&opts.names)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = pki_common::tls::server_config(vec![cert.der.clone()], key)?;
+        // Client certificates are optional: only renewal uses them. Their
+        // revocation and expiry are judged by the CA from its ledger, so a
+        // refusal can say why.
+        let config = pki_common::tls::server_config_with_client_auth(
+            vec![cert.der.clone()],
+            key,
+            &ca.root().cert,
+            Vec::new(),
+            pki_common::tls::ClientAuth::Optional,
+        )?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -135,7 +144,7 @@ impl CaServer {
                 },
             };
             let acceptor = self.acceptor.clone();
-            let service = TowerToHyperService::new(self.router.clone());
+            let router = self.router.clone();
             let handshake_timeout = self.opts.handshake_timeout;
             let mut conn_shutdown = shutdown.clone();
             // Reap finished connection tasks so the set stays small.
@@ -154,6 +163,15 @@ impl CaServer {
                         return;
                     }
                 };
+                let peer_cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned());
+                let service = TowerToHyperService::new(
+                    router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
+                );
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(handshake_timeout)

@@ -25,7 +25,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::info;
 
-use pki_common::cert::CertInfo;
+use pki_common::cert::{CertInfo, Purpose};
+use pki_common::enroll::{check_held, Enrolled, Held, KeyFiles};
 use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
 use pki_common::proto::message::{Registration, Response, ServiceRequest};
 use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
@@ -47,6 +48,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Where the current CRL comes from.
     pub crl: CrlSource,
+    /// The client's own certificate and key, presented when the server asks.
+    pub identity: Option<Enrolled>,
 }
 
 impl Default for ClientConfig {
@@ -62,6 +65,7 @@ impl Default for ClientConfig {
             crl: CrlSource::Fetch {
                 ca_url: "https://127.0.0.1:8443".into(),
             },
+            identity: None,
         }
     }
 }
@@ -102,6 +106,10 @@ pub enum ClientError {
     },
     #[error(transparent)]
     Proto(#[from] ProtoError),
+    #[error(transparent)]
+    Enroll(#[from] pki_common::enroll::EnrollError),
+    #[error("the client certificate cannot be used ({0}); it needs a new token: `pki-ca token --profile client --name …`, then `pki-client enroll --token …`")]
+    NeedToken(String),
 }
 
 /// A TLS 1.3 connection whose server certificate has been verified.
@@ -129,7 +137,18 @@ impl Connection {
         let verifier = Arc::new(RecordingVerifier::new(pki_common::tls::server_verifier(
             &root, crls,
         )?));
-        let tls = pki_common::tls::client_config_with(verifier.clone())?;
+        let identity = match &config.identity {
+            Some(id) => {
+                info!(
+                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks",
+                    id.info.short_serial(),
+                    id.info.names().join(", ")
+                );
+                Some((vec![id.cert.clone()], id.key_der()?))
+            }
+            None => None,
+        };
+        let tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
         let name = ServerName::try_from(config.name.clone())
             .map_err(|_| ClientError::BadName(config.name.clone()))?;
         let addr = config.server.clone();
@@ -194,8 +213,9 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: &Frame) -> Result<(), ClientError> {
-        write_frame(&mut self.stream, frame).await?;
-        Ok(())
+        write_frame(&mut self.stream, frame)
+            .await
+            .map_err(|e| self.tls_or_proto(e))
     }
 
     async fn receive(&mut self) -> Result<Frame, ClientError> {
@@ -205,7 +225,22 @@ impl Connection {
         )
         .await
         .map_err(|_| ClientError::Timeout(self.config.timeout))?
-        .map_err(ClientError::from)
+        .map_err(|e| self.tls_or_proto(e))
+    }
+
+    /// In TLS 1.3 the server judges the client's certificate after the
+    /// client has finished its handshake, so a refusal arrives as an alert
+    /// on the first read; report it as the TLS error it is.
+    fn tls_or_proto(&self, err: ProtoError) -> ClientError {
+        if let ProtoError::Io(io) = &err {
+            if let Some(source) = pki_common::tls::tls_error_in(io) {
+                return ClientError::Tls {
+                    addr: self.config.server.clone(),
+                    source: source.clone(),
+                };
+            }
+        }
+        ClientError::Proto(err)
     }
 
     /// Sends our refusal to the server (best effort) and returns it.
@@ -329,4 +364,84 @@ pub async fn request_once(
     let response = conn.request(&mut session, name, body).await?;
     conn.close().await;
     Ok(response)
+}
+
+/// Loads the client's certificate and key if they are good to present
+/// (chain to the root, clientAuth, not expired); `None` if there are none.
+pub fn load_identity(
+    files: &KeyFiles,
+    root: &CertificateDer<'static>,
+) -> Result<Option<Enrolled>, ClientError> {
+    if !files.cert.exists() && !files.key.exists() {
+        return Ok(None);
+    }
+    match check_held(files, root, &[], Purpose::ClientAuth, None) {
+        Held::Good(e) => Ok(Some(e)),
+        Held::DueForRenewal(e, why) => {
+            tracing::warn!(
+                "the client certificate is due for renewal ({why}); run `pki-client renew`"
+            );
+            Ok(Some(e))
+        }
+        Held::Unusable(why) => Err(ClientError::NeedToken(why)),
+    }
+}
+
+/// `pki-client enroll`: keeps a good certificate for `name` (unless
+/// `force`), otherwise makes a key and enrolls with `token`.
+pub async fn enroll_client(
+    ca_url: &str,
+    root: &CertificateDer<'static>,
+    files: &KeyFiles,
+    name: &str,
+    token: &str,
+    force: bool,
+) -> Result<Enrolled, ClientError> {
+    let names = vec![name.to_string()];
+    if !force {
+        if let Held::Good(held) = check_held(files, root, &names, Purpose::ClientAuth, None) {
+            info!(
+                "client certificate {} for {name} is still good (serial {}, valid until {}); use --force to replace it",
+                files.cert.display(),
+                held.info.short_serial(),
+                held.info.not_after_rfc3339()
+            );
+            return Ok(held);
+        }
+    }
+    let ca = pki_common::https::CaClient::new(ca_url, None, root)
+        .map_err(pki_common::enroll::EnrollError::from)?;
+    let enrolled = pki_common::enroll::enroll(
+        &ca,
+        root,
+        &names,
+        token,
+        Purpose::ClientAuth,
+        pki_common::enroll::Retry::default(),
+    )
+    .await?;
+    enrolled.save(files)?;
+    info!(
+        "wrote {} (mode 0600) and {}",
+        files.key.display(),
+        files.cert.display()
+    );
+    Ok(enrolled)
+}
+
+/// `pki-client renew`: renews the client's certificate with itself (new
+/// key, same name). A revoked or expired certificate cannot renew.
+pub async fn renew_client(
+    ca_url: &str,
+    root: &CertificateDer<'static>,
+    files: &KeyFiles,
+) -> Result<Enrolled, ClientError> {
+    let current = match check_held(files, root, &[], Purpose::ClientAuth, None) {
+        Held::Good(e) | Held::DueForRenewal(e, _) => e,
+        Held::Unusable(why) => return Err(ClientError::NeedToken(why)),
+    };
+    let renewed =
+        pki_common::enroll::renew(ca_url, None, root, &current, Purpose::ClientAuth).await?;
+    renewed.save(files)?;
+    Ok(renewed)
 }

@@ -5,9 +5,12 @@
 //!              [--ca certs/ca.pem] [--id client1]
 //!              [--ca-url https://127.0.0.1:8443 | --crl FILE | --insecure-skip-revocation]
 //!              request memo
+//!   pki-client enroll --token <t> [--as client1.pki.test]   certs/client.{key,pem}
+//!   pki-client renew                                        renew them with themselves
 //!
-//! Prints the response data on stdout and narrates steps 3 to 8 on stderr.
-//! Exits 0 on success, otherwise non-zero with a one-line reason.
+//! `request` prints the response data on stdout and narrates steps 3 to 8
+//! on stderr. It presents certs/client.pem when it exists. Every command
+//! exits 0 on success, otherwise non-zero with a one-line reason.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +19,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use pki_client::revocation::CrlSource;
-use pki_client::{request_once, ClientConfig};
+use pki_client::{
+    enroll_client, load_identity, renew_client, request_once, ClientConfig, ClientError,
+};
+use pki_common::enroll::KeyFiles;
 use pki_common::proto::message::Status;
 
 #[derive(Parser)]
@@ -31,10 +37,11 @@ struct Cli {
     /// The CA root certificate, the only trust anchor.
     #[arg(long, default_value = "certs/ca.pem")]
     ca: PathBuf,
-    /// The client id to register as.
-    #[arg(long, default_value = "client1")]
-    id: String,
-    /// The CA to fetch the current CRL from.
+    /// The client id to register as (default: the name in the client
+    /// certificate, or client1 without one).
+    #[arg(long)]
+    id: Option<String>,
+    /// The CA: where the CRL is fetched, and where enroll and renew go.
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     ca_url: String,
     /// Check revocation against this CRL file (PEM or DER) instead of fetching one.
@@ -43,6 +50,15 @@ struct Cli {
     /// INSECURE: do not check revocation at all.
     #[arg(long)]
     insecure_skip_revocation: bool,
+    /// The client's certificate, presented to servers that ask for one.
+    #[arg(long, default_value = "certs/client.pem")]
+    cert: PathBuf,
+    /// The client's private key (PKCS#8 PEM, mode 0600).
+    #[arg(long, default_value = "certs/client.key")]
+    key: PathBuf,
+    /// Do not present a client certificate even if there is one.
+    #[arg(long)]
+    no_client_cert: bool,
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
@@ -59,25 +75,25 @@ enum Command {
         #[arg(long, default_value = "")]
         body: String,
     },
+    /// Make a key here and enroll for a client certificate with a token.
+    Enroll {
+        /// A client-profile token from `pki-ca token --profile client`.
+        #[arg(long, env = "PKI_TOKEN")]
+        token: String,
+        /// The identity to enroll for; it becomes the client id.
+        #[arg(long = "as", default_value = "client1.pki.test")]
+        identity: String,
+        /// Enroll even if the current certificate is still good.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Renew the client certificate, authenticating with it (new key).
+    Renew,
 }
 
 fn main() -> ExitCode {
     pki_common::logging::init();
     let cli = Cli::parse();
-    let config = ClientConfig {
-        server: cli.server,
-        name: cli.name,
-        ca: cli.ca,
-        client_id: cli.id,
-        skew_secs: cli.skew.as_secs(),
-        crl: match (cli.crl, cli.insecure_skip_revocation) {
-            (_, true) => CrlSource::InsecureSkip,
-            (Some(path), false) => CrlSource::File(path),
-            (None, false) => CrlSource::Fetch { ca_url: cli.ca_url },
-        },
-        ..ClientConfig::default()
-    };
-    let Command::Request { name, body } = cli.command;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -85,20 +101,81 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(request_once(&config, &name, body.as_bytes())) {
-        Ok(response) => {
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pki-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
+    let files = KeyFiles {
+        key: cli.key.clone(),
+        cert: cli.cert.clone(),
+    };
+    let root = pki_common::files::read_cert(&cli.ca)?;
+    match cli.command {
+        Command::Enroll {
+            token,
+            identity,
+            force,
+        } => {
+            let e = enroll_client(&cli.ca_url, &root, &files, &identity, &token, force).await?;
+            println!(
+                "{} (serial {}, valid until {})",
+                files.cert.display(),
+                e.info.serial_hex,
+                e.info.not_after_rfc3339()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Renew => {
+            let e = renew_client(&cli.ca_url, &root, &files).await?;
+            println!(
+                "{} renewed (serial {}, valid until {})",
+                files.cert.display(),
+                e.info.serial_hex,
+                e.info.not_after_rfc3339()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request { name, body } => {
+            let identity = if cli.no_client_cert {
+                None
+            } else {
+                load_identity(&files, &root)?
+            };
+            let client_id = cli.id.unwrap_or_else(|| {
+                identity
+                    .as_ref()
+                    .and_then(|i| i.info.dns_names.first().cloned())
+                    .unwrap_or_else(|| "client1".into())
+            });
+            let config = ClientConfig {
+                server: cli.server,
+                name: cli.name,
+                ca: cli.ca,
+                client_id,
+                skew_secs: cli.skew.as_secs(),
+                crl: match (cli.crl, cli.insecure_skip_revocation) {
+                    (_, true) => CrlSource::InsecureSkip,
+                    (Some(path), false) => CrlSource::File(path),
+                    (None, false) => CrlSource::Fetch { ca_url: cli.ca_url },
+                },
+                identity,
+                ..ClientConfig::default()
+            };
+            let response = request_once(&config, &name, body.as_bytes()).await?;
             println!("{}", String::from_utf8_lossy(&response.data));
-            match response.status {
+            Ok(match response.status {
                 Status::Ok => ExitCode::SUCCESS,
                 other => {
                     eprintln!("pki-client: the server answered {other:?}");
                     ExitCode::from(3)
                 }
-            }
-        }
-        Err(e) => {
-            eprintln!("pki-client: {e}");
-            ExitCode::FAILURE
+            })
         }
     }
 }

@@ -10,6 +10,10 @@ pub const ROOT: &str = "/v1/root";
 /// answers the issued certificate, PEM.
 pub const SIGN: &str = "/v1/sign";
 
+/// `POST`: a CSR for the same names as the TLS client certificate the
+/// caller presents, which must be neither expired nor revoked; answers
+/// the renewed certificate, PEM.
+pub const RENEW: &str = "/v1/renew";
 /// `GET`: the current CRL, DER; `?format=pem` for PEM.
 pub const CRL: &str = "/v1/crl";
 

@@ -1,23 +1,31 @@
-//! Phase 1 seen from the party that enrolls (the application server now,
-//! clients later): steps 1 and 2 of the original flow.
+//! Phase 1 seen from a party that holds a certificate (the application
+//! server, and clients): steps 1 and 2 of the original flow, plus keeping
+//! the certificate: reuse while it is good, renew before it runs out.
 //!
 //! The key pair is generated here, in the enrolling process; only the CSR,
 //! which proves possession of the key, ever leaves it. The certificate that
 //! comes back is checked before it is trusted: it must chain to the root,
 //! carry our own public key and every name we asked for.
+//!
+//! Two ways to be authorized: a one-time enrollment token (`POST
+//! /v1/sign`), or, to renew, the certificate being renewed, presented as a
+//! TLS client certificate (`POST /v1/renew`). Renewal makes a new key too.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rcgen::{CertificateParams, DnType, KeyPair, PublicKeyData};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tracing::{info, warn};
 
 use crate::api;
 use crate::cert::{verify_leaf, CertInfo, Purpose};
+use crate::files;
 use crate::https::{CaClient, HttpsError};
+use crate::revocation::VerifiedCrl;
 
-/// Errors enrolling with the CA.
+/// Errors enrolling with or renewing at the CA.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     #[error("cannot build the key or the CSR: {0}")]
@@ -40,6 +48,8 @@ pub enum EnrollError {
     },
     #[error("the CA's answer is not a usable certificate: {0}")]
     BadAnswer(String),
+    #[error("the certificate to renew has expired; renewal needs a new token (`pki-ca token`, then enroll again)")]
+    Expired,
 }
 
 /// How long and how often to retry while the CA cannot be reached.
@@ -62,7 +72,8 @@ impl Default for Retry {
     }
 }
 
-/// A freshly enrolled identity: our key and the certificate for it.
+/// A certified identity: our key and the certificate for it.
+#[derive(Clone)]
 pub struct Enrolled {
     /// PKCS#8 PEM of the private key, to be written with mode 0600.
     pub key_pem: String,
@@ -79,17 +90,104 @@ impl std::fmt::Debug for Enrolled {
     }
 }
 
-/// Generates a P-256 key, sends a CSR for `names` to the CA with `token`,
-/// and checks the certificate it answers. Retries with backoff while the CA
-/// cannot be reached, up to `retry.deadline`; a refusal is final.
-pub async fn enroll(
-    ca: &CaClient,
-    root: &CertificateDer<'_>,
+impl Enrolled {
+    /// The key in the form rustls takes.
+    pub fn key_der(&self) -> Result<PrivateKeyDer<'static>, EnrollError> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| EnrollError::BadAnswer(format!("unreadable key: {e}")))
+    }
+
+    /// Writes the key (mode 0600) and the certificate.
+    pub fn save(&self, files: &KeyFiles) -> Result<(), files::FileError> {
+        files::write_private_key(&files.key, &self.key_pem)?;
+        files::write_public(&files.cert, &files::cert_to_pem(&self.cert))
+    }
+}
+
+/// Where a party keeps its key and certificate.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    pub key: PathBuf,
+    pub cert: PathBuf,
+}
+
+/// What the files on disk are good for.
+pub enum Held {
+    /// Good: chains, names us, not revoked, more than a third of its
+    /// lifetime left.
+    Good(Enrolled),
+    /// Still valid but due for renewal (a third or less of its lifetime
+    /// left): renew it with itself.
+    DueForRenewal(Enrolled, String),
+    /// Unusable: a new token is needed. The string says why.
+    Unusable(String),
+}
+
+/// Judges the key and certificate in `files`.
+pub fn check_held(
+    files: &KeyFiles,
+    root: &CertificateDer<'static>,
     names: &[String],
-    token: &str,
     purpose: Purpose,
-    retry: Retry,
-) -> Result<Enrolled, EnrollError> {
+    crl: Option<&VerifiedCrl>,
+) -> Held {
+    match load_held(files, root, names, purpose, crl) {
+        Err(reason) => Held::Unusable(reason),
+        Ok(held) => {
+            let left = held.info.lifetime_left(crate::unix_now() as i64);
+            if left <= 1.0 / 3.0 {
+                let reason = format!("only {:.0}% of its lifetime is left", left * 100.0);
+                Held::DueForRenewal(held, reason)
+            } else {
+                Held::Good(held)
+            }
+        }
+    }
+}
+
+fn load_held(
+    files: &KeyFiles,
+    root: &CertificateDer<'static>,
+    names: &[String],
+    purpose: Purpose,
+    crl: Option<&VerifiedCrl>,
+) -> Result<Enrolled, String> {
+    if !files.cert.exists() || !files.key.exists() {
+        return Err(format!(
+            "{} or {} is missing",
+            files.cert.display(),
+            files.key.display()
+        ));
+    }
+    let cert = files::read_cert(&files.cert).map_err(|e| e.to_string())?;
+    let key_pem = files::read_private_key_pem(&files.key).map_err(|e| e.to_string())?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let info = CertInfo::parse(&cert).map_err(|e| e.to_string())?;
+    if info.spki_der != key.subject_public_key_info() {
+        return Err("the key does not match the certificate".into());
+    }
+    let first = names.first().map(String::as_str);
+    verify_leaf(&cert, root, purpose, first, UnixTime::now()).map_err(|e| e.to_string())?;
+    let certified = info.names();
+    if let Some(missing) = names.iter().find(|n| !certified.contains(n)) {
+        return Err(format!("the certificate does not name {missing}"));
+    }
+    if let Some(revoked) = crl.and_then(|c| c.revocation_of(&info.serial_hex)) {
+        return Err(format!(
+            "the certificate {} is revoked ({})",
+            info.short_serial(),
+            revoked.map(|r| r.as_str()).unwrap_or("no reason given")
+        ));
+    }
+    Ok(Enrolled {
+        key_pem,
+        cert,
+        info,
+    })
+}
+
+/// A fresh P-256 key and a CSR for `names`.
+fn key_and_csr(names: &[String]) -> Result<(KeyPair, String), EnrollError> {
     let first = names
         .first()
         .ok_or_else(|| EnrollError::BadAnswer("no name to enroll for".into()))?;
@@ -99,9 +197,23 @@ pub async fn enroll(
     params
         .distinguished_name
         .push(DnType::CommonName, first.as_str());
-    let csr = params.serialize_request(&key)?;
-    let csr_pem = csr.pem()?;
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr))
+}
 
+/// Steps 1 and 2: generates a P-256 key, sends a CSR for `names` to the CA
+/// with `token`, and checks the certificate it answers. Retries with
+/// backoff while the CA cannot be reached, up to `retry.deadline`; a
+/// refusal is final.
+pub async fn enroll(
+    ca: &CaClient,
+    root: &CertificateDer<'_>,
+    names: &[String],
+    token: &str,
+    purpose: Purpose,
+    retry: Retry,
+) -> Result<Enrolled, EnrollError> {
+    let (key, csr) = key_and_csr(names)?;
     let started = tokio::time::Instant::now();
     let mut backoff = retry.initial_backoff;
     let mut attempts = 0;
@@ -117,7 +229,7 @@ pub async fn enroll(
                 api::SIGN,
                 Some(token),
                 "application/pkcs10",
-                csr_pem.clone().into_bytes(),
+                csr.clone().into_bytes(),
             )
             .await
         {
@@ -139,7 +251,64 @@ pub async fn enroll(
             Err(e) => return Err(e.into()),
         }
     };
+    let enrolled = check_answer(response, key, root, names, purpose)?;
+    info!(
+        "phase 1 · step 2: received certificate serial {}, valid until {}, chains to the CA root",
+        enrolled.info.short_serial(),
+        enrolled.info.not_after_rfc3339()
+    );
+    Ok(enrolled)
+}
 
+/// Renews `current` at the CA at `ca_url`: presents it as the TLS client
+/// certificate, sends a CSR for the same names with a new key, and checks
+/// the answer. One attempt; the caller decides when to try again.
+pub async fn renew(
+    ca_url: &str,
+    ca_name: Option<&str>,
+    root: &CertificateDer<'static>,
+    current: &Enrolled,
+    purpose: Purpose,
+) -> Result<Enrolled, EnrollError> {
+    if current.info.not_after <= crate::unix_now() as i64 {
+        return Err(EnrollError::Expired);
+    }
+    let names = current.info.names();
+    let ca = CaClient::with_identity(
+        ca_url,
+        ca_name,
+        root,
+        (vec![current.cert.clone()], current.key_der()?),
+    )?;
+    let (key, csr) = key_and_csr(&names)?;
+    info!(
+        "renewal: sent CSR for {} (new ECDSA P-256 key) to {}, authenticated by certificate {}",
+        names.join(", "),
+        ca.url(),
+        current.info.short_serial()
+    );
+    let response = ca
+        .post(api::RENEW, None, "application/pkcs10", csr.into_bytes())
+        .await?;
+    let renewed = check_answer(response, key, root, &names, purpose)?;
+    info!(
+        "renewal: received certificate serial {} (replaces {}), valid until {}",
+        renewed.info.short_serial(),
+        current.info.short_serial(),
+        renewed.info.not_after_rfc3339()
+    );
+    Ok(renewed)
+}
+
+/// Checks the CA's answer: a certificate chaining to the root, for our
+/// key, naming every name we asked for.
+fn check_answer(
+    response: crate::https::Response,
+    key: KeyPair,
+    root: &CertificateDer<'_>,
+    names: &[String],
+    purpose: Purpose,
+) -> Result<Enrolled, EnrollError> {
     if !response.status.is_success() {
         let (error, detail) = match response.error_body() {
             Some(b) => (b.error, b.detail),
@@ -154,11 +323,11 @@ pub async fn enroll(
             detail,
         });
     }
-
     let cert = CertificateDer::from_pem_slice(&response.body)
         .map_err(|e| EnrollError::BadAnswer(format!("no PEM certificate in the answer: {e}")))?;
     let info = CertInfo::parse(&cert).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
-    verify_leaf(&cert, root, purpose, Some(first), UnixTime::now())
+    let first = names.first().map(String::as_str);
+    verify_leaf(&cert, root, purpose, first, UnixTime::now())
         .map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
     if info.spki_der != key.subject_public_key_info() {
         return Err(EnrollError::BadAnswer(
@@ -171,11 +340,6 @@ pub async fn enroll(
             "the certificate does not name {missing}"
         )));
     }
-    info!(
-        "phase 1 · step 2: received certificate serial {}, valid until {}, chains to the CA root",
-        info.short_serial(),
-        info.not_after_rfc3339()
-    );
     Ok(Enrolled {
         key_pem: key.serialize_pem(),
         cert,

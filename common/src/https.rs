@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -95,6 +95,26 @@ impl CaClient {
         ca_name: Option<&str>,
         root: &CertificateDer<'_>,
     ) -> Result<Self, HttpsError> {
+        Self::build(url, ca_name, root, None)
+    }
+
+    /// As [`CaClient::new`], presenting `identity` (certificate chain and
+    /// key) when the CA asks for a client certificate, as renewal does.
+    pub fn with_identity(
+        url: &str,
+        ca_name: Option<&str>,
+        root: &CertificateDer<'_>,
+        identity: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    ) -> Result<Self, HttpsError> {
+        Self::build(url, ca_name, root, Some(identity))
+    }
+
+    fn build(
+        url: &str,
+        ca_name: Option<&str>,
+        root: &CertificateDer<'_>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Self, HttpsError> {
         let bad = |reason: &str| HttpsError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -118,7 +138,8 @@ impl CaClient {
         let name = ca_name.unwrap_or(host);
         let server_name = ServerName::try_from(name.to_string())
             .map_err(|e| bad(&format!("invalid CA name {name:?}: {e}")))?;
-        let config = crate::tls::client_config(root)?;
+        let verifier = crate::tls::server_verifier(root, Vec::new())?;
+        let config = crate::tls::client_config_with(verifier, identity)?;
         Ok(CaClient {
             addr,
             server_name,

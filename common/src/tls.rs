@@ -11,6 +11,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 
 /// Errors building a TLS configuration.
@@ -50,24 +51,70 @@ pub fn server_config(
         .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))
 }
 
+/// Whether a TLS server asks clients for certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client must present a valid certificate.
+    Required,
+    /// A client may present one (it is then verified); one without is
+    /// accepted as unauthenticated.
+    Optional,
+}
+
+/// A TLS 1.3-only server config that verifies client certificates against
+/// `root` (chain, validity, clientAuth EKU) and, given CRLs, refuses revoked
+/// ones and expired CRLs.
+pub fn server_config_with_client_auth(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    root: &CertificateDer<'_>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    mode: ClientAuth,
+) -> Result<ServerConfig, TlsSetupError> {
+    let roots = Arc::new(root_store(root)?);
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    }
+    if mode == ClientAuth::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier = builder
+        .build()
+        .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))
+}
+
 /// A TLS 1.3-only client config that trusts only `root`, checking the chain,
 /// the name, the validity period and the serverAuth EKU (rustls's WebPKI
 /// verifier does all four). No revocation check: used to reach the CA
 /// itself, which is where CRLs come from.
 pub fn client_config(root: &CertificateDer<'_>) -> Result<ClientConfig, TlsSetupError> {
-    client_config_with(server_verifier(root, Vec::new())?)
+    client_config_with(server_verifier(root, Vec::new())?, None)
 }
 
-/// A TLS 1.3-only client config around `verifier`.
+/// A TLS 1.3-only client config around `verifier`, presenting `identity`
+/// (certificate chain and key) if the server asks for one.
 pub fn client_config_with(
     verifier: Arc<dyn ServerCertVerifier>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<ClientConfig, TlsSetupError> {
-    Ok(ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsSetupError::BadIdentity(e.to_string())),
+    }
 }
 
 /// The standard WebPKI server verifier over our single root. Given CRLs,
@@ -124,6 +171,22 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
             }
             other => format!("certificate verification failed: {other:?}"),
         },
+        rustls::Error::AlertReceived(alert) => {
+            use rustls::AlertDescription as A;
+            let why = match alert {
+                A::CertificateRequired => "it requires a client certificate (get one with `pki-client enroll`)",
+                A::UnknownCA => "it does not accept our certificate: unknown issuer",
+                A::CertificateRevoked => "it does not accept our certificate: revoked",
+                A::CertificateExpired => "it does not accept our certificate: expired",
+                A::BadCertificate => "it does not accept our certificate",
+                _ => "",
+            };
+            if why.is_empty() {
+                format!("the peer refused the TLS connection (alert {alert:?})")
+            } else {
+                format!("the peer refused the TLS connection: {why} (alert {alert:?})")
+            }
+        }
         other => format!("TLS error: {other}"),
     }
 }

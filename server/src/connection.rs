@@ -17,15 +17,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
+use crate::identity::Identity;
 use crate::service::RequestContext;
 use crate::sessions::Session;
 use crate::Shared;
+use pki_common::cert::CertInfo;
 
 type Stream = TlsStream<TcpStream>;
 
 /// Serves one TLS connection until the client closes it or a step fails.
-pub async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) {
-    match run(&mut stream, peer, &shared).await {
+/// `identity` is the certificate this connection presented.
+pub async fn serve(
+    mut stream: Stream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
+) {
+    match run(&mut stream, peer, &shared, &identity).await {
         Ok(()) | Err(ProtoError::Closed) => {}
         Err(err) => {
             warn!("refused {peer}: {err}");
@@ -57,11 +65,16 @@ async fn next_frame(
     .map_err(|_| ProtoError::Timeout(waiting_for))?
 }
 
-async fn run(stream: &mut Stream, peer: SocketAddr, shared: &Shared) -> Result<(), ProtoError> {
+async fn run(
+    stream: &mut Stream,
+    peer: SocketAddr,
+    shared: &Shared,
+    identity: &Identity,
+) -> Result<(), ProtoError> {
     let first = next_frame(stream, shared, "the first frame").await?;
     let first = match first.kind {
         Kind::Hello => {
-            register(stream, peer, shared, &first).await?;
+            register(stream, peer, shared, identity, &first).await?;
             next_frame(stream, shared, "a service request").await?
         }
         _ => first,
@@ -83,8 +96,16 @@ async fn register(
     stream: &mut Stream,
     peer: SocketAddr,
     shared: &Shared,
+    identity: &Identity,
     hello_frame: &Frame,
 ) -> Result<(), ProtoError> {
+    // TLS has verified the client's certificate, if it presented one.
+    let client_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|c| CertInfo::parse(c).ok());
     let mut exporter = [0u8; 32];
     stream
         .get_ref()
@@ -93,7 +114,6 @@ async fn register(
         .map_err(|e| ProtoError::Exporter(e.to_string()))?;
 
     // Steps 3 and 4.
-    let identity = &shared.identity;
     let (mut registering, proof) = accept_hello(
         hello_frame,
         exporter,
@@ -114,10 +134,34 @@ async fn register(
     // Step 5.
     let reg_frame = next_frame(stream, shared, "the registration").await?;
     let registration = registering.on_registration(&reg_frame, clock(shared))?;
-    info!(
-        "phase 2 · step 5: registration from client {:?} at {} (unauthenticated client id)",
-        registration.client_id, registration.client_addr
-    );
+    let authenticated = match &client_cert {
+        Some(cert) => {
+            if !cert
+                .dns_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&registration.client_id))
+            {
+                return Err(ProtoError::ClientIdNotCertified {
+                    claimed: registration.client_id,
+                    certified: cert.names().join(", "),
+                });
+            }
+            info!(
+                "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
+                registration.client_id,
+                registration.client_addr,
+                cert.short_serial()
+            );
+            true
+        }
+        None => {
+            info!(
+                "phase 2 · step 5: registration from client {:?} at {} (no client certificate: unauthenticated client id)",
+                registration.client_id, registration.client_addr
+            );
+            false
+        }
+    };
 
     // Step 6.
     let mut session_id = [0u8; 16];
@@ -135,7 +179,7 @@ async fn register(
         session_id,
         Session {
             client_id: registration.client_id.clone(),
-            client_authenticated: false,
+            client_authenticated: authenticated,
             expires_at: now.saturating_add(lifetime),
             requests: 0,
             keys,

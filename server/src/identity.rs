@@ -1,25 +1,27 @@
-//! Phase 1 at the application server: have a certificate.
+//! Phase 1 at the application server: have a good certificate, and keep it
+//! good.
 //!
-//! The server reuses `server.key` and `server.pem` when they belong
-//! together, chain to `ca.pem`, name the server and have more than a third
-//! of their lifetime left. Otherwise it makes a fresh key in this process,
-//! enrolls with the CA by CSR and writes both files. The private key never
-//! leaves the server.
+//! The server reuses `server.key` and `server.pem` while they belong
+//! together, chain to `ca.pem`, name the server, are not revoked and have
+//! more than a third of their lifetime left. Past two thirds it renews
+//! them, authenticating with the certificate itself. When they are
+//! unusable (missing, revoked, from another root, expired) it makes a
+//! fresh key in this process and enrolls with a token. The private key
+//! never leaves the server.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
-use rcgen::{KeyPair, PublicKeyData};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
 use tracing::{info, warn};
 
-use pki_common::cert::{verify_leaf, CertInfo, Purpose};
-use pki_common::enroll::{enroll, EnrollError, Retry};
+use pki_common::cert::{CertInfo, Purpose};
+use pki_common::enroll::{check_held, enroll, renew, EnrollError, Enrolled, Held, KeyFiles, Retry};
 use pki_common::files::{self, FileError};
 use pki_common::https::CaClient;
+use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
 
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +57,21 @@ impl IdentityFiles {
             cert: dir.join("server.pem"),
         }
     }
+
+    fn key_files(&self) -> KeyFiles {
+        KeyFiles {
+            key: self.key.clone(),
+            cert: self.cert.clone(),
+        }
+    }
+
+    /// The CRL file the CA writes next to the root.
+    pub fn crl(&self) -> PathBuf {
+        self.root.with_file_name("ca.crl.pem")
+    }
 }
 
-/// How to enroll when enrollment is needed.
+/// How to reach the CA, to enroll, renew and fetch CRLs.
 #[derive(Debug, Clone)]
 pub struct Enrollment {
     pub ca_url: String,
@@ -75,6 +89,8 @@ pub struct Identity {
     pub info: CertInfo,
     /// The certified key, for the step-4 signature.
     pub signer: Arc<dyn SigningKey>,
+    /// The key in PEM, kept to renew with.
+    key_pem: String,
 }
 
 impl Identity {
@@ -97,14 +113,32 @@ impl Identity {
             key,
             info,
             signer,
+            key_pem: key_pem.to_string(),
         })
+    }
+
+    fn from_enrolled(root: CertificateDer<'static>, e: Enrolled) -> Result<Self, IdentityError> {
+        Self::from_parts(root, e.cert, &e.key_pem)
+    }
+
+    fn as_enrolled(&self) -> Enrolled {
+        Enrolled {
+            key_pem: self.key_pem.clone(),
+            cert: self.cert.clone(),
+            info: self.info.clone(),
+        }
+    }
+
+    /// When this certificate is due for renewal: once two thirds of its
+    /// lifetime have passed (Unix seconds).
+    pub fn renewal_due(&self) -> i64 {
+        self.info.not_after - (self.info.not_after - self.info.not_before) / 3
     }
 }
 
 /// The current CRL: fetched from the CA, or else the `ca.crl.pem` file next
-/// to the root; `None` (with a warning) when neither is available, so a
-/// server whose CA is down can still start with a certificate it holds.
-async fn current_crl(
+/// to the root; `None` (with a warning) when neither is available.
+pub async fn current_crl(
     files: &IdentityFiles,
     enrollment: &Enrollment,
     root: &CertificateDer<'static>,
@@ -131,7 +165,7 @@ async fn current_crl(
         Ok(crl) => return Some(crl),
         Err(e) => e,
     };
-    let file = files.root.with_file_name("ca.crl.pem");
+    let file = files.crl();
     let from_file = std::fs::read(&file)
         .map_err(|e| e.to_string())
         .and_then(|b| crl_from_pem_or_der(&b).map_err(|e| e.to_string()))
@@ -140,7 +174,7 @@ async fn current_crl(
         Ok(crl) => Some(crl),
         Err(file_error) => {
             warn!(
-                "phase 1: cannot tell whether our own certificate is revoked (CA: {fetch_error}; {}: {file_error})",
+                "no current CRL (CA: {fetch_error}; {}: {file_error})",
                 file.display()
             );
             None
@@ -148,71 +182,49 @@ async fn current_crl(
     }
 }
 
-/// Why the files on disk cannot be reused, or `Ok` with the identity.
-fn try_reuse(
-    files: &IdentityFiles,
-    root: &CertificateDer<'static>,
-    names: &[String],
-    crl: Option<&VerifiedCrl>,
-) -> Result<Identity, String> {
-    if !files.cert.exists() || !files.key.exists() {
-        return Err(format!(
-            "{} or {} is missing",
-            files.cert.display(),
-            files.key.display()
-        ));
+/// Reads the root the server trusts.
+pub fn read_root(files: &IdentityFiles) -> Result<CertificateDer<'static>, IdentityError> {
+    if !files.root.exists() {
+        return Err(IdentityError::NoRoot(files.root.display().to_string()));
     }
-    let cert = files::read_cert(&files.cert).map_err(|e| e.to_string())?;
-    let key_pem = files::read_private_key_pem(&files.key).map_err(|e| e.to_string())?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let info = CertInfo::parse(&cert).map_err(|e| e.to_string())?;
-    if info.spki_der != key.subject_public_key_info() {
-        return Err("the key does not match the certificate".into());
-    }
-    let first = names.first().map(String::as_str);
-    verify_leaf(&cert, root, Purpose::ServerAuth, first, UnixTime::now())
-        .map_err(|e| e.to_string())?;
-    let certified = info.names();
-    if let Some(missing) = names.iter().find(|n| !certified.contains(n)) {
-        return Err(format!("the certificate does not name {missing}"));
-    }
-    if let Some(revoked) = crl.and_then(|c| c.revocation_of(&info.serial_hex)) {
-        return Err(format!(
-            "the certificate {} is revoked ({})",
-            info.short_serial(),
-            revoked.map(|r| r.as_str()).unwrap_or("no reason given")
-        ));
-    }
-    let left = info.lifetime_left(pki_common::unix_now() as i64);
-    if left <= 1.0 / 3.0 {
-        return Err(format!("only {:.0}% of its lifetime is left", left * 100.0));
-    }
-    Identity::from_parts(root.clone(), cert, &key_pem).map_err(|e| e.to_string())
+    Ok(files::read_cert(&files.root)?)
 }
 
-/// Phase 1: reuses the certificate on disk or enrolls for a new one.
+/// Phase 1: reuses, renews, or enrolls for a new certificate.
 pub async fn obtain(
     files: &IdentityFiles,
     names: &[String],
     enrollment: &Enrollment,
+    crl: Option<&VerifiedCrl>,
 ) -> Result<Identity, IdentityError> {
-    if !files.root.exists() {
-        return Err(IdentityError::NoRoot(files.root.display().to_string()));
-    }
-    let root = files::read_cert(&files.root)?;
-    let crl = current_crl(files, enrollment, &root).await;
-    let reason = match try_reuse(files, &root, names, crl.as_ref()) {
-        Ok(identity) => {
+    let root = read_root(files)?;
+    let reason = match check_held(&files.key_files(), &root, names, Purpose::ServerAuth, crl) {
+        Held::Good(held) => {
             info!(
                 "phase 1: reusing {} (serial {}, valid until {}, chains to {})",
                 files.cert.display(),
-                identity.info.short_serial(),
-                identity.info.not_after_rfc3339(),
+                held.info.short_serial(),
+                held.info.not_after_rfc3339(),
                 files.root.display()
             );
-            return Ok(identity);
+            return Identity::from_enrolled(root, held);
         }
-        Err(reason) => reason,
+        Held::DueForRenewal(held, why) => {
+            info!(
+                "phase 1: {} is due for renewal ({why})",
+                files.cert.display()
+            );
+            let current = Identity::from_enrolled(root.clone(), held)?;
+            match renew_identity(&current, files, enrollment).await {
+                Ok(renewed) => return Ok(renewed),
+                Err(e) if enrollment.token.is_none() => {
+                    warn!("phase 1: renewal failed ({e}); starting with the current certificate, renewal will be retried");
+                    return Ok(current);
+                }
+                Err(e) => format!("renewal failed: {e}"),
+            }
+        }
+        Held::Unusable(reason) => reason,
     };
     let Some(token) = enrollment.token.as_deref() else {
         return Err(IdentityError::NeedToken {
@@ -231,12 +243,30 @@ pub async fn obtain(
         enrollment.retry,
     )
     .await?;
-    files::write_private_key(&files.key, &enrolled.key_pem)?;
-    files::write_public(&files.cert, &files::cert_to_pem(&enrolled.cert))?;
+    enrolled.save(&files.key_files())?;
     info!(
         "phase 1: wrote {} (mode 0600) and {}",
         files.key.display(),
         files.cert.display()
     );
-    Identity::from_parts(root, enrolled.cert, &enrolled.key_pem)
+    Identity::from_enrolled(root, enrolled)
+}
+
+/// Renews `current` at the CA (new key, same names), saves it, and answers
+/// the new identity.
+pub async fn renew_identity(
+    current: &Identity,
+    files: &IdentityFiles,
+    enrollment: &Enrollment,
+) -> Result<Identity, IdentityError> {
+    let renewed = renew(
+        &enrollment.ca_url,
+        enrollment.ca_name.as_deref(),
+        &current.root,
+        &current.as_enrolled(),
+        Purpose::ServerAuth,
+    )
+    .await?;
+    renewed.save(&files.key_files())?;
+    Identity::from_enrolled(current.root.clone(), renewed)
 }

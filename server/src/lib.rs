@@ -1,19 +1,24 @@
 //! `pki-server`: the application server.
 //!
 //! Phase 1: it makes its own key and enrolls with the CA by CSR (or reuses
-//! a still-good certificate). Phases 2 and 3: it serves clients over TLS
-//! 1.3, proves its identity inside the application protocol, grants
-//! sessions and answers requests under the session keys.
+//! a still-good certificate), and renews it before it runs out. Phases 2
+//! and 3: it serves clients over TLS 1.3, proves its identity inside the
+//! application protocol, grants sessions and answers requests under the
+//! session keys.
 //!
 //! # Layout
-//! - [`identity`]: phase 1, reuse or enroll.
+//! - [`identity`]: phase 1: reuse, renew or enroll.
+//! - [`live`]: the certificate and TLS configuration new connections get,
+//!   swapped whole on renewal or on a new CRL.
 //! - [`connection`]: one connection, steps 3 to 8.
 //! - [`sessions`]: the bounded session table.
 //! - [`service`]: the named requests (`memo`, `whoami`, `echo`).
-//! - [`AppServer`]: the listener, connection cap and graceful shutdown.
+//! - [`AppServer`]: the listener, connection cap, background renewal and
+//!   CRL refresh, and graceful shutdown.
 
 pub mod connection;
 pub mod identity;
+pub mod live;
 pub mod service;
 pub mod sessions;
 
@@ -30,8 +35,10 @@ use tracing::{debug, info, warn};
 
 use pki_common::enroll::Retry;
 use pki_common::shutdown::Shutdown;
+pub use pki_common::tls::ClientAuth;
 
 use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
+use live::{Live, LiveState};
 use service::Service;
 use sessions::SessionTable;
 
@@ -42,9 +49,12 @@ pub struct ServerConfig {
     /// The names the server enrolls for and answers to in step 3; the first
     /// becomes the certificate's subject CN.
     pub names: Vec<String>,
-    /// Holds ca.pem, server.key and server.pem.
+    /// Holds ca.pem, server.key and server.pem (and the CA's ca.crl.pem
+    /// when the CA shares the directory).
     pub certs_dir: PathBuf,
     pub enrollment: Enrollment,
+    /// Whether clients must present a certificate.
+    pub client_auth: ClientAuth,
     pub session_lifetime: Duration,
     /// Allowed clock difference from clients' timestamps, in seconds.
     pub skew_secs: u64,
@@ -57,6 +67,10 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// How long in-flight connections get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How often the CRL used for client certificates is refreshed.
+    pub crl_refresh: Duration,
+    /// How long to wait before retrying a failed renewal.
+    pub renew_retry: Duration,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +85,7 @@ impl Default for ServerConfig {
                 token: None,
                 retry: Retry::default(),
             },
+            client_auth: ClientAuth::Optional,
             session_lifetime: Duration::from_secs(3600),
             skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
             max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
@@ -79,6 +94,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_sessions: 100_000,
             shutdown_grace: Duration::from_secs(5),
+            crl_refresh: Duration::from_secs(60),
+            renew_retry: Duration::from_secs(10),
         }
     }
 }
@@ -90,6 +107,8 @@ pub enum ServerError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Tls(#[from] pki_common::tls::TlsSetupError),
+    #[error("client certificates are required, but no current CRL is available to check their revocation; start the CA (or put its ca.crl.pem next to ca.pem) and try again")]
+    NoCrl,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -100,24 +119,38 @@ pub enum ServerError {
 /// What every connection task shares.
 pub struct Shared {
     pub config: ServerConfig,
-    pub identity: Identity,
+    pub live: LiveState,
     pub sessions: SessionTable,
     pub service: Service,
+}
+
+impl Shared {
+    /// The certificate new connections get now.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.live.current().identity.clone()
+    }
 }
 
 /// A bound application server.
 pub struct AppServer {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
     shared: Arc<Shared>,
+    /// Whether to renew the certificate in the background (servers that
+    /// enrolled themselves; not hand-made test identities).
+    renews: bool,
 }
 
 impl AppServer {
-    /// Phase 1 (reuse or enroll), then binds the listener.
+    /// Phase 1 (reuse, renew or enroll), then binds the listener.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         let files = IdentityFiles::in_dir(&config.certs_dir);
-        let identity = identity::obtain(&files, &config.names, &config.enrollment).await?;
-        Self::bind(config, identity, Service::default()).await
+        let root = identity::read_root(&files)?;
+        let crl = identity::current_crl(&files, &config.enrollment, &root).await;
+        let identity =
+            identity::obtain(&files, &config.names, &config.enrollment, crl.as_ref()).await?;
+        let mut server = Self::bind_with_crl(config, identity, Service::default(), crl).await?;
+        server.renews = true;
+        Ok(server)
     }
 
     /// Binds with a given identity and service (tests build their own).
@@ -126,8 +159,24 @@ impl AppServer {
         identity: Identity,
         service: Service,
     ) -> Result<Self, ServerError> {
-        let tls =
-            pki_common::tls::server_config(vec![identity.cert.clone()], identity.key.clone_key())?;
+        let files = IdentityFiles::in_dir(&config.certs_dir);
+        let crl = identity::current_crl(&files, &config.enrollment, &identity.root).await;
+        Self::bind_with_crl(config, identity, service, crl).await
+    }
+
+    async fn bind_with_crl(
+        config: ServerConfig,
+        identity: Identity,
+        service: Service,
+        crl: Option<pki_common::revocation::VerifiedCrl>,
+    ) -> Result<Self, ServerError> {
+        if config.client_auth == ClientAuth::Required && crl.is_none() {
+            return Err(ServerError::NoCrl);
+        }
+        if crl.is_none() {
+            warn!("client certificates, if presented, are not checked for revocation: no current CRL yet");
+        }
+        let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -137,13 +186,13 @@ impl AppServer {
                 })?;
         Ok(AppServer {
             listener,
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
             shared: Arc::new(Shared {
                 sessions: SessionTable::new(config.max_sessions),
+                live: LiveState::new(live),
                 config,
-                identity,
                 service,
             }),
+            renews: false,
         })
     }
 
@@ -160,9 +209,17 @@ impl AppServer {
     pub async fn run(self, mut shutdown: Shutdown) {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
-            "server listening on {addr} (TLS 1.3) as {}",
-            self.shared.config.names.join(", ")
+            "server listening on {addr} (TLS 1.3) as {}; client certificates {}",
+            self.shared.config.names.join(", "),
+            match self.shared.config.client_auth {
+                ClientAuth::Required => "required",
+                ClientAuth::Optional => "optional",
+            }
         );
+        tokio::spawn(live::refresh_crl(self.shared.clone(), shutdown.clone()));
+        if self.renews {
+            tokio::spawn(live::keep_renewed(self.shared.clone(), shutdown.clone()));
+        }
         let limit = Arc::new(Semaphore::new(self.shared.config.max_connections));
         let mut tasks = JoinSet::new();
         loop {
@@ -182,17 +239,27 @@ impl AppServer {
                 continue;
             };
             while tasks.try_join_next().is_some() {}
-            let acceptor = self.acceptor.clone();
+            // The certificate and TLS config as of this connection: a
+            // renewal swaps them for later connections only, and step 4 is
+            // signed with the key of the certificate this one presented.
+            let live = self.shared.live.current();
             let shared = self.shared.clone();
             let mut conn_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let _permit = permit;
+                let acceptor = TlsAcceptor::from(live.tls.clone());
                 let handshake =
                     tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp));
                 let stream = match handshake.await {
                     Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
+                    // A bare connect-and-close (a readiness probe) is not
+                    // worth a warning; a refused certificate is.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         debug!("TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        warn!("TLS handshake with {peer} failed: {e}");
                         return;
                     }
                     Err(_) => {
@@ -201,7 +268,7 @@ impl AppServer {
                     }
                 };
                 tokio::select! {
-                    _ = connection::serve(stream, peer, shared) => {}
+                    _ = connection::serve(stream, peer, shared, live.identity.clone()) => {}
                     _ = conn_shutdown.wait() => {}
                 }
             });

@@ -16,7 +16,7 @@ use clap::Parser;
 
 use pki_common::enroll::Retry;
 use pki_server::identity::Enrollment;
-use pki_server::{AppServer, ServerConfig};
+use pki_server::{AppServer, ClientAuth, ServerConfig};
 
 #[derive(Parser)]
 #[command(name = "pki-server", version, about = "The application server")]
@@ -44,6 +44,9 @@ struct Cli {
     /// Lifetime of granted sessions.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     session_lifetime: Duration,
+    /// Require every client to present a certificate from the CA (mutual TLS).
+    #[arg(long)]
+    require_client_cert: bool,
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
@@ -66,6 +69,11 @@ fn main() -> anyhow::Result<()> {
             },
         },
         session_lifetime: cli.session_lifetime,
+        client_auth: if cli.require_client_cert {
+            ClientAuth::Required
+        } else {
+            ClientAuth::Optional
+        },
         skew_secs: cli.skew.as_secs(),
         ..ServerConfig::default()
     };

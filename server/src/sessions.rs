@@ -15,8 +15,8 @@ use pki_common::proto::message::SessionId;
 /// One registered client's session.
 pub struct Session {
     pub client_id: String,
-    /// Whether the client id was proven by a certificate (not yet: clients
-    /// are identified by what they state in step 5).
+    /// Whether the client id was proven by a TLS client certificate, or
+    /// only stated by the client in step 5.
     pub client_authenticated: bool,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,

@@ -43,7 +43,7 @@ async fn the_server_makes_its_own_key_enrolls_and_then_reuses() {
         // A restart without a token reuses the still-valid certificate.
         let config = pki.server_config(&dir, None);
         let again = AppServer::start(config).await.unwrap();
-        assert_eq!(again.shared().identity.info.serial_hex, first.serial_hex);
+        assert_eq!(again.shared().identity().info.serial_hex, first.serial_hex);
     })
     .await
 }
@@ -152,7 +152,7 @@ async fn start_order_does_not_matter_the_server_waits_for_the_ca() {
         let server = server.await.unwrap().unwrap();
         assert!(server
             .shared()
-            .identity
+            .identity()
             .info
             .names()
             .contains(&"app.pki.test".to_string()));

@@ -147,7 +147,7 @@ async fn revoking_the_running_servers_certificate_refuses_new_clients() {
         let config = pki.client_config(server.addr);
         request_once(&config, "memo", b"").await.unwrap();
 
-        let serial = server.shared.identity.info.serial_hex.clone();
+        let serial = server.shared.identity().info.serial_hex.clone();
         revoke_from_another_process(&pki, &serial, Reason::KeyCompromise);
         wait_until_listed(&pki, &serial).await;
 
@@ -238,7 +238,7 @@ async fn the_server_refuses_its_own_revoked_certificate_and_re_enrolls_with_a_to
         let pki = TestPki::start().await;
         let server = pki.start_server(|_| {}).await;
         let dir = server.dir.as_ref().unwrap().path().to_path_buf();
-        let old = server.shared.identity.info.serial_hex.clone();
+        let old = server.shared.identity().info.serial_hex.clone();
         pki.ca.revoke(&old, Reason::Superseded).unwrap();
         pki.ca.publish_crl().unwrap();
 
@@ -249,7 +249,7 @@ async fn the_server_refuses_its_own_revoked_certificate_and_re_enrolls_with_a_to
         );
         let token = pki.token(&["app.pki.test"], Profile::Server);
         let renewed = AppServer::start(pki.server_config(&dir, Some(token))).await.unwrap();
-        assert_ne!(renewed.shared().identity.info.serial_hex, old);
+        assert_ne!(renewed.shared().identity().info.serial_hex, old);
     })
     .await
 }

@@ -53,6 +53,8 @@ pub enum ProtoError {
     WrongServer { expected: String, actual: String },
     #[error("step 5: invalid client id {0:?}: use 1 to 64 letters, digits, '.', '-', '_' or '@'")]
     InvalidClientId(String),
+    #[error("step 5: the client id {claimed:?} is not the identity in the client certificate ({certified})")]
+    ClientIdNotCertified { claimed: String, certified: String },
     #[error("step 6: the server granted a session to {got:?}, but we registered as {expected:?}")]
     ClientIdMismatch { expected: String, got: String },
     #[error("the session has expired; register again")]
@@ -181,7 +183,9 @@ impl ProtoError {
             ProtoError::StaleTimestamp { .. } => AlertCode::StaleTimestamp,
             ProtoError::BadSignature | ProtoError::UnsupportedScheme(_) => AlertCode::BadSignature,
             ProtoError::WrongServer { .. } => AlertCode::WrongServer,
-            ProtoError::ClientIdMismatch { .. } => AlertCode::ClientIdMismatch,
+            ProtoError::ClientIdMismatch { .. } | ProtoError::ClientIdNotCertified { .. } => {
+                AlertCode::ClientIdMismatch
+            }
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
