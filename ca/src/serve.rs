@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -82,16 +85,14 @@ impl CaServer {
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
         let (cert, key) = ca.issue_service_certificate(&opts.names)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        // Client certificates are optional: only renewal uses them. Their
-        // revocation and expiry are judged by the CA from its ledger, so a
-        // refusal can say why.
-        let config = pki_common::tls::server_config_with_client_auth(
-            vec![cert.der.clone()],
-            key,
-            &ca.root().cert,
-            Vec::new(),
-            pki_common::tls::ClientAuth::Optional,
-        )?;
+        let config = rustls::ServerConfig::builder_with_provider(pki_common::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(RenewalClientVerifier {
+                root: ca.root().cert.clone(),
+            }))
+            .with_single_cert(vec![cert.der.clone()], key)
+            .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -218,5 +219,113 @@ async fn refresh_crl(ca: Arc<Ca>, poll: Duration, mut shutdown: Shutdown) {
             Ok(Err(e)) => warn!("cannot refresh the CRL: {e}"),
             Err(e) => warn!("the CRL refresh task failed: {e}"),
         }
+    }
+}
+
+/// Verifies the optional TLS client certificate on the CA's listener, which
+/// only renewal uses.
+///
+/// It differs from rustls's WebPKI client verifier in one respect: it
+/// accepts a certificate with either the serverAuth or the clientAuth EKU,
+/// since servers renew their certificates too. The chain to the root and
+/// the validity are checked as usual; revocation is judged by the renewal
+/// handler from the ledger, so that its refusal can say why.
+#[derive(Debug)]
+struct RenewalClientVerifier {
+    root: CertificateDer<'static>,
+}
+
+/// Accepts serverAuth or clientAuth.
+struct ServerOrClientAuth;
+
+impl webpki::ExtendedKeyUsageValidator for ServerOrClientAuth {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+        const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+        for id in iter {
+            let id = id?;
+            if id == webpki::KeyPurposeId::new(SERVER_AUTH)
+                || id == webpki::KeyPurposeId::new(CLIENT_AUTH)
+            {
+                return Ok(());
+            }
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::client_auth(),
+                present: Vec::new(),
+            },
+        ))
+    }
+}
+
+impl ClientCertVerifier for RenewalClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let bad = |e: webpki::Error| {
+            rustls::Error::InvalidCertificate(match e {
+                webpki::Error::CertExpired { .. } => CertificateError::Expired,
+                webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
+                _ => CertificateError::BadEncoding,
+            })
+        };
+        let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(bad)?;
+        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(bad)?;
+        let algs = pki_common::tls::provider().signature_verification_algorithms;
+        ee.verify_for_usage(
+            algs.all,
+            &[anchor],
+            intermediates,
+            now,
+            ServerOrClientAuth,
+            None,
+            None,
+        )
+        .map_err(bad)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Every listener here is TLS 1.3 only.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &pki_common::tls::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        pki_common::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

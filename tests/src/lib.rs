@@ -273,3 +273,20 @@ impl TestPki {
         Identity::from_parts(self.root(), enrolled.cert, &enrolled.key_pem).unwrap()
     }
 }
+
+impl TestPki {
+    /// Enrolls a client-profile certificate for `name` (a fresh key).
+    pub async fn enroll_client(&self, name: &str) -> pki_common::enroll::Enrolled {
+        let token = self.token(&[name], Profile::Client);
+        pki_common::enroll::enroll(
+            &self.ca_client(),
+            &self.root(),
+            &[name.to_string()],
+            &token,
+            pki_common::cert::Purpose::ClientAuth,
+            Retry::default(),
+        )
+        .await
+        .unwrap()
+    }
+}

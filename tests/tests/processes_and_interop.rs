@@ -298,6 +298,12 @@ async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout, "take cis3319 class this morning\n");
+    // Both sides authenticated by certificate.
+    assert!(
+        stderr.contains("server listening on") && stderr.contains("client certificates required"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("authenticated by certificate"), "{stderr}");
     for step in 1..=8 {
         assert!(
             stderr.contains(&format!("step {step}:")),
@@ -393,4 +399,70 @@ fn pki_ca_revoke_and_list_from_the_command_line() {
             .any(|l| l.starts_with(&serial) && l.contains("revoked (superseded)")),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pki_client_enroll_and_renew_from_the_command_line() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        let client = |args: Vec<String>| {
+            let mut all: Vec<String> = vec![
+                "--ca".into(),
+                pki.root_path().to_string_lossy().into_owned(),
+                "--ca-url".into(),
+                pki.ca_url(),
+                "--cert".into(),
+                cert.to_string_lossy().into_owned(),
+                "--key".into(),
+                key.to_string_lossy().into_owned(),
+            ];
+            all.extend(args);
+            tokio::task::spawn_blocking(move || run(Command::new(binary("pki-client")).args(all)))
+        };
+        let serial = |p: &Path| {
+            pki_common::cert::CertInfo::parse(&files::read_cert(p).unwrap())
+                .unwrap()
+                .serial_hex
+        };
+
+        let token = pki.token(&["client1.pki.test"], Profile::Client);
+        let out = client(vec!["enroll".into(), "--token".into(), token])
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let first = serial(&cert);
+
+        let out = client(vec!["renew".into()]).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let second = serial(&cert);
+        assert_ne!(first, second);
+
+        pki.ca
+            .revoke(&second, pki_common::revocation::Reason::KeyCompromise)
+            .unwrap();
+        let out = client(vec!["renew".into()]).await.unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("certificate_revoked") && stderr.contains("new token"),
+            "{stderr}"
+        );
+    })
+    .await
 }
