@@ -167,8 +167,18 @@ impl Crl {
 impl Ca {
     /// Opens the CA in `paths` (the root must exist) with its SQLite ledger.
     pub fn open(paths: &CaPaths, policy: IssuancePolicy) -> Result<Self, CaError> {
-        let root = RootAuthority::load(paths)?;
         let ledger = Arc::new(SqliteLedger::open(&paths.ledger())?);
+        Self::with_ledger(paths, policy, ledger)
+    }
+
+    /// Opens the CA with another ledger implementation (a networked store,
+    /// or a failing one in tests).
+    pub fn with_ledger(
+        paths: &CaPaths,
+        policy: IssuancePolicy,
+        ledger: Arc<dyn Ledger>,
+    ) -> Result<Self, CaError> {
+        let root = RootAuthority::load(paths)?;
         Ok(Ca {
             paths: paths.clone(),
             root,

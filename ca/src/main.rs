@@ -67,6 +67,15 @@ enum Command {
         /// Validity of each CRL; a new one is published after half of it.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         crl_interval: Duration,
+        /// Largest request body accepted, in bytes (larger gets 413).
+        #[arg(long, default_value_t = pki_ca::http::DEFAULT_MAX_BODY)]
+        max_body: usize,
+        /// Connections served at once; more are closed at once.
+        #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+        max_connections: usize,
+        /// How long a TLS handshake, and reading a request's headers, may take.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        handshake_timeout: Duration,
     },
     /// Revoke a certificate; works whether or not the CA is serving.
     Revoke {
@@ -162,6 +171,9 @@ fn main() -> anyhow::Result<()> {
             names,
             cert_lifetime,
             crl_interval,
+            max_body,
+            max_connections,
+            handshake_timeout,
         } => {
             let policy = IssuancePolicy {
                 lifetime: cert_lifetime,
@@ -176,6 +188,9 @@ fn main() -> anyhow::Result<()> {
                     ServeOptions {
                         listen,
                         names,
+                        max_body,
+                        max_connections,
+                        handshake_timeout,
                         ..ServeOptions::default()
                     },
                 )

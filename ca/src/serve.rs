@@ -32,7 +32,7 @@ pub struct ServeOptions {
     /// Names on the CA's own TLS certificate.
     pub names: Vec<String>,
     pub max_body: usize,
-    /// Connections served at once; further ones wait in the kernel backlog.
+    /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
@@ -127,13 +127,6 @@ impl CaServer {
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
         let mut tasks = JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.wait() => break,
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
             let (tcp, peer) = tokio::select! {
                 _ = shutdown.wait() => break,
                 accepted = self.listener.accept() => match accepted {
@@ -143,6 +136,16 @@ impl CaServer {
                         continue;
                     }
                 },
+            };
+            // Over the cap, a connection is closed at once rather than
+            // queued: the caller sees the refusal and can retry.
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                warn!(
+                    "refused {peer}: connection limit ({}) reached",
+                    self.opts.max_connections
+                );
+                drop(tcp);
+                continue;
             };
             let acceptor = self.acceptor.clone();
             let router = self.router.clone();

@@ -29,7 +29,7 @@ use pki_common::cert::{CertInfo, Purpose};
 use pki_common::enroll::{check_held, Enrolled, Held, KeyFiles};
 use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
 use pki_common::proto::message::{Registration, Response, ServiceRequest};
-use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
+use pki_common::proto::{read_frame, write_frame, AlertCode, Frame, ProtoError, EXPORTER_LABEL};
 use revocation::{obtain_crl, CrlSource, RecordingVerifier};
 
 /// Where to connect and what to trust.
@@ -364,6 +364,78 @@ pub async fn request_once(
     let response = conn.request(&mut session, name, body).await?;
     conn.close().await;
     Ok(response)
+}
+
+/// A client that keeps its session across requests and connections, and
+/// registers again when the server no longer knows the session (it
+/// restarted, the session expired or reached its request limit).
+pub struct SessionClient {
+    config: ClientConfig,
+    conn: Option<Connection>,
+    session: Option<ClientSession>,
+}
+
+impl SessionClient {
+    pub fn new(config: ClientConfig) -> Self {
+        SessionClient {
+            config,
+            conn: None,
+            session: None,
+        }
+    }
+
+    /// The current session, if registered.
+    pub fn session(&self) -> Option<&ClientSession> {
+        self.session.as_ref()
+    }
+
+    /// Closes the connection but keeps the session, to resume it on the
+    /// next request over a new connection.
+    pub async fn disconnect(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+
+    /// Steps 7 and 8, connecting and registering (steps 3 to 6) as needed.
+    pub async fn request(&mut self, name: &str, body: &[u8]) -> Result<Response, ClientError> {
+        match self.try_request(name, body).await {
+            Err(ClientError::Proto(ProtoError::PeerAlert {
+                code:
+                    AlertCode::UnknownSession | AlertCode::SessionExpired | AlertCode::RequestLimit,
+                message,
+            })) => {
+                info!("the server ended our session ({message}); registering again");
+                // The server closes the connection after an alert.
+                self.conn = None;
+                self.session = None;
+                self.try_request(name, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_request(&mut self, name: &str, body: &[u8]) -> Result<Response, ClientError> {
+        if self.conn.is_none() {
+            self.conn = Some(Connection::connect(&self.config).await?);
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or(ClientError::Proto(ProtoError::Closed))?;
+        if self.session.is_none() {
+            self.session = Some(conn.register().await?);
+        }
+        let session = self
+            .session
+            .as_mut()
+            .ok_or(ClientError::Proto(ProtoError::Closed))?;
+        let result = conn.request(session, name, body).await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
 }
 
 /// Loads the client's certificate and key if they are good to present

@@ -14,6 +14,7 @@ use pki_common::proto::{read_frame, write_frame, Frame, Kind, ProtoError, EXPORT
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
@@ -26,14 +27,17 @@ use pki_common::cert::CertInfo;
 type Stream = TlsStream<TcpStream>;
 
 /// Serves one TLS connection until the client closes it or a step fails.
-/// `identity` is the certificate this connection presented.
+/// `identity` is the certificate this connection presented; `deadline`
+/// bounds the TLS handshake and steps 3 to 6 together, so a client that
+/// connects and then says nothing is dropped.
 pub async fn serve(
     mut stream: Stream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     identity: Arc<Identity>,
+    deadline: Instant,
 ) {
-    match run(&mut stream, peer, &shared, &identity).await {
+    match run(&mut stream, peer, &shared, &identity, deadline).await {
         Ok(()) | Err(ProtoError::Closed) => {}
         Err(err) => {
             warn!("refused {peer}: {err}");
@@ -52,17 +56,20 @@ fn clock(shared: &Shared) -> Clock {
     }
 }
 
+/// Reads the next frame, waiting until `until` at the latest.
 async fn next_frame(
     stream: &mut Stream,
     shared: &Shared,
+    until: Instant,
     waiting_for: &'static str,
 ) -> Result<Frame, ProtoError> {
-    tokio::time::timeout(
-        shared.config.idle_timeout,
-        read_frame(stream, shared.config.max_frame),
-    )
-    .await
-    .map_err(|_| ProtoError::Timeout(waiting_for))?
+    tokio::time::timeout_at(until, read_frame(stream, shared.config.max_frame))
+        .await
+        .map_err(|_| ProtoError::Timeout(waiting_for))?
+}
+
+fn idle(shared: &Shared) -> Instant {
+    Instant::now() + shared.config.idle_timeout
 }
 
 async fn run(
@@ -70,12 +77,13 @@ async fn run(
     peer: SocketAddr,
     shared: &Shared,
     identity: &Identity,
+    deadline: Instant,
 ) -> Result<(), ProtoError> {
-    let first = next_frame(stream, shared, "the first frame").await?;
+    let first = next_frame(stream, shared, deadline, "the first frame").await?;
     let first = match first.kind {
         Kind::Hello => {
-            register(stream, peer, shared, identity, &first).await?;
-            next_frame(stream, shared, "a service request").await?
+            register(stream, peer, shared, identity, &first, deadline).await?;
+            next_frame(stream, shared, idle(shared), "a service request").await?
         }
         _ => first,
     };
@@ -84,7 +92,7 @@ async fn run(
         let (session_id, sealed) = request_session_id(&frame)?;
         let response = answer(shared, &session_id, &sealed)?;
         write_frame(stream, &response).await?;
-        frame = match next_frame(stream, shared, "a service request").await {
+        frame = match next_frame(stream, shared, idle(shared), "a service request").await {
             Err(ProtoError::Closed) => return Ok(()),
             other => other?,
         };
@@ -98,6 +106,7 @@ async fn register(
     shared: &Shared,
     identity: &Identity,
     hello_frame: &Frame,
+    deadline: Instant,
 ) -> Result<(), ProtoError> {
     // TLS has verified the client's certificate, if it presented one.
     let client_cert = stream
@@ -132,7 +141,7 @@ async fn register(
     );
 
     // Step 5.
-    let reg_frame = next_frame(stream, shared, "the registration").await?;
+    let reg_frame = next_frame(stream, shared, deadline, "the registration").await?;
     let registration = registering.on_registration(&reg_frame, clock(shared))?;
     let authenticated = match &client_cert {
         Some(cert) => {
@@ -215,6 +224,11 @@ fn answer(
         drop(session);
         shared.sessions.remove(session_id);
         return Err(ProtoError::SessionExpired);
+    }
+    if session.requests >= shared.config.max_requests_per_session {
+        return Err(ProtoError::RequestLimit {
+            max: shared.config.max_requests_per_session,
+        });
     }
     let request = session.keys.open_request(sealed, clock)?;
     session.requests += 1;

@@ -59,12 +59,14 @@ pub struct ServerConfig {
     /// Allowed clock difference from clients' timestamps, in seconds.
     pub skew_secs: u64,
     pub max_frame: usize,
-    /// How long the TLS handshake may take.
+    /// How long the TLS handshake and steps 3 to 6 may take together.
     pub handshake_timeout: Duration,
     /// How long a connection may wait for its next frame.
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_sessions: usize,
+    /// Requests one session may carry; then the client registers again.
+    pub max_requests_per_session: u64,
     /// How long in-flight connections get to finish on shutdown.
     pub shutdown_grace: Duration,
     /// How often the CRL used for client certificates is refreshed.
@@ -93,6 +95,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             max_sessions: 100_000,
+            max_requests_per_session: 100_000,
             shutdown_grace: Duration::from_secs(5),
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
@@ -217,6 +220,7 @@ impl AppServer {
             }
         );
         tokio::spawn(live::refresh_crl(self.shared.clone(), shutdown.clone()));
+        tokio::spawn(sweep_sessions(self.shared.clone(), shutdown.clone()));
         if self.renews {
             tokio::spawn(live::keep_renewed(self.shared.clone(), shutdown.clone()));
         }
@@ -244,12 +248,12 @@ impl AppServer {
             // signed with the key of the certificate this one presented.
             let live = self.shared.live.current();
             let shared = self.shared.clone();
+            let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
             let mut conn_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let acceptor = TlsAcceptor::from(live.tls.clone());
-                let handshake =
-                    tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp));
+                let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp));
                 let stream = match handshake.await {
                     Ok(Ok(s)) => s,
                     // A bare connect-and-close (a readiness probe) is not
@@ -268,7 +272,7 @@ impl AppServer {
                     }
                 };
                 tokio::select! {
-                    _ = connection::serve(stream, peer, shared, live.identity.clone()) => {}
+                    _ = connection::serve(stream, peer, shared, live.identity.clone(), deadline) => {}
                     _ = conn_shutdown.wait() => {}
                 }
             });
@@ -280,6 +284,27 @@ impl AppServer {
             .is_err()
         {
             tasks.abort_all();
+        }
+    }
+}
+
+/// Removes expired sessions every few seconds, so memory tracks the live
+/// sessions rather than every session ever granted.
+async fn sweep_sessions(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let every = Duration::from_secs(5).min(
+        shared
+            .config
+            .session_lifetime
+            .max(Duration::from_millis(100)),
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let removed = shared.sessions.sweep(pki_common::unix_now());
+        if removed > 0 {
+            debug!("swept {removed} expired session(s)");
         }
     }
 }

@@ -47,6 +47,24 @@ struct Cli {
     /// Require every client to present a certificate from the CA (mutual TLS).
     #[arg(long)]
     require_client_cert: bool,
+    /// Largest protocol frame accepted, in bytes.
+    #[arg(long, default_value_t = pki_common::proto::DEFAULT_MAX_FRAME)]
+    max_frame: usize,
+    /// How long the TLS handshake and steps 3 to 6 may take together.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// How long a connection may wait for its next request.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; more are closed at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
+    /// Sessions held at once (expired ones are swept).
+    #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
+    max_sessions: usize,
+    /// Requests one session may carry.
+    #[arg(long, default_value_t = ServerConfig::default().max_requests_per_session)]
+    max_requests_per_session: u64,
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
@@ -75,6 +93,12 @@ fn main() -> anyhow::Result<()> {
             ClientAuth::Optional
         },
         skew_secs: cli.skew.as_secs(),
+        max_frame: cli.max_frame,
+        handshake_timeout: cli.handshake_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: cli.max_connections,
+        max_sessions: cli.max_sessions,
+        max_requests_per_session: cli.max_requests_per_session,
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

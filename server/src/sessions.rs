@@ -58,6 +58,14 @@ impl SessionTable {
         true
     }
 
+    /// Removes expired sessions; answers how many.
+    pub fn sweep(&self, now: u64) -> usize {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, s| s.lock().map(|s| s.expires_at > now).unwrap_or(false));
+        before - map.len()
+    }
+
     pub fn get(&self, id: &SessionId) -> Option<SessionHandle> {
         self.map().get(id).cloned()
     }

@@ -200,6 +200,17 @@ impl RunningServer {
     }
 }
 
+/// A child process that is killed when dropped, so a failing test leaves
+/// no process behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs openssl with `args`, failing the test if it cannot be started.
 pub fn openssl(args: &[&str]) -> Output {
     Command::new("openssl")

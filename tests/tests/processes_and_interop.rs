@@ -3,24 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pki_ca::token::Profile;
 use pki_client::{ClientError, Connection};
 use pki_common::files;
-use pki_tests::{binary, bounded, free_port, openssl, wait_for_port, TestPki};
+use pki_tests::{binary, bounded, free_port, openssl, wait_for_port, Reaped, TestPki};
 use rustls::CertificateError;
-
-/// Kills the child when dropped, so a failing test leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn(cmd: &mut Command) -> Reaped {
     Reaped(

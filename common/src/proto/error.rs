@@ -59,6 +59,8 @@ pub enum ProtoError {
     ClientIdMismatch { expected: String, got: String },
     #[error("the session has expired; register again")]
     SessionExpired,
+    #[error("the session has reached its limit of {max} requests; register again")]
+    RequestLimit { max: u64 },
     #[error("unknown session; register again")]
     UnknownSession,
     #[error("key agreement failed: the peer's X25519 share is not contributory")]
@@ -102,6 +104,7 @@ pub enum AlertCode {
     KeyAgreement,
     Busy,
     Timeout,
+    RequestLimit,
     Internal,
     Other(u16),
 }
@@ -126,6 +129,7 @@ impl AlertCode {
             AlertCode::KeyAgreement => 15,
             AlertCode::Busy => 16,
             AlertCode::Timeout => 17,
+            AlertCode::RequestLimit => 18,
             AlertCode::Internal => 99,
             AlertCode::Other(n) => n,
         }
@@ -150,6 +154,7 @@ impl AlertCode {
             AlertCode::KeyAgreement,
             AlertCode::Busy,
             AlertCode::Timeout,
+            AlertCode::RequestLimit,
             AlertCode::Internal,
         ]
         .into_iter()
@@ -188,6 +193,7 @@ impl ProtoError {
             }
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
+            ProtoError::RequestLimit { .. } => AlertCode::RequestLimit,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
             ProtoError::Busy(_) => AlertCode::Busy,
             ProtoError::Timeout(_) => AlertCode::Timeout,
