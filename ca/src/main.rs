@@ -4,7 +4,7 @@
 //!   pki-ca init [--force]                       create the root in certs/
 //!   pki-ca token --name app.pki.test [--profile server] [--ttl 15m]
 //!   pki-ca serve [--listen 127.0.0.1:8443]      the HTTPS API
-//!   pki-ca revoke --serial <hex> [--reason keyCompromise]
+//!   pki-ca revoke --serial <hex>|--cert FILE [--reason keyCompromise] [--ca-url URL]
 //!   pki-ca list [--json]                        every certificate and its status
 
 use std::net::SocketAddr;
@@ -258,6 +258,7 @@ fn list(ca: &Ca, json: bool) -> anyhow::Result<()> {
                     "revocation_reason": r.revoked.map(|v| v.reason.as_str()),
                     "revoked_at": r.revoked.map(|v| pki_common::cert::rfc3339(v.revoked_at)),
                     "token_id": r.token_id,
+                    "renewed_from": r.renewed_from,
                 })
             })
             .collect();

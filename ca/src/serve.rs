@@ -6,7 +6,7 @@
 //! accepting and lets in-flight requests finish within a deadline.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -75,7 +75,9 @@ pub enum ServeError {
 pub struct CaServer {
     ca: Arc<Ca>,
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    /// The acceptor presenting the CA's own certificate, and when that
+    /// certificate is due for replacement; swapped by `rotate_own`.
+    acceptor: Arc<RwLock<(TlsAcceptor, i64)>>,
     router: axum::Router,
     opts: ServeOptions,
 }
@@ -83,16 +85,7 @@ pub struct CaServer {
 impl CaServer {
     /// Issues the CA's TLS certificate and binds the listener.
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
-        let (cert, key) = ca.issue_service_certificate(&opts.names)?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(pki_common::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
-            .with_client_cert_verifier(Arc::new(RenewalClientVerifier {
-                root: ca.root().cert.clone(),
-            }))
-            .with_single_cert(vec![cert.der.clone()], key)
-            .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
+        let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -104,7 +97,7 @@ impl CaServer {
         Ok(CaServer {
             ca,
             listener,
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: Arc::new(RwLock::new((acceptor, due))),
             router,
             opts,
         })
@@ -119,6 +112,12 @@ impl CaServer {
     pub async fn run(self, mut shutdown: Shutdown) {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!("CA listening on https://{addr} (TLS 1.3)");
+        tokio::spawn(rotate_own(
+            self.ca.clone(),
+            self.opts.names.clone(),
+            self.acceptor.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(refresh_crl(
             self.ca.clone(),
             self.opts.crl_poll,
@@ -147,7 +146,12 @@ impl CaServer {
                 drop(tcp);
                 continue;
             };
-            let acceptor = self.acceptor.clone();
+            let acceptor = self
+                .acceptor
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone();
             let router = self.router.clone();
             let handshake_timeout = self.opts.handshake_timeout;
             let mut conn_shutdown = shutdown.clone();
@@ -202,6 +206,53 @@ impl CaServer {
         {
             warn!("some connections did not finish within the grace period; closing them");
             tasks.abort_all();
+        }
+    }
+}
+
+/// Issues the CA's own TLS certificate and the acceptor presenting it;
+/// answers also when it is due for replacement (two thirds of its life).
+fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i64), ServeError> {
+    let (cert, key) = ca.issue_service_certificate(names)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(pki_common::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(RenewalClientVerifier {
+            root: ca.root().cert.clone(),
+        }))
+        .with_single_cert(vec![cert.der.clone()], key)
+        .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
+    let (nb, na) = (cert.info.not_before, cert.info.not_after);
+    Ok((TlsAcceptor::from(Arc::new(config)), na - (na - nb) / 3))
+}
+
+/// Replaces the CA's own TLS certificate before it runs out, so a CA that
+/// serves for longer than a certificate lifetime stays reachable.
+async fn rotate_own(
+    ca: Arc<Ca>,
+    names: Vec<String>,
+    acceptor: Arc<RwLock<(TlsAcceptor, i64)>>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let due = acceptor.read().unwrap_or_else(|p| p.into_inner()).1;
+        let wait = due.saturating_sub(pki_common::unix_now() as i64).max(1) as u64;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+        }
+        let (ca, names) = (ca.clone(), names.clone());
+        match tokio::task::spawn_blocking(move || own_acceptor(&ca, &names)).await {
+            Ok(Ok(fresh)) => {
+                *acceptor.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                info!("replaced the CA's own TLS certificate before it expires");
+            }
+            Ok(Err(e)) => {
+                warn!("cannot replace the CA's own TLS certificate: {e}; retrying in 10 s");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Err(e) => warn!("the certificate rotation task failed: {e}"),
         }
     }
 }
@@ -280,8 +331,11 @@ impl ClientCertVerifier for RenewalClientVerifier {
         let bad = |e: webpki::Error| {
             rustls::Error::InvalidCertificate(match e {
                 webpki::Error::CertExpired { .. } => CertificateError::Expired,
+                webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
                 webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
-                _ => CertificateError::BadEncoding,
+                webpki::Error::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+                webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+                other => CertificateError::Other(rustls::OtherError(std::sync::Arc::new(other))),
             })
         };
         let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(bad)?;

@@ -86,7 +86,7 @@ pub enum ClientError {
     },
     /// The server's certificate (or the TLS handshake) was refused; the
     /// rustls error says exactly why.
-    #[error("refusing server {addr}: {}", pki_common::tls::describe_tls_error(.source))]
+    #[error("TLS with server {addr} failed: {}", pki_common::tls::describe_tls_error(.source))]
     Tls { addr: String, source: rustls::Error },
     #[error("TLS handshake with {addr} failed: {source}")]
     Handshake {
@@ -471,7 +471,20 @@ pub async fn enroll_client(
 ) -> Result<Enrolled, ClientError> {
     let names = vec![name.to_string()];
     if !force {
-        if let Held::Good(held) = check_held(files, root, &names, Purpose::ClientAuth, None) {
+        // A revoked certificate must not be kept: check it against the CA's
+        // current CRL when the CA can be reached.
+        let crl = obtain_crl(
+            &CrlSource::Fetch {
+                ca_url: ca_url.to_string(),
+            },
+            root,
+        )
+        .await
+        .map_err(|e| tracing::warn!("cannot check the current certificate's revocation: {e}"))
+        .ok()
+        .flatten();
+        if let Held::Good(held) = check_held(files, root, &names, Purpose::ClientAuth, crl.as_ref())
+        {
             info!(
                 "client certificate {} for {name} is still good (serial {}, valid until {}); use --force to replace it",
                 files.cert.display(),

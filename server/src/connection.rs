@@ -23,6 +23,7 @@ use crate::service::RequestContext;
 use crate::sessions::Session;
 use crate::Shared;
 use pki_common::cert::CertInfo;
+use pki_common::shutdown::Shutdown;
 
 type Stream = TlsStream<TcpStream>;
 
@@ -36,11 +37,25 @@ pub async fn serve(
     shared: Arc<Shared>,
     identity: Arc<Identity>,
     deadline: Instant,
+    mut shutdown: Shutdown,
 ) {
-    match run(&mut stream, peer, &shared, &identity, deadline).await {
+    let outcome = run(
+        &mut stream,
+        peer,
+        &shared,
+        &identity,
+        deadline,
+        &mut shutdown,
+    )
+    .await;
+    match outcome {
         Ok(()) | Err(ProtoError::Closed) => {}
         Err(err) => {
-            warn!("refused {peer}: {err}");
+            if matches!(err, ProtoError::ShuttingDown) {
+                info!("closing the connection from {peer}: shutting down");
+            } else {
+                warn!("refused {peer}: {err}");
+            }
             if let Some(alert) = Frame::alert_for(&err) {
                 let _ = write_frame(&mut stream, &alert).await;
             }
@@ -56,16 +71,22 @@ fn clock(shared: &Shared) -> Clock {
     }
 }
 
-/// Reads the next frame, waiting until `until` at the latest.
+/// Reads the next frame, waiting until `until` at the latest. Shutdown
+/// interrupts only this wait: a request already read is answered before
+/// the connection closes.
 async fn next_frame(
     stream: &mut Stream,
     shared: &Shared,
     until: Instant,
     waiting_for: &'static str,
+    shutdown: &mut Shutdown,
 ) -> Result<Frame, ProtoError> {
-    tokio::time::timeout_at(until, read_frame(stream, shared.config.max_frame))
-        .await
-        .map_err(|_| ProtoError::Timeout(waiting_for))?
+    tokio::select! {
+        read = tokio::time::timeout_at(until, read_frame(stream, shared.config.max_frame)) => {
+            read.map_err(|_| ProtoError::Timeout(waiting_for))?
+        }
+        _ = shutdown.wait() => Err(ProtoError::ShuttingDown),
+    }
 }
 
 fn idle(shared: &Shared) -> Instant {
@@ -78,12 +99,13 @@ async fn run(
     shared: &Shared,
     identity: &Identity,
     deadline: Instant,
+    shutdown: &mut Shutdown,
 ) -> Result<(), ProtoError> {
-    let first = next_frame(stream, shared, deadline, "the first frame").await?;
+    let first = next_frame(stream, shared, deadline, "the first frame", shutdown).await?;
     let first = match first.kind {
         Kind::Hello => {
-            register(stream, peer, shared, identity, &first, deadline).await?;
-            next_frame(stream, shared, idle(shared), "a service request").await?
+            register(stream, peer, shared, identity, &first, deadline, shutdown).await?;
+            next_frame(stream, shared, idle(shared), "a service request", shutdown).await?
         }
         _ => first,
     };
@@ -92,7 +114,8 @@ async fn run(
         let (session_id, sealed) = request_session_id(&frame)?;
         let response = answer(shared, &session_id, &sealed)?;
         write_frame(stream, &response).await?;
-        frame = match next_frame(stream, shared, idle(shared), "a service request").await {
+        frame = match next_frame(stream, shared, idle(shared), "a service request", shutdown).await
+        {
             Err(ProtoError::Closed) => return Ok(()),
             other => other?,
         };
@@ -107,6 +130,7 @@ async fn register(
     identity: &Identity,
     hello_frame: &Frame,
     deadline: Instant,
+    shutdown: &mut Shutdown,
 ) -> Result<(), ProtoError> {
     // TLS has verified the client's certificate, if it presented one.
     let client_cert = stream
@@ -141,7 +165,7 @@ async fn register(
     );
 
     // Step 5.
-    let reg_frame = next_frame(stream, shared, deadline, "the registration").await?;
+    let reg_frame = next_frame(stream, shared, deadline, "the registration", shutdown).await?;
     let registration = registering.on_registration(&reg_frame, clock(shared))?;
     let authenticated = match &client_cert {
         Some(cert) => {

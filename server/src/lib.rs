@@ -249,7 +249,7 @@ impl AppServer {
             let live = self.shared.live.current();
             let shared = self.shared.clone();
             let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
-            let mut conn_shutdown = shutdown.clone();
+            let conn_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let acceptor = TlsAcceptor::from(live.tls.clone());
@@ -271,10 +271,17 @@ impl AppServer {
                         return;
                     }
                 };
-                tokio::select! {
-                    _ = connection::serve(stream, peer, shared, live.identity.clone(), deadline) => {}
-                    _ = conn_shutdown.wait() => {}
-                }
+                // On shutdown the connection finishes the request in hand,
+                // then closes; the drain below bounds how long that takes.
+                connection::serve(
+                    stream,
+                    peer,
+                    shared,
+                    live.identity.clone(),
+                    deadline,
+                    conn_shutdown,
+                )
+                .await;
             });
         }
         info!("server shutting down: no longer accepting");

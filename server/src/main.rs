@@ -3,6 +3,7 @@
 //! Usage:
 //!   pki-server [--listen 127.0.0.1:9443] [--name app.pki.test]
 //!              [--ca-url https://127.0.0.1:8443] [--token <t>]
+//!              [--require-client-cert] [limits: see --help]
 //!
 //! Phase 1 reuses certs/server.{key,pem} or enrolls with the token; then the
 //! server serves phases 2 and 3 until SIGINT or SIGTERM.

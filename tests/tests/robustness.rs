@@ -549,3 +549,115 @@ async fn a_ca_killed_in_the_middle_of_issuing_loses_nothing_and_repeats_no_seria
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_the_ca_and_the_server_down_gracefully_with_status_0() {
+    use std::process::{Command, Stdio};
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().to_str().unwrap().to_string();
+        let paths = CaPaths::new(dir.path());
+        pki_ca::authority::init_root(&paths, Duration::from_secs(3600 * 24), false).unwrap();
+        let token = Ca::open(&paths, IssuancePolicy::default())
+            .unwrap()
+            .mint_token(
+                &["app.pki.test".into()],
+                Profile::Server,
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .to_string();
+        let ca_listen = format!("127.0.0.1:{}", pki_tests::free_port());
+        let server_listen = format!("127.0.0.1:{}", pki_tests::free_port());
+        let spawn = |args: Vec<String>, bin: &str| {
+            pki_tests::Reaped(
+                Command::new(pki_tests::binary(bin))
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let mut ca = spawn(
+            vec![
+                "--dir".into(),
+                certs.clone(),
+                "serve".into(),
+                "--listen".into(),
+                ca_listen.clone(),
+            ],
+            "pki-ca",
+        );
+        let mut server = spawn(
+            vec![
+                "--dir".into(),
+                certs.clone(),
+                "--listen".into(),
+                server_listen.clone(),
+                "--ca-url".into(),
+                format!("https://{ca_listen}"),
+                "--token".into(),
+                token,
+            ],
+            "pki-server",
+        );
+        pki_tests::wait_for_port(server_listen.parse().unwrap(), Duration::from_secs(20)).await;
+
+        // A client in the middle of a session when the server is told to stop.
+        let config = pki_client::ClientConfig {
+            server: server_listen.clone(),
+            ca: paths.root_cert(),
+            crl: pki_client::revocation::CrlSource::Fetch {
+                ca_url: format!("https://{ca_listen}"),
+            },
+            ..Default::default()
+        };
+        let mut conn = Connection::connect(&config).await.unwrap();
+        let mut session = conn.register().await.unwrap();
+        conn.request(&mut session, "memo", b"").await.unwrap();
+
+        let sigterm = |pid: u32| {
+            assert!(Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success());
+        };
+        sigterm(server.0.id());
+        let status = tokio::task::spawn_blocking(move || {
+            let status = server.0.wait().unwrap();
+            (status, server)
+        })
+        .await
+        .unwrap()
+        .0;
+        assert!(status.success(), "pki-server exited with {status}");
+        // The open connection was told, or closed, rather than left hanging.
+        let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
+        assert!(
+            matches!(alert(&err), Some(AlertCode::ShuttingDown))
+                || matches!(
+                    err,
+                    ClientError::Proto(ProtoError::Closed | ProtoError::Io(_))
+                        | ClientError::Tls { .. }
+                ),
+            "{err}"
+        );
+
+        sigterm(ca.0.id());
+        let status = tokio::task::spawn_blocking(move || ca.0.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "pki-ca exited with {status}");
+        // The ledger was closed cleanly: it opens and holds the server's certificate.
+        let ledger = SqliteLedger::open(&paths.ledger()).unwrap();
+        assert!(ledger
+            .certificates()
+            .unwrap()
+            .iter()
+            .any(|r| r.names == vec!["app.pki.test".to_string()]));
+    })
+    .await
+}

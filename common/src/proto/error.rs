@@ -59,6 +59,8 @@ pub enum ProtoError {
     ClientIdMismatch { expected: String, got: String },
     #[error("the session has expired; register again")]
     SessionExpired,
+    #[error("the server is shutting down; try again shortly")]
+    ShuttingDown,
     #[error("the session has reached its limit of {max} requests; register again")]
     RequestLimit { max: u64 },
     #[error("unknown session; register again")]
@@ -105,6 +107,7 @@ pub enum AlertCode {
     Busy,
     Timeout,
     RequestLimit,
+    ShuttingDown,
     Internal,
     Other(u16),
 }
@@ -130,6 +133,7 @@ impl AlertCode {
             AlertCode::Busy => 16,
             AlertCode::Timeout => 17,
             AlertCode::RequestLimit => 18,
+            AlertCode::ShuttingDown => 19,
             AlertCode::Internal => 99,
             AlertCode::Other(n) => n,
         }
@@ -155,6 +159,7 @@ impl AlertCode {
             AlertCode::Busy,
             AlertCode::Timeout,
             AlertCode::RequestLimit,
+            AlertCode::ShuttingDown,
             AlertCode::Internal,
         ]
         .into_iter()
@@ -194,6 +199,7 @@ impl ProtoError {
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
             ProtoError::RequestLimit { .. } => AlertCode::RequestLimit,
+            ProtoError::ShuttingDown => AlertCode::ShuttingDown,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
             ProtoError::Busy(_) => AlertCode::Busy,
             ProtoError::Timeout(_) => AlertCode::Timeout,
