@@ -10,7 +10,13 @@ SERVER_NAME ?= app.pki.test
 CLIENT_NAME ?= client1.pki.test
 REQUEST ?= memo
 
-.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS = frame csr token
+# cargo-fuzz passes nightly-only compiler flags; RUSTC_BOOTSTRAP lets the
+# stable compiler accept them, so no second toolchain is needed.
+FUZZ_ENV = RUSTC_BOOTSTRAP=1
+
+.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean fuzz fuzz-build
 
 all: build
 
@@ -33,6 +39,16 @@ demo-revoke: build
 test: build
 	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
 	$(CARGO) test --workspace
+
+# Each libFuzzer target for FUZZ_SECONDS (installs cargo-fuzz if missing).
+fuzz: fuzz-build
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_ENV) cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && $(FUZZ_ENV) cargo fuzz build
 
 lint:
 	$(CARGO) fmt --all -- --check
