@@ -16,7 +16,9 @@ FUZZ_TARGETS = frame csr token
 # stable compiler accept them, so no second toolchain is needed.
 FUZZ_ENV = RUSTC_BOOTSTRAP=1
 
-.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean fuzz fuzz-build
+BENCH_ARGS ?=
+
+.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean fuzz fuzz-build bench
 
 all: build
 
@@ -40,15 +42,23 @@ test: build
 	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
 	$(CARGO) test --workspace
 
+# Every end-to-end figure beside a baseline from the same run, then the
+# criterion micro-benchmarks. Writes bench/results/latest.{md,json}.
+# The memory figure holds 10,000 connections, hence the raised file limit.
+bench:
+	$(CARGO) build --release --workspace --bins
+	ulimit -n $$(ulimit -Hn) && ./target/release/pki-bench $(BENCH_ARGS)
+	$(CARGO) bench -p pki-bench --bench hot_paths -- --quick
+
 # Each libFuzzer target for FUZZ_SECONDS (installs cargo-fuzz if missing).
 fuzz: fuzz-build
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-		$(FUZZ_ENV) cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		$(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 fuzz-build:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && $(FUZZ_ENV) cargo fuzz build
+	cd fuzz && $(FUZZ_ENV) $(CARGO) fuzz build
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -95,6 +95,10 @@ impl IssuedRecord {
 pub trait Ledger: Send + Sync {
     /// Stores a new token grant.
     fn add_token(&self, grant: &TokenGrant) -> Result<(), LedgerError>;
+    /// Stores several grants at once; all or none.
+    fn add_tokens(&self, grants: &[TokenGrant]) -> Result<(), LedgerError> {
+        grants.iter().try_for_each(|g| self.add_token(g))
+    }
     /// Looks a token grant up by its public id.
     fn token(&self, id: &str) -> Result<Option<TokenGrant>, LedgerError>;
     /// Records an issued certificate and, in the same transaction, marks
@@ -206,6 +210,24 @@ impl SqliteLedger {
     }
 }
 
+/// Inserts one token grant on `conn` (a connection or a transaction).
+fn insert_token(conn: &Connection, g: &TokenGrant) -> Result<(), LedgerError> {
+    conn.execute(
+        "INSERT INTO tokens (id, secret_hash, names, profile, created_at, expires_at, used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            g.id,
+            g.secret_hash,
+            names_to_json(&g.names),
+            g.profile.as_str(),
+            g.created_at,
+            g.expires_at,
+            g.used_at
+        ],
+    )?;
+    Ok(())
+}
+
 fn names_to_json(names: &[String]) -> String {
     serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
 }
@@ -219,21 +241,18 @@ fn profile_from(s: &str) -> Result<Profile, LedgerError> {
 }
 
 impl Ledger for SqliteLedger {
-    fn add_token(&self, g: &TokenGrant) -> Result<(), LedgerError> {
-        self.conn().execute(
-            "INSERT INTO tokens (id, secret_hash, names, profile, created_at, expires_at, used_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                g.id,
-                g.secret_hash,
-                names_to_json(&g.names),
-                g.profile.as_str(),
-                g.created_at,
-                g.expires_at,
-                g.used_at
-            ],
-        )?;
+    fn add_tokens(&self, grants: &[TokenGrant]) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for g in grants {
+            insert_token(&tx, g)?;
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    fn add_token(&self, g: &TokenGrant) -> Result<(), LedgerError> {
+        insert_token(&self.conn(), g)
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenGrant>, LedgerError> {

@@ -307,6 +307,18 @@ impl Ca {
         profile: Profile,
         ttl: Duration,
     ) -> Result<EnrollmentToken, CaError> {
+        let mut tokens = self.mint_tokens(names, profile, ttl, 1)?;
+        tokens.pop().ok_or(CaError::NoNames)
+    }
+
+    /// Mints `count` tokens alike in one ledger transaction (for load runs).
+    pub fn mint_tokens(
+        &self,
+        names: &[String],
+        profile: Profile,
+        ttl: Duration,
+        count: usize,
+    ) -> Result<Vec<EnrollmentToken>, CaError> {
         if names.is_empty() {
             return Err(CaError::NoNames);
         }
@@ -314,25 +326,32 @@ impl Ca {
             .iter()
             .map(|n| policy::normalize_name(n))
             .collect::<Result<Vec<_>, _>>()?;
-        let token = EnrollmentToken::generate();
         let now = pki_common::unix_now() as i64;
-        self.ledger.add_token(&TokenGrant {
-            id: token.id().to_string(),
-            secret_hash: token.secret_hash().to_vec(),
-            names: names.clone(),
-            profile,
-            created_at: now,
-            expires_at: now.saturating_add(ttl.as_secs() as i64),
-            used_at: None,
-        })?;
-        info!(
-            target: "audit",
-            "audit: minted token {} for {} (profile {profile}, expires in {})",
-            token.id(),
-            names.join(", "),
-            humantime::format_duration(ttl)
-        );
-        Ok(token)
+        let tokens: Vec<EnrollmentToken> =
+            (0..count).map(|_| EnrollmentToken::generate()).collect();
+        let grants: Vec<TokenGrant> = tokens
+            .iter()
+            .map(|token| TokenGrant {
+                id: token.id().to_string(),
+                secret_hash: token.secret_hash().to_vec(),
+                names: names.clone(),
+                profile,
+                created_at: now,
+                expires_at: now.saturating_add(ttl.as_secs() as i64),
+                used_at: None,
+            })
+            .collect();
+        self.ledger.add_tokens(&grants)?;
+        for token in &tokens {
+            info!(
+                target: "audit",
+                "audit: minted token {} for {} (profile {profile}, expires in {})",
+                token.id(),
+                names.join(", "),
+                humantime::format_duration(ttl)
+            );
+        }
+        Ok(tokens)
     }
 
     /// Phase 1 at the CA: checks the token, verifies the CSR, applies the

@@ -53,6 +53,9 @@ enum Command {
         /// How long the token stays valid.
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// Mint this many tokens alike, one per line (for load runs).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
     /// Serve the HTTPS API.
     Serve {
@@ -120,12 +123,17 @@ fn main() -> anyhow::Result<()> {
             names,
             profile,
             ttl,
+            count,
         } => {
             let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
-            let token = ca
-                .mint_token(&names, profile, ttl)
-                .context("cannot mint a token")?;
-            println!("{token}");
+            let tokens = ca
+                .mint_tokens(&names, profile, ttl, count)
+                .context("cannot mint tokens")?;
+            let mut out = String::new();
+            for token in tokens {
+                out.push_str(&format!("{token}\n"));
+            }
+            print!("{out}");
             Ok(())
         }
         Command::Revoke {
@@ -183,6 +191,11 @@ fn main() -> anyhow::Result<()> {
             let ca = Arc::new(Ca::open(&paths, policy).context("cannot open the CA")?);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(async move {
+                let (trigger, shutdown) = pki_common::shutdown::channel();
+                tokio::spawn(async move {
+                    pki_common::shutdown::os_signal().await;
+                    trigger.trigger();
+                });
                 let server = CaServer::bind(
                     ca,
                     ServeOptions {
@@ -196,11 +209,6 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
                 .context("cannot start the CA listener")?;
-                let (trigger, shutdown) = pki_common::shutdown::channel();
-                tokio::spawn(async move {
-                    pki_common::shutdown::os_signal().await;
-                    trigger.trigger();
-                });
                 server.run(shutdown).await;
                 tracing::info!("CA stopped");
                 Ok(())

@@ -6,7 +6,7 @@ use pki_ca::policy::{verify_csr, PolicyError};
 use pki_ca::token::{EnrollmentToken, TokenError};
 use proptest::prelude::*;
 
-/// A valid PEM CSR to mutate.
+/// A valid DER CSR to mutate.
 fn valid_csr() -> Vec<u8> {
     let key = rcgen::KeyPair::generate().unwrap();
     rcgen::CertificateParams::new(vec!["app.pki.test".to_string()])

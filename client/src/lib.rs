@@ -112,6 +112,45 @@ pub enum ClientError {
     NeedToken(String),
 }
 
+/// What the client trusts, prepared once: the root, the checked CRL and the
+/// TLS configuration built from them (and from the client's certificate).
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// Remembers the last certificate shown, to name it if it is revoked.
+    verifier: Arc<RecordingVerifier>,
+    crl: Option<pki_common::revocation::VerifiedCrl>,
+}
+
+impl ClientTls {
+    /// Reads the root, gets and checks the CRL, and builds the TLS
+    /// configuration.
+    pub async fn prepare(config: &ClientConfig) -> Result<Self, ClientError> {
+        let root = pki_common::files::read_cert(&config.ca)?;
+        let crl = obtain_crl(&config.crl, &root).await?;
+        let crls = crl.iter().map(|c| c.der.clone()).collect();
+        let verifier = Arc::new(RecordingVerifier::new(pki_common::tls::server_verifier(
+            &root, crls,
+        )?));
+        let identity = match &config.identity {
+            Some(id) => {
+                info!(
+                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks",
+                    id.info.short_serial(),
+                    id.info.names().join(", ")
+                );
+                Some((vec![id.cert.clone()], id.key_der()?))
+            }
+            None => None,
+        };
+        let tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
+        Ok(ClientTls {
+            config: Arc::new(tls),
+            verifier,
+            crl,
+        })
+    }
+}
+
 /// A TLS 1.3 connection whose server certificate has been verified.
 pub struct Connection {
     stream: TlsStream<TcpStream>,
@@ -131,24 +170,14 @@ impl Connection {
     /// Connects and verifies the server's certificate: chain to the CA
     /// root, expected name, validity, serverAuth EKU.
     pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
-        let root = pki_common::files::read_cert(&config.ca)?;
-        let crl = obtain_crl(&config.crl, &root).await?;
-        let crls = crl.iter().map(|c| c.der.clone()).collect();
-        let verifier = Arc::new(RecordingVerifier::new(pki_common::tls::server_verifier(
-            &root, crls,
-        )?));
-        let identity = match &config.identity {
-            Some(id) => {
-                info!(
-                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks",
-                    id.info.short_serial(),
-                    id.info.names().join(", ")
-                );
-                Some((vec![id.cert.clone()], id.key_der()?))
-            }
-            None => None,
-        };
-        let tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
+        let tls = ClientTls::prepare(config).await?;
+        Self::connect_with(&tls, config).await
+    }
+
+    /// Connects with trust prepared earlier, so many connections share one
+    /// CRL fetch and one TLS configuration.
+    pub async fn connect_with(tls: &ClientTls, config: &ClientConfig) -> Result<Self, ClientError> {
+        let (verifier, crl) = (&tls.verifier, &tls.crl);
         let name = ServerName::try_from(config.name.clone())
             .map_err(|_| ClientError::BadName(config.name.clone()))?;
         let addr = config.server.clone();
@@ -159,11 +188,12 @@ impl Connection {
                 addr: addr.clone(),
                 source,
             })?;
+        let _ = tcp.set_nodelay(true);
         let local_addr = tcp.local_addr().map_err(|source| ClientError::Connect {
             addr: addr.clone(),
             source,
         })?;
-        let connector = TlsConnector::from(Arc::new(tls));
+        let connector = TlsConnector::from(tls.config.clone());
         let stream = tokio::time::timeout(config.timeout, connector.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Timeout(config.timeout))?

@@ -23,7 +23,7 @@ pub enum FileError {
     #[error("{path}: no {what} found in the file (expected PEM)")]
     NoPem { path: PathBuf, what: &'static str },
     #[error(
-        "{path}: private key is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+        "{path}: private key is accessible to group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
     KeyTooOpen { path: PathBuf, mode: u32 },
 }

@@ -89,6 +89,14 @@ async fn next_frame(
     }
 }
 
+/// Writes a frame, bounded by the idle timeout, so a client that stops
+/// reading cannot hold a connection slot.
+async fn send(stream: &mut Stream, shared: &Shared, frame: &Frame) -> Result<(), ProtoError> {
+    tokio::time::timeout(shared.config.idle_timeout, write_frame(stream, frame))
+        .await
+        .map_err(|_| ProtoError::Timeout("the client to read"))?
+}
+
 fn idle(shared: &Shared) -> Instant {
     Instant::now() + shared.config.idle_timeout
 }
@@ -104,7 +112,14 @@ async fn run(
     let first = next_frame(stream, shared, deadline, "the first frame", shutdown).await?;
     let first = match first.kind {
         Kind::Hello => {
-            register(stream, peer, shared, identity, &first, deadline, shutdown).await?;
+            // Boxed: the registration state (key schedule, both
+            // directions' keys, the hello) then lives on the heap only
+            // while registering, instead of sizing every idle connection's
+            // future for it.
+            Box::pin(register(
+                stream, peer, shared, identity, &first, deadline, shutdown,
+            ))
+            .await?;
             next_frame(stream, shared, idle(shared), "a service request", shutdown).await?
         }
         _ => first,
@@ -113,7 +128,7 @@ async fn run(
     loop {
         let (session_id, sealed) = request_session_id(&frame)?;
         let response = answer(shared, &session_id, &sealed)?;
-        write_frame(stream, &response).await?;
+        send(stream, shared, &response).await?;
         frame = match next_frame(stream, shared, idle(shared), "a service request", shutdown).await
         {
             Err(ProtoError::Closed) => return Ok(()),
@@ -158,7 +173,7 @@ async fn register(
         "phase 2 · step 3: hello from {peer} for {}",
         registering.hello.expected_server
     );
-    write_frame(stream, &proof).await?;
+    send(stream, shared, &proof).await?;
     info!(
         "phase 2 · step 4: sent server proof, signed with the key of certificate {}",
         identity.info.short_serial()
@@ -214,15 +229,16 @@ async fn register(
             client_id: registration.client_id.clone(),
             client_authenticated: authenticated,
             expires_at: now.saturating_add(lifetime),
+            deadline: std::time::Instant::now() + shared.config.session_lifetime,
             requests: 0,
             keys,
         },
-        now,
+        std::time::Instant::now(),
     );
     if !stored {
         return Err(ProtoError::Busy("the session table is full"));
     }
-    write_frame(stream, &grant_frame).await?;
+    send(stream, shared, &grant_frame).await?;
     info!(
         "phase 2 · step 6: granted session {} to {:?} for {}s",
         hex::encode(&session_id[..4]),
@@ -244,12 +260,14 @@ fn answer(
         .ok_or(ProtoError::UnknownSession)?;
     let mut session = handle.lock().unwrap_or_else(|p| p.into_inner());
     let clock = clock(shared);
-    if clock.now >= session.expires_at {
+    if std::time::Instant::now() >= session.deadline {
         drop(session);
         shared.sessions.remove(session_id);
         return Err(ProtoError::SessionExpired);
     }
     if session.requests >= shared.config.max_requests_per_session {
+        drop(session);
+        shared.sessions.remove(session_id);
         return Err(ProtoError::RequestLimit {
             max: shared.config.max_requests_per_session,
         });

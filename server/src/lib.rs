@@ -237,6 +237,8 @@ impl AppServer {
                     }
                 },
             };
+            // Request and response are one write each: no Nagle delay.
+            let _ = tcp.set_nodelay(true);
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 warn!("refused {peer}: connection limit reached");
                 drop(tcp);
@@ -309,7 +311,7 @@ async fn sweep_sessions(shared: Arc<Shared>, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let removed = shared.sessions.sweep(pki_common::unix_now());
+        let removed = shared.sessions.sweep(std::time::Instant::now());
         if removed > 0 {
             debug!("swept {removed} expired session(s)");
         }

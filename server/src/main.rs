@@ -104,15 +104,18 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
+        // One signal listener from the start: a signal during phase 1
+        // (which may wait for the CA) stops the server as cleanly as later.
         let (trigger, shutdown) = pki_common::shutdown::channel();
-        let server = tokio::select! {
-            s = AppServer::start(config) => s.context("pki-server cannot start")?,
-            _ = pki_common::shutdown::os_signal() => return Ok(()),
-        };
         tokio::spawn(async move {
             pki_common::shutdown::os_signal().await;
             trigger.trigger();
         });
+        let mut during_start = shutdown.clone();
+        let server = tokio::select! {
+            s = AppServer::start(config) => s.context("pki-server cannot start")?,
+            _ = during_start.wait() => return Ok(()),
+        };
         server.run(shutdown).await;
         tracing::info!("server stopped");
         Ok(())

@@ -18,8 +18,11 @@ pub struct Session {
     /// Whether the client id was proven by a TLS client certificate, or
     /// only stated by the client in step 5.
     pub client_authenticated: bool,
-    /// Seconds since the Unix epoch.
+    /// Seconds since the Unix epoch, for display.
     pub expires_at: u64,
+    /// The same moment on the monotonic clock, for the checks: a lifetime
+    /// of one second is a full second, not "until the next tick".
+    pub deadline: std::time::Instant,
     pub requests: u64,
     pub keys: ServerSessionKeys,
 }
@@ -46,10 +49,10 @@ impl SessionTable {
     }
 
     /// Stores a session; `false` if the table is full even after sweeping.
-    pub fn insert(&self, id: SessionId, session: Session, now: u64) -> bool {
+    pub fn insert(&self, id: SessionId, session: Session, now: std::time::Instant) -> bool {
         let mut map = self.map();
         if map.len() >= self.max_sessions {
-            map.retain(|_, s| s.lock().map(|s| s.expires_at > now).unwrap_or(false));
+            map.retain(|_, s| s.lock().map(|s| s.deadline > now).unwrap_or(false));
         }
         if map.len() >= self.max_sessions {
             return false;
@@ -59,10 +62,10 @@ impl SessionTable {
     }
 
     /// Removes expired sessions; answers how many.
-    pub fn sweep(&self, now: u64) -> usize {
+    pub fn sweep(&self, now: std::time::Instant) -> usize {
         let mut map = self.map();
         let before = map.len();
-        map.retain(|_, s| s.lock().map(|s| s.expires_at > now).unwrap_or(false));
+        map.retain(|_, s| s.lock().map(|s| s.deadline > now).unwrap_or(false));
         before - map.len()
     }
 

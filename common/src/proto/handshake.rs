@@ -11,6 +11,7 @@ use rustls::sign::SigningKey;
 use rustls::SignatureScheme;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use super::check_timestamp;
 use super::error::ProtoError;
@@ -72,12 +73,20 @@ fn proof_message(exporter: &[u8; 32], hello_frame: &[u8], proof: &ServerProof) -
     m
 }
 
-fn agree(secret: &StaticSecret, peer: &[u8; 32]) -> Result<[u8; 32], ProtoError> {
+/// X25519 with the peer's share. The shared secret is zeroized on drop,
+/// both here (x25519-dalek's `SharedSecret`) and in the copy returned.
+fn agree(secret: &StaticSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, ProtoError> {
     let shared = secret.diffie_hellman(&PublicKey::from(*peer));
     if !shared.was_contributory() {
         return Err(ProtoError::WeakKeyShare);
     }
-    Ok(*shared.as_bytes())
+    Ok(Zeroizing::new(*shared.as_bytes()))
+}
+
+/// A fresh X25519 secret; the random bytes it is made from are zeroized.
+fn fresh_secret() -> StaticSecret {
+    let bytes = Zeroizing::new(random::<32>());
+    StaticSecret::from(*bytes)
 }
 
 /// Verifies `signature` over `message` with the public key of `cert`, using
@@ -117,7 +126,7 @@ impl ClientHello {
     /// Step 3: a fresh X25519 share and nonce for `expected_server`.
     /// `exporter` is this TLS connection's exporter value.
     pub fn start(expected_server: &str, exporter: [u8; 32], clock: Clock) -> (Self, Frame) {
-        let secret = StaticSecret::from(random::<32>());
+        let secret = fresh_secret();
         let hello = Hello {
             expected_server: expected_server.to_string(),
             client_share: PublicKey::from(&secret).to_bytes(),
@@ -148,7 +157,7 @@ impl ClientHello {
         let message = proof_message(&self.exporter, &self.hello_frame, &proof);
         verify_with_cert(server_cert, proof.scheme, &message, &proof.signature)?;
         check_timestamp("server proof", proof.timestamp, clock.now, clock.skew)?;
-        let shared = zeroize::Zeroizing::new(agree(&self.secret, &proof.server_share)?);
+        let shared = agree(&self.secret, &proof.server_share)?;
         let transcript = sha256(&[&self.exporter, &self.hello_frame, &frame.encode()]);
         let schedule = KeySchedule::extract(&shared, &transcript);
         let (send, recv) = schedule.direction_keys("registration", &transcript, &transcript);
@@ -284,8 +293,8 @@ pub fn accept_hello(
         });
     }
     check_timestamp("hello", hello.timestamp, clock.now, clock.skew)?;
-    let secret = StaticSecret::from(random::<32>());
-    let shared = zeroize::Zeroizing::new(agree(&secret, &hello.client_share)?);
+    let secret = fresh_secret();
+    let shared = agree(&secret, &hello.client_share)?;
     let signer = signer
         .choose_scheme(PROOF_SCHEMES)
         .ok_or_else(|| ProtoError::Signing("the server key supports no proof scheme".into()))?;

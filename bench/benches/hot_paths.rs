@@ -1,0 +1,126 @@
+//! Criterion micro-benchmarks of the hot paths: issuing a certificate,
+//! the protocol's steps 3 to 6 without TLS, sealing and opening a request,
+//! and framing.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pki_ca::policy::{verify_csr, IssuancePolicy};
+use pki_ca::token::Profile;
+use pki_common::proto::handshake::{accept_hello, request_session_id, ClientHello, Clock};
+use pki_common::proto::message::{Registration, ServiceRequest, SessionGranted};
+use pki_common::proto::{Frame, DEFAULT_MAX_FRAME};
+use rustls::pki_types::PrivateKeyDer;
+
+fn clock() -> Clock {
+    Clock {
+        now: pki_common::unix_now(),
+        skew: 30,
+    }
+}
+
+fn issuance(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = pki_ca::CaPaths::new(dir.path());
+    pki_ca::authority::init_root(&paths, std::time::Duration::from_secs(86400), false).unwrap();
+    let root = pki_ca::authority::RootAuthority::load(&paths).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+        .into_bytes();
+    let names = vec!["app.pki.test".to_string()];
+    let policy = IssuancePolicy::default();
+    c.bench_function("issuance: verify CSR, decide, sign, encode", |b| {
+        b.iter(|| {
+            let v = verify_csr(black_box(&csr)).unwrap();
+            let d = policy
+                .decide(
+                    &v,
+                    &names,
+                    Profile::Server,
+                    root.info.not_after,
+                    pki_common::unix_now() as i64,
+                )
+                .unwrap();
+            let cert = root.sign(&d, &v.spki_der).unwrap();
+            black_box(pki_common::files::cert_to_pem(&cert.der))
+        })
+    });
+}
+
+fn protocol(c: &mut Criterion) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signer = pki_common::tls::provider()
+        .key_provider
+        .load_private_key(der)
+        .unwrap();
+    let names = vec!["app.pki.test".to_string()];
+    let registration = Registration {
+        client_id: "client1".into(),
+        client_addr: "127.0.0.1:1".into(),
+        timestamp: pki_common::unix_now(),
+    };
+    c.bench_function("steps 3-6 (both sides, no TLS)", |b| {
+        b.iter(|| {
+            let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock());
+            let (mut server, f4) =
+                accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
+            let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
+            let f5 = client.register(&registration).unwrap();
+            let reg = server.on_registration(&f5, clock()).unwrap();
+            let granted = SessionGranted {
+                session_id: [1; 16],
+                lifetime_secs: 3600,
+                client_id: reg.client_id,
+                timestamp: pki_common::unix_now(),
+            };
+            let (f6, keys) = server.grant(&granted).unwrap();
+            black_box((client.on_granted(&f6, "client1", clock()).unwrap(), keys))
+        })
+    });
+
+    // One established session for steps 7 and 8.
+    let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock());
+    let (mut server, f4) = accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
+    let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
+    let f5 = client.register(&registration).unwrap();
+    server.on_registration(&f5, clock()).unwrap();
+    let granted = SessionGranted {
+        session_id: [1; 16],
+        lifetime_secs: 3600,
+        client_id: "client1".into(),
+        timestamp: pki_common::unix_now(),
+    };
+    let (f6, mut keys) = server.grant(&granted).unwrap();
+    let (mut session, _) = client.on_granted(&f6, "client1", clock()).unwrap();
+    let request = ServiceRequest {
+        name: "echo".into(),
+        body: vec![0x42; 32],
+        timestamp: pki_common::unix_now(),
+    };
+    c.bench_function(
+        "step 7: seal, frame, parse and open a 32-byte request",
+        |b| {
+            b.iter(|| {
+                let frame = session.request(&request).unwrap();
+                let bytes = frame.encode();
+                let frame = Frame::decode(&bytes, DEFAULT_MAX_FRAME).unwrap();
+                let (_, sealed) = request_session_id(&frame).unwrap();
+                black_box(keys.open_request(&sealed, clock()).unwrap())
+            })
+        },
+    );
+}
+
+criterion_group!(benches, issuance, protocol);
+criterion_main!(benches);

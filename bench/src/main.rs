@@ -1,0 +1,130 @@
+//! `pki-bench`: measures every end-to-end figure beside a baseline from
+//! the same run and writes the table as Markdown and JSON.
+//!
+//! Usage (`make bench` builds in release mode and runs this):
+//!   pki-bench [--duration 5s] [--sessions 10000] [--out bench/results]
+//!   pki-bench idle-server --listen ADDR --cert F --key F --root F   (the memory baseline)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use pki_bench::report::Report;
+use pki_bench::{baseline, scenarios};
+
+#[derive(Parser)]
+#[command(name = "pki-bench", about = "The benchmark harness")]
+struct Cli {
+    /// How long each throughput measurement runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Idle sessions held for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Concurrent clients for the throughput figures.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Where latest.md and latest.json go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Run only these figures (comma-separated: issuance, sessions,
+    /// requests, memory, programs).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also time a clean release build (takes minutes).
+    #[arg(long, env = "BENCH_CLEAN_BUILD")]
+    clean_build: bool,
+    #[command(subcommand)]
+    command: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// A plain tokio-rustls server that holds connections idle.
+    IdleServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        root: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(Mode::IdleServer {
+        listen,
+        cert,
+        key,
+        root,
+    }) = cli.command
+    {
+        return runtime.block_on(async move {
+            let config = pki_common::tls::server_config_with_client_auth(
+                vec![pki_common::files::read_cert(&cert)?],
+                pki_common::files::read_private_key(&key)?,
+                &pki_common::files::read_cert(&root)?,
+                Vec::new(),
+                pki_common::tls::ClientAuth::Optional,
+            )?;
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            baseline::serve(listener, Arc::new(config), baseline::Behaviour::Idle).await;
+            Ok(())
+        });
+    }
+    let repo = std::env::current_dir()?;
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("no binary directory")?
+        .to_path_buf();
+    let cores = scenarios::cores();
+    eprintln!(
+        "pki-bench: {cores} cores, {:?} per throughput measurement",
+        cli.duration
+    );
+    let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
+    let mut figures = Vec::new();
+    runtime.block_on(async {
+        if wanted("issuance") {
+            eprintln!("1/5 CA issuance…");
+            figures.extend(scenarios::issuance(cli.duration, cli.clients.min(16)).await?);
+        }
+        if wanted("sessions") || wanted("requests") {
+            let fixture = scenarios::Fixture::start().await?;
+            if wanted("sessions") {
+                eprintln!("2/5 session establishment…");
+                figures.extend(scenarios::sessions(&fixture, cli.duration, cli.clients).await?);
+            }
+            if wanted("requests") {
+                eprintln!("3/5 service requests…");
+                figures.extend(scenarios::requests(&fixture, cli.duration, cli.clients).await?);
+            }
+        }
+        if wanted("memory") {
+            eprintln!("4/5 memory with {} idle sessions…", cli.sessions);
+            figures.extend(scenarios::memory(cli.sessions, &bin_dir).await?);
+        }
+        anyhow::Ok(())
+    })?;
+    if wanted("programs") {
+        eprintln!("5/5 whole programs…");
+        figures.extend(scenarios::run_all(&repo, &bin_dir)?);
+    }
+    if cli.clean_build {
+        figures.push(scenarios::clean_build(&repo)?);
+    }
+    let report = Report {
+        cores,
+        date: pki_common::cert::rfc3339(pki_common::unix_now() as i64),
+        figures,
+    };
+    report.publish(&cli.out)
+}

@@ -1,0 +1,693 @@
+//! One function per figure, each measuring ours and its baseline in the
+//! same run with the same client code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use pki_ca::policy::{verify_csr, IssuancePolicy};
+use pki_ca::token::Profile;
+use pki_client::{ClientConfig, ClientTls, Connection};
+use pki_tests::{RunningServer, TestPki};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::baseline::{self, Behaviour};
+use crate::report::Figure;
+use crate::stats::Samples;
+
+/// The number of cores, as the baselines scale by it.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A CSR for `app.pki.test` with a fresh P-256 key, made in advance.
+fn prepared_csr() -> anyhow::Result<Vec<u8>> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    Ok(params.serialize_request(&key)?.pem()?.into_bytes())
+}
+
+/// Runs `workers` copies of `op` until `duration` has passed.
+async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> Samples
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut s = Samples::default();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match op(w).await {
+                    Ok(()) => s.record(t.elapsed()),
+                    Err(_) => s.errors += 1,
+                }
+            }
+            s
+        });
+    }
+    let mut all = Samples::default();
+    while let Some(s) = tasks.join_next().await {
+        if let Ok(s) = s {
+            all.merge(s);
+        }
+    }
+    all.elapsed = start.elapsed();
+    all
+}
+
+// ------------------------------------------------------------ 1. issuance
+
+/// CA issuance over HTTPS with keep-alive, against the in-process cost of
+/// one issuance on one core times the number of cores.
+pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<Figure>> {
+    let pki = TestPki::start().await;
+    let csr = prepared_csr()?;
+    let names = vec!["app.pki.test".to_string()];
+
+    // Baseline: parse and verify the CSR, decide, sign, encode; one core.
+    let policy = IssuancePolicy::default();
+    let root = pki.ca.root();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        let v = verify_csr(&csr)?;
+        let now = pki_common::unix_now() as i64;
+        let d = policy.decide(&v, &names, Profile::Server, root.info.not_after, now)?;
+        let c = root.sign(&d, &v.spki_der)?;
+        std::hint::black_box(pki_common::files::cert_to_pem(&c.der));
+        n += 1;
+    }
+    let one_core = n as f64 / start.elapsed().as_secs_f64();
+    let limit = one_core * cores() as f64;
+
+    // End to end: tokens minted at once, keep-alive connections.
+    let count = ((limit * duration.as_secs_f64() * 1.5) as usize).clamp(1000, 200_000);
+    let tokens: Vec<String> = pki
+        .ca
+        .mint_tokens(&names, Profile::Server, Duration::from_secs(3600), count)?
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect();
+    let tokens = Arc::new(Mutex::new(tokens));
+    let mut senders = Vec::new();
+    for _ in 0..workers {
+        senders.push(Arc::new(tokio::sync::Mutex::new(
+            keepalive(pki.ca_addr, &pki.root()).await?,
+        )));
+    }
+    let host = pki.ca_addr.to_string();
+    let csr = Bytes::from(csr);
+    let samples = drive(workers, duration, move |w| {
+        let (sender, tokens, csr, host) = (
+            senders[w].clone(),
+            tokens.clone(),
+            csr.clone(),
+            host.clone(),
+        );
+        async move {
+            let token = tokens
+                .lock()
+                .map_err(|_| anyhow!("poisoned"))?
+                .pop()
+                .ok_or_else(|| anyhow!("out of tokens"))?;
+            let mut sender = sender.lock().await;
+            sender.ready().await?;
+            let req = hyper::Request::post(pki_common::api::SIGN)
+                .header(hyper::header::HOST, host)
+                .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
+                .body(Full::new(csr))?;
+            let resp = sender.send_request(req).await?;
+            let ok = resp.status().is_success();
+            let _ = resp.into_body().collect().await?;
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow!("refused"))
+            }
+        }
+    })
+    .await;
+    Ok(vec![
+        Figure::higher(
+            &format!("CA issuance throughput ({workers} enrollers, keep-alive, recorded before answering)"),
+            "cert/s",
+            samples.rate(),
+            &format!("in-process issuance × {} cores", cores()),
+            limit,
+            0.5,
+        ),
+        Figure::compared("CA issuance p50 latency", "ms", samples.percentile_ms(50.0), "—", f64::NAN),
+        Figure::compared("CA issuance p99 latency", "ms", samples.percentile_ms(99.0), "—", f64::NAN),
+    ])
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTPS/1.1 connection to the CA.
+async fn keepalive(
+    addr: SocketAddr,
+    root: &rustls::pki_types::CertificateDer<'_>,
+) -> anyhow::Result<Sender> {
+    let config = pki_common::tls::client_config(root)?;
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1")?.to_owned(), tcp)
+        .await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+// ------------------------------------------------- shared server fixture
+
+/// A CA and an application server, with the client's trust prepared once.
+pub struct Fixture {
+    pub pki: TestPki,
+    pub server: RunningServer,
+    pub config: ClientConfig,
+    pub tls: Arc<ClientTls>,
+}
+
+impl Fixture {
+    pub async fn start() -> anyhow::Result<Self> {
+        let pki = TestPki::start().await;
+        let server = pki
+            .start_server(|c| {
+                c.max_connections = 1_000_000;
+                c.max_sessions = 10_000_000;
+                c.max_requests_per_session = u64::MAX;
+            })
+            .await;
+        let config = pki.client_config(server.addr);
+        let tls = Arc::new(ClientTls::prepare(&config).await?);
+        Ok(Fixture {
+            pki,
+            server,
+            config,
+            tls,
+        })
+    }
+
+    /// The exact TLS configuration our server presents, for the baselines.
+    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
+        self.server.shared.live.current().tls.clone()
+    }
+}
+
+/// A bare TLS 1.3 handshake with the client's configuration.
+async fn bare_handshake(tls: &ClientTls, addr: SocketAddr) -> anyhow::Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    let mut s = TlsConnector::from(tls.config.clone())
+        .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
+        .await?;
+    let _ = s.shutdown().await;
+    Ok(())
+}
+
+// --------------------------------------------- 2. session establishment
+
+/// TLS 1.3 plus steps 3 to 6, against bare TLS 1.3 handshakes to a plain
+/// tokio-rustls server and to `openssl s_server`.
+pub async fn sessions(
+    f: &Fixture,
+    duration: Duration,
+    workers: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let (tls, config) = (f.tls.clone(), f.config.clone());
+    let ours = drive(workers, duration, move |_| {
+        let (tls, config) = (tls.clone(), config.clone());
+        async move {
+            let mut conn = Connection::connect_with(&tls, &config).await?;
+            conn.register().await?;
+            conn.close().await;
+            Ok(())
+        }
+    })
+    .await;
+
+    let plain = baseline::spawn(f.server_tls(), Behaviour::Close).await;
+    let tls = f.tls.clone();
+    let bare = drive(workers, duration, move |_| {
+        let tls = tls.clone();
+        async move { bare_handshake(&tls, plain).await }
+    })
+    .await;
+
+    let mut figures = vec![Figure::higher(
+        &format!("session establishment (TLS 1.3 + steps 3–6, {workers} clients)"),
+        "sessions/s",
+        ours.rate(),
+        "bare TLS 1.3, tokio-rustls",
+        bare.rate(),
+        0.7,
+    )];
+    match OpensslServer::start(f, Behaviour::Close).await {
+        Ok(openssl) => {
+            let (tls, addr) = (f.tls.clone(), openssl.addr);
+            let s = drive(workers, duration, move |_| {
+                let tls = tls.clone();
+                async move { bare_handshake(&tls, addr).await }
+            })
+            .await;
+            figures.push(Figure::compared(
+                "session establishment vs openssl s_server",
+                "sessions/s",
+                ours.rate(),
+                "bare TLS 1.3, openssl s_server",
+                s.rate(),
+            ));
+        }
+        Err(e) => eprintln!("skipping the openssl s_server baseline: {e}"),
+    }
+    if ours.errors > 0 {
+        eprintln!("session establishment: {} errors", ours.errors);
+    }
+    Ok(figures)
+}
+
+/// `openssl s_server` presenting our server's certificate.
+struct OpensslServer {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl OpensslServer {
+    async fn start(f: &Fixture, _: Behaviour) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = f
+            .server
+            .dir
+            .as_ref()
+            .ok_or_else(|| anyhow!("no server files"))?
+            .path();
+        let port = pki_tests::free_port();
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-tls1_3",
+                "-quiet",
+                "-www",
+                "-accept",
+                &port.to_string(),
+            ])
+            .arg("-cert")
+            .arg(certs.join("server.pem"))
+            .arg("-key")
+            .arg(certs.join("server.key"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("openssl")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        pki_tests::wait_for_port(addr, Duration::from_secs(10)).await;
+        Ok(OpensslServer {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------ 3. service requests
+
+/// Steps 7 and 8 over many established sessions, against the same sizes
+/// through a plain tokio-rustls echo server; then p99 at half the peak.
+pub async fn requests(
+    f: &Fixture,
+    duration: Duration,
+    sessions: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let body = vec![0x42u8; 32];
+    let mut conns = Vec::new();
+    for _ in 0..sessions {
+        let mut conn = Connection::connect_with(&f.tls, &f.config).await?;
+        let session = conn.register().await?;
+        conns.push(Arc::new(tokio::sync::Mutex::new((conn, session))));
+    }
+    let peak = drive(sessions, duration, {
+        let (conns, body) = (conns.clone(), body.clone());
+        move |w| {
+            let (c, body) = (conns[w].clone(), body.clone());
+            async move {
+                let mut guard = c.lock().await;
+                let (conn, session) = &mut *guard;
+                conn.request(session, "echo", &body).await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    // Half the peak, open loop: each session sends on a fixed schedule and
+    // latency is measured from the send, not from the schedule.
+    let half_rate = peak.rate() / 2.0;
+    let pace = Duration::from_secs_f64(sessions as f64 / half_rate.max(1.0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, c) in conns.iter().enumerate() {
+        let (c, body) = (c.clone(), body.clone());
+        // Spread the sessions' schedules over one interval.
+        let offset = pace.mul_f64(w as f64 / sessions as f64);
+        tasks.spawn(async move {
+            let mut s = Samples::default();
+            let mut k = 0u32;
+            loop {
+                let at = start + offset + pace * k;
+                if at.duration_since(start) >= duration {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                let t = Instant::now();
+                let mut guard = c.lock().await;
+                let (conn, session) = &mut *guard;
+                match conn.request(session, "echo", &body).await {
+                    Ok(_) => s.record(t.elapsed()),
+                    Err(_) => s.errors += 1,
+                }
+                k += 1;
+            }
+            s
+        });
+    }
+    let mut half = Samples::default();
+    while let Some(s) = tasks.join_next().await {
+        if let Ok(s) = s {
+            half.merge(s);
+        }
+    }
+    half.elapsed = start.elapsed();
+
+    // The request frame's size on the wire, for the echo baseline.
+    let frame_len = {
+        let mut guard = conns[0].lock().await;
+        let (_, session) = &mut *guard;
+        let req = pki_common::proto::message::ServiceRequest {
+            name: "echo".into(),
+            body: body.clone(),
+            timestamp: pki_common::unix_now(),
+        };
+        session.request(&req)?.encode().len()
+    };
+    drop(conns);
+    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await;
+    let mut streams = Vec::new();
+    for _ in 0..sessions {
+        let tcp = TcpStream::connect(echo).await?;
+        tcp.set_nodelay(true)?;
+        let s = TlsConnector::from(f.tls.config.clone())
+            .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
+            .await?;
+        streams.push(Arc::new(tokio::sync::Mutex::new(s)));
+    }
+    let payload = vec![0x42u8; frame_len];
+    let base = drive(sessions, duration, move |w| {
+        let (s, payload) = (streams[w].clone(), payload.clone());
+        async move {
+            let mut s = s.lock().await;
+            let mut msg = (payload.len() as u32).to_be_bytes().to_vec();
+            msg.extend_from_slice(&payload);
+            s.write_all(&msg).await?;
+            s.flush().await?;
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await?;
+            let mut back = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut back).await?;
+            Ok(())
+        }
+    })
+    .await;
+    Ok(vec![
+        Figure::higher(
+            &format!("service requests (steps 7–8, {sessions} sessions, 32-byte body)"),
+            "req/s",
+            peak.rate(),
+            &format!("plain tokio-rustls echo, {frame_len}-byte messages"),
+            base.rate(),
+            0.8,
+        ),
+        Figure::at_most(
+            &format!(
+                "service request p99 at half the peak ({:.0} req/s)",
+                half.rate()
+            ),
+            "ms",
+            half.percentile_ms(99.0),
+            1.0,
+            None,
+        ),
+    ])
+}
+
+// -------------------------------------------------------------- 4. memory
+
+/// The resident set of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
+}
+
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens `n` connections with `open`, 64 at a time; keeps them.
+async fn open_many<T, F, Fut>(n: usize, open: F) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..(n - held.len()).min(64) {
+            batch.spawn(open());
+        }
+        while let Some(opened) = batch.join_next().await {
+            held.push(opened??);
+        }
+    }
+    Ok(held)
+}
+
+/// The server's RSS per idle established session, beyond what the TLS
+/// connection itself costs (measured on a plain server holding the same
+/// number of idle TLS connections).
+pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let pki = TestPki::start().await;
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(pki.root_path(), dir.path().join("ca.pem"))?;
+    let token = pki.token(&["app.pki.test"], Profile::Server);
+    let port = pki_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Reaped(
+        Command::new(bin_dir.join("pki-server"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args([
+                "--listen",
+                &listen,
+                "--ca-url",
+                &pki.ca_url(),
+                "--token",
+                &token,
+            ])
+            .args(["--max-connections", "1000000", "--max-sessions", "10000000"])
+            .args(["--idle-timeout", "1h", "--handshake-timeout", "60s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("pki-server (run `cargo build --release` first)")?,
+    );
+    let addr: SocketAddr = listen.parse()?;
+    pki_tests::wait_for_port(addr, Duration::from_secs(30)).await;
+    let config = pki.client_config(addr);
+    let tls = Arc::new(ClientTls::prepare(&config).await?);
+    // Warm up, then measure.
+    let _warm = open_many(64, || open_session(tls.clone(), config.clone())).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.0.id())?;
+    let held = open_many(n, || open_session(tls.clone(), config.clone())).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(server.0.id())?;
+    let ours = (after.saturating_sub(before)) as f64 / n as f64;
+    drop(held);
+
+    // Baseline: the same number of idle TLS connections to a plain server
+    // presenting the same certificate.
+    let bport = pki_tests::free_port();
+    let blisten = format!("127.0.0.1:{bport}");
+    let plain = Reaped(
+        Command::new(std::env::current_exe()?)
+            .args(["idle-server", "--listen", &blisten])
+            .arg("--cert")
+            .arg(dir.path().join("server.pem"))
+            .arg("--key")
+            .arg(dir.path().join("server.key"))
+            .arg("--root")
+            .arg(dir.path().join("ca.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let baddr: SocketAddr = blisten.parse()?;
+    pki_tests::wait_for_port(baddr, Duration::from_secs(30)).await;
+    let _warm = open_many(64, || open_tls(tls.clone(), baddr)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(plain.0.id())?;
+    let held = open_many(n, || open_tls(tls.clone(), baddr)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(plain.0.id())?;
+    let tls_only = (after.saturating_sub(before)) as f64 / n as f64;
+    drop(held);
+
+    Ok(vec![
+        Figure::compared(
+            &format!("server RSS per idle session ({n} sessions)"),
+            "KiB",
+            ours,
+            "plain TLS connection",
+            tls_only,
+        ),
+        Figure::at_most(
+            "server RSS per idle session beyond its TLS connection",
+            "KiB",
+            ours - tls_only,
+            4.0,
+            None,
+        ),
+    ])
+}
+
+async fn open_session(
+    tls: Arc<ClientTls>,
+    config: ClientConfig,
+) -> anyhow::Result<(Connection, pki_common::proto::handshake::ClientSession)> {
+    let mut conn = Connection::connect_with(&tls, &config).await?;
+    let session = conn.register().await?;
+    Ok((conn, session))
+}
+
+async fn open_tls(
+    tls: Arc<ClientTls>,
+    addr: SocketAddr,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    Ok(TlsConnector::from(tls.config.clone())
+        .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
+        .await?)
+}
+
+// ------------------------------------------------------- 5. whole programs
+
+/// Wall time of `scripts/run-all.sh` with the release binaries: a first
+/// run (creates the root, enrolls) and a second (reuses).
+pub fn run_all(repo: &Path, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let certs = tempfile::tempdir()?;
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let start = Instant::now();
+        let status = Command::new("bash")
+            .arg("scripts/run-all.sh")
+            .current_dir(repo)
+            .env("BIN", bin_dir)
+            .env("CERTS", certs.path())
+            .env("CA_LISTEN", format!("127.0.0.1:{}", pki_tests::free_port()))
+            .env(
+                "SERVER_LISTEN",
+                format!("127.0.0.1:{}", pki_tests::free_port()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "run-all failed");
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(vec![
+        Figure::at_most(
+            "make run-all wall time, first run (built)",
+            "s",
+            times[0],
+            1.0,
+            None,
+        ),
+        Figure::at_most(
+            "make run-all wall time, second run (reuses)",
+            "s",
+            times[1],
+            1.0,
+            None,
+        ),
+    ])
+}
+
+/// A clean release build of the workspace in a scratch target directory.
+pub fn clean_build(repo: &Path) -> anyhow::Result<Figure> {
+    let target: PathBuf =
+        std::env::temp_dir().join(format!("pki-bench-build-{}", std::process::id()));
+    let start = Instant::now();
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--bins",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(repo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&target);
+    anyhow::ensure!(status.success(), "clean build failed");
+    Ok(Figure {
+        name: "clean release build of the workspace".into(),
+        unit: "s".into(),
+        ours: secs,
+        baseline_name: None,
+        baseline: None,
+        ratio: None,
+        target: "—".into(),
+        met: None,
+    })
+}
