@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         if wanted("issuance") {
             eprintln!("1/5 CA issuance…");
-            figures.extend(scenarios::issuance(cli.duration, cli.clients.min(16)).await?);
+            figures.extend(scenarios::issuance(cli.duration, cli.clients).await?);
         }
         if wanted("sessions") || wanted("requests") {
             let fixture = scenarios::Fixture::start().await?;

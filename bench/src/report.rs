@@ -51,6 +51,20 @@ impl Figure {
         }
     }
 
+    /// A figure reported on its own (a latency beside its throughput row).
+    pub fn plain(name: &str, unit: &str, ours: f64) -> Self {
+        Figure {
+            name: name.into(),
+            unit: unit.into(),
+            ours,
+            baseline_name: None,
+            baseline: None,
+            ratio: None,
+            target: "—".into(),
+            met: None,
+        }
+    }
+
     /// A figure with an absolute bound (lower is better).
     pub fn at_most(
         name: &str,
