@@ -72,7 +72,7 @@ fn protocol(c: &mut Criterion) {
     };
     c.bench_function("steps 3-6 (both sides, no TLS)", |b| {
         b.iter(|| {
-            let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock());
+            let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock()).unwrap();
             let (mut server, f4) =
                 accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
             let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
@@ -90,7 +90,7 @@ fn protocol(c: &mut Criterion) {
     });
 
     // One established session for steps 7 and 8.
-    let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock());
+    let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock()).unwrap();
     let (mut server, f4) = accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
     let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
     let f5 = client.register(&registration).unwrap();

@@ -22,11 +22,11 @@ pub enum Behaviour {
 }
 
 /// Starts a plain tokio-rustls server on 127.0.0.1:0.
-pub async fn spawn(config: Arc<ServerConfig>, behaviour: Behaviour) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+pub async fn spawn(config: Arc<ServerConfig>, behaviour: Behaviour) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
     tokio::spawn(serve(listener, config, behaviour));
-    addr
+    Ok(addr)
 }
 
 /// Serves on `listener` until the process ends.

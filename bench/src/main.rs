@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also time a clean release build (takes minutes).
-    #[arg(long, env = "BENCH_CLEAN_BUILD")]
+    #[arg(long, env = "BENCH_CLEAN_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
     clean_build: bool,
     #[command(subcommand)]
     command: Option<Mode>,

@@ -145,6 +145,9 @@ pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<
         }
     })
     .await;
+    if samples.errors > 0 {
+        eprintln!("CA issuance: {} requests failed", samples.errors);
+    }
     Ok(vec![
         Figure::higher(
             &format!("CA issuance throughput ({workers} enrollers, keep-alive, recorded before answering)"),
@@ -243,7 +246,7 @@ pub async fn sessions(
     })
     .await;
 
-    let plain = baseline::spawn(f.server_tls(), Behaviour::Close).await;
+    let plain = baseline::spawn(f.server_tls(), Behaviour::Close).await?;
     let tls = f.tls.clone();
     let bare = drive(workers, duration, move |_| {
         let tls = tls.clone();
@@ -259,7 +262,7 @@ pub async fn sessions(
         bare.rate(),
         0.7,
     )];
-    match OpensslServer::start(f, Behaviour::Close).await {
+    match OpensslServer::start(f).await {
         Ok(openssl) => {
             let (tls, addr) = (f.tls.clone(), openssl.addr);
             let s = drive(workers, duration, move |_| {
@@ -291,7 +294,7 @@ struct OpensslServer {
 }
 
 impl OpensslServer {
-    async fn start(f: &Fixture, _: Behaviour) -> anyhow::Result<Self> {
+    async fn start(f: &Fixture) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let certs = f
             .server
@@ -416,7 +419,7 @@ pub async fn requests(
         session.request(&req)?.encode().len()
     };
     drop(conns);
-    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await;
+    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await?;
     let mut streams = Vec::new();
     for _ in 0..sessions {
         let tcp = TcpStream::connect(echo).await?;
@@ -443,6 +446,12 @@ pub async fn requests(
         }
     })
     .await;
+    if peak.errors + half.errors + base.errors > 0 {
+        eprintln!(
+            "service requests: {} / {} / {} failed (peak / half / baseline)",
+            peak.errors, half.errors, base.errors
+        );
+    }
     Ok(vec![
         Figure::higher(
             &format!("service requests (steps 7–8, {sessions} sessions, 32-byte body)"),

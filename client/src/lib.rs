@@ -142,7 +142,11 @@ impl ClientTls {
             }
             None => None,
         };
-        let tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
+        let mut tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
+        // No TLS session resumption: a resumed handshake skips the
+        // certificate, so the server would not be checked against the
+        // current CRL again. Every connection verifies in full.
+        tls.resumption = rustls::client::Resumption::disabled();
         Ok(ClientTls {
             config: Arc::new(tls),
             verifier,
@@ -295,7 +299,7 @@ impl Connection {
             })?;
 
         let (hello, hello_frame) =
-            ClientHello::start(&self.config.name, exporter, clock(&self.config));
+            ClientHello::start(&self.config.name, exporter, clock(&self.config))?;
         self.send(&hello_frame).await?;
         info!(
             "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share)",

@@ -132,10 +132,10 @@ proptest! {
         // Server side, step 3.
         let _ = accept_hello(&frame, [0; 32], &names, key.as_ref(), clock());
         // Client side, step 4.
-        let (hello, _) = ClientHello::start("app.pki.test", [0; 32], clock());
+        let (hello, _) = ClientHello::start("app.pki.test", [0; 32], clock()).unwrap();
         let _ = hello.on_proof(&frame, &cert, clock());
         // Later steps, after an honest exchange of steps 3 and 4.
-        let (hello, hello_frame) = ClientHello::start("app.pki.test", [1; 32], clock());
+        let (hello, hello_frame) = ClientHello::start("app.pki.test", [1; 32], clock()).unwrap();
         let (mut server, proof) = accept_hello(&hello_frame, [1; 32], &names, key.as_ref(), clock()).unwrap();
         let client = hello.on_proof(&proof, &cert, clock()).unwrap();
         let _ = server.on_registration(&frame, clock());

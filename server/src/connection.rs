@@ -57,11 +57,17 @@ pub async fn serve(
                 warn!("refused {peer}: {err}");
             }
             if let Some(alert) = Frame::alert_for(&err) {
-                let _ = write_frame(&mut stream, &alert).await;
+                // Bounded like every write: a client that does not read
+                // must not hold the connection slot.
+                let _ = tokio::time::timeout(
+                    shared.config.idle_timeout,
+                    write_frame(&mut stream, &alert),
+                )
+                .await;
             }
         }
     }
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(shared.config.idle_timeout, stream.shutdown()).await;
 }
 
 fn clock(shared: &Shared) -> Clock {

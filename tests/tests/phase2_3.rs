@@ -103,7 +103,8 @@ impl RawClient {
 
     /// Steps 3 to 6 with honest messages; `hello_clock` may be skewed.
     async fn register_with(&mut self, hello_clock: Clock) -> ClientSession {
-        let (hello, frame) = ClientHello::start("app.pki.test", self.exporter(), hello_clock);
+        let (hello, frame) =
+            ClientHello::start("app.pki.test", self.exporter(), hello_clock).unwrap();
         self.send(&frame).await;
         let proof = self.recv().await.unwrap();
         let mut reg = hello.on_proof(&proof, &self.cert, now_clock()).unwrap();
@@ -391,7 +392,7 @@ async fn tampered_ciphertext_in_step_5_is_refused_by_the_server() {
         let pki = TestPki::start().await;
         let server = pki.start_server(|_| {}).await;
         let mut c = RawClient::connect(&pki, server.addr).await;
-        let (hello, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock());
+        let (hello, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
         c.send(&frame).await;
         let proof = c.recv().await.unwrap();
         let mut reg = hello.on_proof(&proof, &c.cert, now_clock()).unwrap();
@@ -464,7 +465,7 @@ async fn a_stale_timestamp_is_refused() {
             now: pki_common::unix_now() - 3600,
             skew: 30,
         };
-        let (_, frame) = ClientHello::start("app.pki.test", c.exporter(), stale);
+        let (_, frame) = ClientHello::start("app.pki.test", c.exporter(), stale).unwrap();
         c.send(&frame).await;
         c.expect_alert(AlertCode::StaleTimestamp).await;
 
@@ -550,7 +551,7 @@ async fn an_unknown_protocol_version_is_refused() {
         let pki = TestPki::start().await;
         let server = pki.start_server(|_| {}).await;
         let mut c = RawClient::connect(&pki, server.addr).await;
-        let (_, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock());
+        let (_, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
         let mut bytes = frame.encode();
         bytes[2] = 2;
         c.send_bytes(&bytes).await;
@@ -571,7 +572,7 @@ async fn messages_out_of_order_are_refused() {
 
         // A second hello where the registration belongs.
         let mut c = RawClient::connect(&pki, server.addr).await;
-        let (_, hello) = ClientHello::start("app.pki.test", c.exporter(), now_clock());
+        let (_, hello) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
         c.send(&hello).await;
         c.recv().await.unwrap();
         c.send(&hello).await;
@@ -595,7 +596,7 @@ async fn an_unknown_session_and_a_wrong_server_identity_are_refused() {
 
         // A hello for an identity this server does not have.
         let mut c3 = RawClient::connect(&pki, server.addr).await;
-        let (_, frame) = ClientHello::start("db.pki.test", c3.exporter(), now_clock());
+        let (_, frame) = ClientHello::start("db.pki.test", c3.exporter(), now_clock()).unwrap();
         c3.send(&frame).await;
         c3.expect_alert(AlertCode::WrongServer).await;
     })
@@ -611,7 +612,8 @@ async fn a_step4_proof_is_bound_to_its_tls_connection() {
         // exporter value comes from connection B.
         let mut a = RawClient::connect(&pki, server.addr).await;
         let b = RawClient::connect(&pki, server.addr).await;
-        let (hello_b, frame_b) = ClientHello::start("app.pki.test", b.exporter(), now_clock());
+        let (hello_b, frame_b) =
+            ClientHello::start("app.pki.test", b.exporter(), now_clock()).unwrap();
         a.send(&frame_b).await;
         let proof_a = a.recv().await.unwrap();
         let err = hello_b
