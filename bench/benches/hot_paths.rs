@@ -24,15 +24,7 @@ fn issuance(c: &mut Criterion) {
     let paths = pki_ca::CaPaths::new(dir.path());
     pki_ca::authority::init_root(&paths, std::time::Duration::from_secs(86400), false).unwrap();
     let root = pki_ca::authority::RootAuthority::load(&paths).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()]).unwrap();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap()
-        .into_bytes();
+    let csr = pki_tests::csr_for("app.pki.test");
     let names = vec!["app.pki.test".to_string()];
     let policy = IssuancePolicy::default();
     c.bench_function("issuance: verify CSR, decide, sign, encode", |b| {

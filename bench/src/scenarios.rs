@@ -31,14 +31,6 @@ pub fn cores() -> usize {
         .unwrap_or(1)
 }
 
-/// A CSR for `app.pki.test` with a fresh P-256 key, made in advance.
-fn prepared_csr() -> anyhow::Result<Vec<u8>> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()])?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    Ok(params.serialize_request(&key)?.pem()?.into_bytes())
-}
-
 /// Runs `workers` copies of `op` until `duration` has passed.
 async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> Samples
 where
@@ -78,7 +70,8 @@ where
 /// one issuance on one core times the number of cores.
 pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<Figure>> {
     let pki = TestPki::start().await;
-    let csr = prepared_csr()?;
+    // Prepared in advance: the load generator only sends it.
+    let csr = pki_tests::csr_for("app.pki.test");
     let names = vec!["app.pki.test".to_string()];
 
     // Baseline: parse and verify the CSR, decide, sign, encode; one core.

@@ -200,6 +200,20 @@ impl RunningServer {
     }
 }
 
+/// A PEM CSR for `name` with a fresh P-256 key and no subject, as an
+/// enrolling party would send it.
+pub fn csr_for(name: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+        .into_bytes()
+}
+
 /// A child process that is killed when dropped, so a failing test leaves
 /// no process behind.
 pub struct Reaped(pub std::process::Child);

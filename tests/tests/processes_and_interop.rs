@@ -265,24 +265,34 @@ async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca()
     .await
 }
 
+/// Runs `scripts/run-all.sh` as `make run-all` does, with the built
+/// binaries, certificates in `certs` and free ports, off the async workers.
+fn run_all_script(
+    certs: &Path,
+    extra: &[(&'static str, &'static str)],
+) -> tokio::task::JoinHandle<std::process::Output> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = binary("pki-ca").parent().unwrap().to_path_buf();
+    let (certs, extra) = (certs.to_path_buf(), extra.to_vec());
+    tokio::task::spawn_blocking(move || {
+        run(Command::new("bash")
+            .arg("scripts/run-all.sh")
+            .current_dir(repo)
+            .env("BIN", bin)
+            .env("CERTS", certs)
+            .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .envs(extra))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let bin = binary("pki-ca").parent().unwrap().to_path_buf();
-    let out = tokio::task::spawn_blocking({
-        let repo = repo.to_path_buf();
-        let certs = certs.path().to_path_buf();
-        move || {
-            run(Command::new("bash")
-                .arg("scripts/run-all.sh")
-                .current_dir(repo)
-                .env("BIN", bin)
-                .env("CERTS", certs)
-                .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
-                .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port())))
-        }
-    });
+    let out = run_all_script(certs.path(), &[]);
     let out = bounded(out).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -304,23 +314,8 @@ async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_revocation_demo_shows_the_client_refusing_the_revoked_server() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let bin = binary("pki-ca").parent().unwrap().to_path_buf();
-    let out = tokio::task::spawn_blocking({
-        let repo = repo.to_path_buf();
-        let certs = certs.path().to_path_buf();
-        move || {
-            run(Command::new("bash")
-                .arg("scripts/run-all.sh")
-                .current_dir(repo)
-                .env("BIN", bin)
-                .env("CERTS", certs)
-                .env("REVOKE", "keyCompromise")
-                .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
-                .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port())))
-        }
-    });
+    let out = run_all_script(certs.path(), &[("REVOKE", "keyCompromise")]);
     let out = bounded(out).await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

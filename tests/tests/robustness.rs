@@ -349,15 +349,12 @@ async fn a_ca_that_cannot_record_refuses_to_issue() {
         .unwrap();
         assert!(err.to_string().contains("readonly"), "{err}");
         // And a CSR is refused with ledger_unavailable, certificate withheld.
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()]).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-        let err = ca.sign(Some(&token), csr.as_bytes()).unwrap_err();
+        let csr = pki_tests::csr_for("app.pki.test");
+        let err = ca.sign(Some(&token), &csr).unwrap_err();
         assert_eq!(err.code(), "ledger_unavailable");
         assert_eq!(pki.ca.ledger().certificates().unwrap().len(), before);
         // The token was not consumed: once the ledger works, it still does.
-        pki.ca.sign(Some(&token), csr.as_bytes()).unwrap();
+        pki.ca.sign(Some(&token), &csr).unwrap();
     })
     .await
 }
@@ -478,15 +475,7 @@ async fn a_ca_killed_in_the_middle_of_issuing_loses_nothing_and_repeats_no_seria
         let root = pki_common::files::read_cert(&paths.root_cert()).unwrap();
         let client =
             pki_common::https::CaClient::new(&format!("https://{listen}"), None, &root).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()]).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = params
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap()
-            .into_bytes();
+        let csr = pki_tests::csr_for("app.pki.test");
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut workers = tokio::task::JoinSet::new();
         for chunk in tokens.chunks(50) {
