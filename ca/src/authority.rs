@@ -184,7 +184,9 @@ impl RootAuthority {
                 Ok(RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&bytes),
                     revocation_time: to_time(r.revoked_at)?,
-                    reason_code: Some(rcgen_reason(r.reason)),
+                    // RFC 5280 §5.3.1: omit the reason rather than say
+                    // "unspecified".
+                    reason_code: (r.reason != Reason::Unspecified).then(|| rcgen_reason(r.reason)),
                     invalidity_date: None,
                 })
             })

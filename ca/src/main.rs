@@ -54,8 +54,8 @@ enum Command {
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         ttl: Duration,
         /// Mint this many tokens alike, one per line (for load runs).
-        #[arg(long, default_value_t = 1)]
-        count: usize,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
     },
     /// Serve the HTTPS API.
     Serve {
@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
             let tokens = ca
-                .mint_tokens(&names, profile, ttl, count)
+                .mint_tokens(&names, profile, ttl, count as usize)
                 .context("cannot mint tokens")?;
             let mut out = String::new();
             for token in tokens {

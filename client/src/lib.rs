@@ -505,8 +505,9 @@ pub async fn enroll_client(
 ) -> Result<Enrolled, ClientError> {
     let names = vec![name.to_string()];
     if !force {
-        // A revoked certificate must not be kept: check it against the CA's
-        // current CRL when the CA can be reached.
+        // A certificate is kept only if the CA's current CRL says it is not
+        // revoked; without a CRL its status is unknown, so it is replaced
+        // (which needs the CA anyway).
         let crl = obtain_crl(
             &CrlSource::Fetch {
                 ca_url: ca_url.to_string(),
@@ -514,11 +515,18 @@ pub async fn enroll_client(
             root,
         )
         .await
-        .map_err(|e| tracing::warn!("cannot check the current certificate's revocation: {e}"))
+        .map_err(|e| {
+            tracing::warn!(
+                "cannot check the current certificate's revocation ({e}); enrolling anew"
+            )
+        })
         .ok()
         .flatten();
-        if let Held::Good(held) = check_held(files, root, &names, Purpose::ClientAuth, crl.as_ref())
-        {
+        let held = match &crl {
+            Some(crl) => check_held(files, root, &names, Purpose::ClientAuth, Some(crl)),
+            None => Held::Unusable("revocation status unknown".into()),
+        };
+        if let Held::Good(held) = held {
             info!(
                 "client certificate {} for {name} is still good (serial {}, valid until {}); use --force to replace it",
                 files.cert.display(),

@@ -362,3 +362,62 @@ async fn a_server_past_two_thirds_renews_on_start_without_a_token() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_keeps_a_good_certificate_only_when_the_crl_says_it_is_not_revoked() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let files = pki_common::enroll::KeyFiles {
+            key: dir.path().join("client.key"),
+            cert: dir.path().join("client.pem"),
+        };
+        let root = pki.root();
+        let token = pki.token(&["client1.pki.test"], Profile::Client);
+        let first = pki_client::enroll_client(
+            &pki.ca_url(),
+            &root,
+            &files,
+            "client1.pki.test",
+            &token,
+            false,
+        )
+        .await
+        .unwrap();
+        // Good and not revoked: kept, no token spent.
+        let kept = pki_client::enroll_client(
+            &pki.ca_url(),
+            &root,
+            &files,
+            "client1.pki.test",
+            "unused",
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(kept.info.serial_hex, first.info.serial_hex);
+        // Revoked: not kept; the (bogus) token is then refused by the CA.
+        pki.ca
+            .revoke(&first.info.serial_hex, Reason::KeyCompromise)
+            .unwrap();
+        pki.ca.publish_crl().unwrap();
+        let err = pki_client::enroll_client(
+            &pki.ca_url(),
+            &root,
+            &files,
+            "client1.pki.test",
+            "unused",
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Enroll(EnrollError::Refused { status: 401, .. })
+            ),
+            "{err}"
+        );
+    })
+    .await
+}

@@ -276,3 +276,27 @@ async fn revocations_and_the_crl_number_survive_a_restart() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unspecified_revocation_is_listed_without_a_reason_code() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let (_, info) = enroll_file(&pki, "u").await;
+        pki.ca
+            .revoke(&info.serial_hex, Reason::Unspecified)
+            .unwrap();
+        let crl = pki.ca.publish_crl().unwrap();
+        let verified =
+            verify_crl(crl.der.clone(), &pki.root(), pki_common::unix_now() as i64).unwrap();
+        assert_eq!(verified.revocation_of(&info.serial_hex), Some(None));
+        let text = openssl_ok(&[
+            "crl",
+            "-in",
+            pki.paths.crl().to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(!text.contains("CRL Reason Code"), "{text}");
+    })
+    .await
+}
