@@ -1,11 +1,19 @@
-//! The client's revocation check, before any byte of the protocol.
+//! What the client trusts, and the revocation check before any byte of the
+//! protocol.
 //!
-//! The client gets the current CRL (from the CA, or a file), checks that
-//! the root signed it and that it is not stale, and hands it to rustls,
-//! which then refuses a revoked server certificate during the handshake.
+//! The root (`ca.pem`) is the only trust anchor. The client gets the current
+//! CRL (from the CA, or a file), checks that the root signed it and that it
+//! is not stale, and hands it to rustls, which then refuses a revoked server
+//! certificate during the handshake. Revocation lives here rather than in a
+//! module of its own because it is part of the trust decision: the CRL is
+//! loaded with the root and baked into the same TLS configuration.
+//!
 //! rustls says only "revoked"; to say which certificate and why, the
-//! verifier remembers the certificate it was shown, and the serial is
-//! looked up in the CRL.
+//! verifier remembers the certificate it was shown, and
+//! [`ClientTls::revoked_error`] looks the serial up in the CRL.
+//!
+//! Fetching the CRL is done the same way by other crates; it stays here
+//! until it moves into `pki-common`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,9 +23,71 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tracing::{info, warn};
 
+use pki_common::cert::CertInfo;
 use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
 
-use crate::ClientError;
+use crate::{ClientConfig, ClientError};
+
+/// What the client trusts, prepared once: the root, the checked CRL and the
+/// TLS configuration built from them (and from the client's certificate).
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// Remembers the last certificate shown, to name it if it is revoked.
+    verifier: Arc<RecordingVerifier>,
+    crl: Option<VerifiedCrl>,
+}
+
+impl ClientTls {
+    /// Reads the root, gets and checks the CRL, and builds the TLS
+    /// configuration.
+    pub async fn prepare(config: &ClientConfig) -> Result<Self, ClientError> {
+        let root = pki_common::files::read_cert(&config.ca)?;
+        let crl = obtain_crl(&config.crl, &root).await?;
+        let crls = crl.iter().map(|c| c.der.clone()).collect();
+        let verifier = Arc::new(RecordingVerifier::new(pki_common::tls::server_verifier(
+            &root, crls,
+        )?));
+        let identity = match &config.identity {
+            Some(id) => {
+                info!(
+                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks",
+                    id.info.short_serial(),
+                    id.info.names().join(", ")
+                );
+                Some((vec![id.cert.clone()], id.key_der()?))
+            }
+            None => None,
+        };
+        let mut tls = pki_common::tls::client_config_with(verifier.clone(), identity)?;
+        // No TLS session resumption: a resumed handshake skips the
+        // certificate, so the server would not be checked against the
+        // current CRL again. Every connection verifies in full.
+        tls.resumption = rustls::client::Resumption::disabled();
+        Ok(ClientTls {
+            config: Arc::new(tls),
+            verifier,
+            crl,
+        })
+    }
+
+    /// After rustls refused the server's certificate as revoked: names the
+    /// certificate it was shown and the reason the CRL gives, which rustls
+    /// itself does not report.
+    pub(crate) fn revoked_error(&self) -> ClientError {
+        let serial = self
+            .verifier
+            .seen()
+            .and_then(|c| CertInfo::parse(&c).ok())
+            .map(|i| i.serial_hex)
+            .unwrap_or_else(|| "unknown".into());
+        let reason = self
+            .crl
+            .as_ref()
+            .and_then(|c| c.revocation_of(&serial))
+            .flatten();
+        ClientError::Revoked { serial, reason }
+    }
+}
 
 /// Where the client learns which certificates are revoked.
 #[derive(Debug, Clone)]
@@ -31,6 +101,9 @@ pub enum CrlSource {
 }
 
 /// Gets and checks the CRL; `None` only for [`CrlSource::InsecureSkip`].
+///
+/// Any failure to get a current CRL is an error rather than "no CRL": the
+/// client fails closed, and only an explicit `InsecureSkip` goes on blind.
 pub async fn obtain_crl(
     source: &CrlSource,
     root: &CertificateDer<'static>,

@@ -1,0 +1,278 @@
+//! One verified TLS 1.3 connection to the server, driving steps 3 to 8 of
+//! the protocol from the client's side, in the order of `docs/protocol.md`:
+//! connect (TLS, certificate and CRL checked before any protocol byte),
+//! register (steps 3 to 6), request (steps 7 and 8), close.
+//!
+//! The protocol state machine itself is in `pki_common::proto::handshake`;
+//! this module only moves its frames over the socket, with a timeout on
+//! every read, and turns failures into [`ClientError`]s. Framed reads with
+//! timeouts and the TLS exporter are done the same way by other crates; they
+//! stay here until they move into `pki-common`.
+
+use std::net::SocketAddr;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tracing::info;
+
+use pki_common::cert::CertInfo;
+use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
+use pki_common::proto::message::{Registration, Response, ServiceRequest};
+use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
+
+use crate::{ClientConfig, ClientError, ClientTls};
+
+/// A TLS 1.3 connection whose server certificate has been verified.
+pub struct Connection {
+    stream: TlsStream<TcpStream>,
+    server_cert: CertificateDer<'static>,
+    local_addr: SocketAddr,
+    config: ClientConfig,
+}
+
+impl Connection {
+    /// Connects and verifies the server's certificate: chain to the CA
+    /// root, expected name, validity, serverAuth EKU.
+    pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
+        let tls = ClientTls::prepare(config).await?;
+        Self::connect_with(&tls, config).await
+    }
+
+    /// Connects with trust prepared earlier, so many connections share one
+    /// CRL fetch and one TLS configuration.
+    pub async fn connect_with(tls: &ClientTls, config: &ClientConfig) -> Result<Self, ClientError> {
+        let name = ServerName::try_from(config.name.clone())
+            .map_err(|_| ClientError::BadName(config.name.clone()))?;
+        let addr = config.server.clone();
+        let (tcp, local_addr) = open_tcp(config).await?;
+        let connector = TlsConnector::from(tls.config.clone());
+        let stream = tokio::time::timeout(config.timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| ClientError::Timeout(config.timeout))?
+            .map_err(|e| handshake_error(tls, &addr, e))?;
+        let server_cert = peer_certificate(&stream, &addr)?;
+        if let Ok(info) = CertInfo::parse(&server_cert) {
+            info!(
+                "phase 2 · TLS 1.3 to {addr}: certificate for {} (serial {}, valid until {}) verified against {}",
+                config.name,
+                info.short_serial(),
+                info.not_after_rfc3339(),
+                config.ca.display()
+            );
+        }
+        Ok(Connection {
+            stream,
+            server_cert,
+            local_addr,
+            config: config.clone(),
+        })
+    }
+
+    /// The verified server certificate.
+    pub fn server_cert(&self) -> &CertificateDer<'static> {
+        &self.server_cert
+    }
+
+    /// Steps 3 to 6: hello, check the server's proof, register, receive the
+    /// session.
+    pub async fn register(&mut self) -> Result<ClientSession, ClientError> {
+        let (hello, hello_frame) =
+            ClientHello::start(&self.config.name, self.exporter()?, clock(&self.config))?;
+        self.send(&hello_frame).await?;
+        info!(
+            "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share)",
+            pki_common::proto::VERSION,
+            self.config.name
+        );
+
+        let proof = self.receive().await?;
+        let mut registering = match hello.on_proof(&proof, &self.server_cert, clock(&self.config)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        info!("phase 2 · step 4: server proof verified with the certificate's key; timestamp within ±{}s", self.config.skew_secs);
+
+        let registration = Registration {
+            client_id: self.config.client_id.clone(),
+            client_addr: self.local_addr.to_string(),
+            timestamp: pki_common::unix_now(),
+        };
+        let reg_frame = registering.register(&registration)?;
+        self.send(&reg_frame).await?;
+        info!(
+            "phase 2 · step 5: sent registration for {:?} from {}, sealed with AES-256-GCM",
+            registration.client_id, registration.client_addr
+        );
+
+        let granted = self.receive().await?;
+        let (session, granted) =
+            match registering.on_granted(&granted, &self.config.client_id, clock(&self.config)) {
+                Ok(s) => s,
+                Err(e) => return Err(self.refuse(e).await),
+            };
+        info!(
+            "phase 2 · step 6: session {} granted for {}s; session keys derived",
+            hex::encode(&granted.session_id[..4]),
+            granted.lifetime_secs
+        );
+        Ok(session)
+    }
+
+    /// Steps 7 and 8: one request under the session key.
+    pub async fn request(
+        &mut self,
+        session: &mut ClientSession,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Response, ClientError> {
+        let frame = session.request(&ServiceRequest {
+            name: name.to_string(),
+            body: body.to_vec(),
+            timestamp: pki_common::unix_now(),
+        })?;
+        self.send(&frame).await?;
+        info!("phase 3 · step 7: sent request {name:?} under the session key");
+        let reply = self.receive().await?;
+        let response = match session.on_response(&reply, clock(&self.config)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        info!(
+            "phase 3 · step 8: response {:?} ({} bytes) opened and verified",
+            response.status,
+            response.data.len()
+        );
+        Ok(response)
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// The TLS exporter value for this connection. The server signs it in
+    /// step 4, which binds its proof to this connection: a proof replayed
+    /// on another connection does not verify.
+    fn exporter(&self) -> Result<[u8; 32], ClientError> {
+        let mut exporter = [0u8; 32];
+        self.stream
+            .get_ref()
+            .1
+            .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
+            .map_err(|source| ClientError::Tls {
+                addr: self.config.server.clone(),
+                source,
+            })?;
+        Ok(exporter)
+    }
+
+    async fn send(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, frame)
+            .await
+            .map_err(|e| self.tls_or_proto(e))
+    }
+
+    /// Reads one frame, bounded by the timeout so a silent server cannot
+    /// hold the client forever.
+    async fn receive(&mut self) -> Result<Frame, ClientError> {
+        tokio::time::timeout(
+            self.config.timeout,
+            read_frame(&mut self.stream, self.config.max_frame),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(self.config.timeout))?
+        .map_err(|e| self.tls_or_proto(e))
+    }
+
+    /// In TLS 1.3 the server judges the client's certificate after the
+    /// client has finished its handshake, so a refusal arrives as an alert
+    /// on the first read; report it as the TLS error it is.
+    fn tls_or_proto(&self, err: ProtoError) -> ClientError {
+        if let ProtoError::Io(io) = &err {
+            if let Some(source) = pki_common::tls::tls_error_in(io) {
+                return ClientError::Tls {
+                    addr: self.config.server.clone(),
+                    source: source.clone(),
+                };
+            }
+        }
+        ClientError::Proto(err)
+    }
+
+    /// Sends our refusal to the server (best effort) and returns it.
+    async fn refuse(&mut self, err: ProtoError) -> ClientError {
+        if let Some(alert) = Frame::alert_for(&err) {
+            let _ = write_frame(&mut self.stream, &alert).await;
+        }
+        ClientError::Proto(err)
+    }
+}
+
+/// The protocol's notion of now, with the configured allowance for skew
+/// between the client's and the server's clocks.
+fn clock(config: &ClientConfig) -> Clock {
+    Clock {
+        now: pki_common::unix_now(),
+        skew: config.skew_secs,
+    }
+}
+
+/// Opens the TCP connection within the timeout. Also returns our local
+/// address, which the registration (step 5) reports to the server.
+async fn open_tcp(config: &ClientConfig) -> Result<(TcpStream, SocketAddr), ClientError> {
+    let addr = &config.server;
+    let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ClientError::Timeout(config.timeout))?
+        .map_err(|source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    // Frames are small and each step waits for the answer: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
+    let local_addr = tcp.local_addr().map_err(|source| ClientError::Connect {
+        addr: addr.clone(),
+        source,
+    })?;
+    Ok((tcp, local_addr))
+}
+
+/// Turns a failed handshake into the most precise error: a revoked server
+/// certificate names its serial and reason, any other rustls refusal keeps
+/// the rustls error, and the rest is an I/O failure.
+fn handshake_error(tls: &ClientTls, addr: &str, e: std::io::Error) -> ClientError {
+    match pki_common::tls::tls_error_in(&e) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+            tls.revoked_error()
+        }
+        Some(source) => ClientError::Tls {
+            addr: addr.to_string(),
+            source: source.clone(),
+        },
+        None => ClientError::Handshake {
+            addr: addr.to_string(),
+            source: e,
+        },
+    }
+}
+
+/// The server's end-entity certificate, which rustls has just verified;
+/// step 4's proof is checked against its key.
+fn peer_certificate(
+    stream: &TlsStream<TcpStream>,
+    addr: &str,
+) -> Result<CertificateDer<'static>, ClientError> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned())
+        .ok_or_else(|| ClientError::Tls {
+            addr: addr.to_string(),
+            source: rustls::Error::NoCertificatesPresented,
+        })
+}
