@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use rustls::pki_types::CertificateDer;
 
 use pki_client::revocation::CrlSource;
 use pki_client::{
@@ -116,13 +117,13 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         cert: cli.cert.clone(),
     };
     let root = pki_common::files::read_cert(&cli.ca)?;
-    match cli.command {
+    match &cli.command {
         Command::Enroll {
             token,
             identity,
             force,
         } => {
-            let e = enroll_client(&cli.ca_url, &root, &files, &identity, &token, force).await?;
+            let e = enroll_client(&cli.ca_url, &root, &files, identity, token, *force).await?;
             println!(
                 "{} (serial {}, valid until {})",
                 files.cert.display(),
@@ -142,32 +143,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Request { name, body } => {
-            let identity = if cli.no_client_cert {
-                None
-            } else {
-                load_identity(&files, &root)?
-            };
-            let client_id = cli.id.unwrap_or_else(|| {
-                identity
-                    .as_ref()
-                    .and_then(|i| i.info.dns_names.first().cloned())
-                    .unwrap_or_else(|| "client1".into())
-            });
-            let config = ClientConfig {
-                server: cli.server,
-                name: cli.name,
-                ca: cli.ca,
-                client_id,
-                skew_secs: cli.skew.as_secs(),
-                crl: match (cli.crl, cli.insecure_skip_revocation) {
-                    (_, true) => CrlSource::InsecureSkip,
-                    (Some(path), false) => CrlSource::File(path),
-                    (None, false) => CrlSource::Fetch { ca_url: cli.ca_url },
-                },
-                identity,
-                ..ClientConfig::default()
-            };
-            let response = request_once(&config, &name, body.as_bytes()).await?;
+            let config = request_config(&cli, &files, &root)?;
+            let response = request_once(&config, name, body.as_bytes()).await?;
             println!("{}", String::from_utf8_lossy(&response.data));
             Ok(match response.status {
                 Status::Ok => ExitCode::SUCCESS,
@@ -178,4 +155,41 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             })
         }
     }
+}
+
+/// The configuration for `request`, from the flags and the client's
+/// certificate. Without `--id` the client registers under the name its
+/// certificate proves, so the server can bind the id to the certificate.
+fn request_config(
+    cli: &Cli,
+    files: &KeyFiles,
+    root: &CertificateDer<'static>,
+) -> Result<ClientConfig, ClientError> {
+    let identity = if cli.no_client_cert {
+        None
+    } else {
+        load_identity(files, root)?
+    };
+    let client_id = cli.id.clone().unwrap_or_else(|| {
+        identity
+            .as_ref()
+            .and_then(|i| i.info.dns_names.first().cloned())
+            .unwrap_or_else(|| "client1".into())
+    });
+    Ok(ClientConfig {
+        server: cli.server.clone(),
+        name: cli.name.clone(),
+        ca: cli.ca.clone(),
+        client_id,
+        skew_secs: cli.skew.as_secs(),
+        crl: match (&cli.crl, cli.insecure_skip_revocation) {
+            (_, true) => CrlSource::InsecureSkip,
+            (Some(path), false) => CrlSource::File(path.clone()),
+            (None, false) => CrlSource::Fetch {
+                ca_url: cli.ca_url.clone(),
+            },
+        },
+        identity,
+        ..ClientConfig::default()
+    })
 }
