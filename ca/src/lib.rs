@@ -5,32 +5,36 @@
 //! their holders, revokes them, and records everything it issues.
 //!
 //! # Layout
-//! One home for every concern:
-//! - [`paths`]: where the CA keeps its files ([`CaPaths`]).
-//! - [`error`]: [`CaError`] for the operator, [`SignError`] (with its
-//!   stable codes) for network callers.
+//! One home for every concern. The modules with public items of their own
+//! are public; the others only add methods to [`Ca`] or hold types that
+//! are re-exported here, so their paths are not part of the API.
+//! - `paths`: where the CA keeps its files ([`CaPaths`]).
+//! - `error`: [`CaError`] for the operator, [`SignError`] (with its stable
+//!   codes) for network callers.
 //! - [`token`]: the enrollment token format: parsing, hashing, and checking
 //!   a presented token against its grant. No storage, so it can be fuzzed.
-//! - [`authorize`]: who may get a certificate: minting tokens (the grant
-//!   side of a token, hence here and not in `token`), redeeming them
+//! - `authorize`: who may get a certificate: minting tokens
+//!   ([`Ca::mint_tokens`]; the grant side of a token, so it sits with
+//!   redemption rather than in [`token`]), redeeming them
 //!   (`authorize_enrollment`), and every ledger rule for renewal
 //!   (`authorize_renewal`).
 //! - [`policy`]: what may be issued: CSR verification, accepted keys,
 //!   authorized names, validity. No HTTP here, no signing.
 //! - [`authority`]: the root (creation, loading) and the signing of the
-//!   certificate the policy decided, and of CRLs.
-//! - [`issue`]: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
-//!   CA's own TLS certificate, all through one decide–sign–record path.
-//! - [`crl`]: revocation and the CRL ([`Crl`]): signing, publishing,
-//!   refreshing.
+//!   certificates the policy decided, and of CRLs.
+//! - `issue`: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
+//!   CA's own TLS certificate ([`Ca::issue_service_certificate`]), all
+//!   through one decide–sign–record path.
+//! - `crl`: revocation ([`Ca::revoke`]) and the CRL ([`Crl`]): signing,
+//!   publishing, refreshing.
 //! - [`ledger`]: the record of every token and certificate (SQLite).
 //! - [`http`]: the HTTPS API; it maps requests to [`Ca`] calls and errors
 //!   to JSON problem documents, and decides nothing itself.
 //! - [`serve`]: the TLS 1.3 listener: bind, accept loop, per-connection
 //!   serving, graceful shutdown.
-//! - [`renewal_verifier`]: the listener's TLS client-certificate check,
-//!   the handshake half of renewal authorization (chain, validity, EKU).
-//! - [`tasks`]: the serving CA's background loops: replacing its own TLS
+//! - `renewal_verifier`: the listener's TLS client-certificate check, the
+//!   handshake half of renewal authorization (chain, validity, EKU).
+//! - `tasks`: the serving CA's background loops: replacing its own TLS
 //!   certificate, keeping the CRL current.
 //!
 //! [`Ca`] ties them together. A request meets them in this order: the
@@ -38,17 +42,17 @@
 //! authority, then the ledger.
 
 pub mod authority;
-pub mod authorize;
-pub mod crl;
-pub mod error;
+mod authorize;
+mod crl;
+mod error;
 pub mod http;
-pub mod issue;
+mod issue;
 pub mod ledger;
-pub mod paths;
+mod paths;
 pub mod policy;
-pub mod renewal_verifier;
+mod renewal_verifier;
 pub mod serve;
-pub mod tasks;
+mod tasks;
 pub mod token;
 
 use std::sync::{Arc, RwLock};

@@ -4,6 +4,10 @@
 //! start-up, so callers verify the CA endpoint against `ca.pem` like any
 //! other server. Connections are capped; on shutdown the listener stops
 //! accepting and lets in-flight requests finish within a deadline.
+//!
+//! Only the listener lives here. What it verifies of a client certificate
+//! is in `renewal_verifier`; the loops that keep its certificate and the
+//! CRL fresh while it runs are in `tasks`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
