@@ -1,6 +1,6 @@
 //! The CA's HTTPS API.
 //!
-//! Handlers translate between HTTP and [`Ca`](crate::Ca) calls. They make
+//! Handlers translate between HTTP and [`Ca`] calls. They make
 //! no policy decision: every refusal comes from the CA and is sent as a
 //! JSON problem document `{"error": code, "detail": sentence}`.
 

@@ -7,7 +7,10 @@
 //!
 //! Storage sits behind the narrow [`Ledger`] trait; [`SqliteLedger`] is the
 //! embedded implementation. A networked database for several CA replicas
-//! would be a second implementation of the same four operations.
+//! would be a second implementation of the same nine operations (eight to
+//! write: [`Ledger::add_tokens`] has a default): tokens (add, look up),
+//! certificates (record an issuance, list, look up, revoke), and the two
+//! counters behind the CRL (the revision, the next CRL number).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -496,57 +499,65 @@ impl SqliteLedger {
                     revoked_at, revocation_reason, renewed_from
              FROM certificates WHERE {condition}"
         ))?;
-        let rows = stmt.query_map(params, |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Vec<u8>>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-                r.get::<_, Option<String>>(9)?,
-                r.get::<_, Option<String>>(10)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (
-                serial_hex,
-                names,
-                profile,
-                not_before,
-                not_after,
-                token_id,
-                issued_at,
-                der,
+        let rows = stmt.query_map(params, Row::read)?;
+        rows.map(|row| row?.into_record()).collect()
+    }
+}
+
+/// A `certificates` row as SQLite answers it, in the column order of
+/// [`SqliteLedger::select_certificates`]; checked on the way to an
+/// [`IssuedRecord`], since a row may be damaged.
+struct Row {
+    serial_hex: String,
+    names: String,
+    profile: String,
+    not_before: i64,
+    not_after: i64,
+    token_id: Option<String>,
+    issued_at: i64,
+    der: Vec<u8>,
+    revoked_at: Option<i64>,
+    reason: Option<String>,
+    renewed_from: Option<String>,
+}
+
+impl Row {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        Ok(Row {
+            serial_hex: r.get(0)?,
+            names: r.get(1)?,
+            profile: r.get(2)?,
+            not_before: r.get(3)?,
+            not_after: r.get(4)?,
+            token_id: r.get(5)?,
+            issued_at: r.get(6)?,
+            der: r.get(7)?,
+            revoked_at: r.get(8)?,
+            reason: r.get(9)?,
+            renewed_from: r.get(10)?,
+        })
+    }
+
+    fn into_record(self) -> Result<IssuedRecord, LedgerError> {
+        let revoked = match (self.revoked_at, self.reason) {
+            (Some(revoked_at), Some(reason)) => Some(Revocation {
+                reason: reason.parse().map_err(LedgerError::Corrupt)?,
                 revoked_at,
-                reason,
-                renewed_from,
-            ) = row?;
-            let revoked = match (revoked_at, reason) {
-                (Some(revoked_at), Some(reason)) => Some(Revocation {
-                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
-                    revoked_at,
-                }),
-                _ => None,
-            };
-            out.push(IssuedRecord {
-                serial_hex,
-                names: names_from_json(&names)?,
-                profile: profile_from(&profile)?,
-                not_before,
-                not_after,
-                token_id,
-                issued_at,
-                der,
-                revoked,
-                renewed_from,
-            });
-        }
-        Ok(out)
+            }),
+            _ => None,
+        };
+        Ok(IssuedRecord {
+            serial_hex: self.serial_hex,
+            names: names_from_json(&self.names)?,
+            profile: profile_from(&self.profile)?,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            token_id: self.token_id,
+            issued_at: self.issued_at,
+            der: self.der,
+            revoked,
+            renewed_from: self.renewed_from,
+        })
     }
 }
 

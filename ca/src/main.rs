@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use pki_ca::authority::{init_root, InitOutcome};
+use pki_ca::ledger::{IssuedRecord, Status};
 use pki_ca::policy::IssuancePolicy;
 use pki_ca::serve::{CaServer, ServeOptions};
 use pki_ca::token::Profile;
@@ -35,71 +36,89 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the root key and self-signed root certificate (kept if present).
-    Init {
-        /// Replace an existing root. Every certificate it issued stops verifying.
-        #[arg(long)]
-        force: bool,
-        /// Root validity.
-        #[arg(long, default_value = "3650days", value_parser = humantime::parse_duration)]
-        validity: Duration,
-    },
+    Init(InitArgs),
     /// Mint a one-time enrollment token; prints it alone on stdout.
-    Token {
-        /// A DNS name or IP address the certificate may carry (repeatable).
-        #[arg(long = "name", required = true)]
-        names: Vec<String>,
-        #[arg(long, default_value = "server")]
-        profile: Profile,
-        /// How long the token stays valid.
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-        /// Mint this many tokens alike, one per line (for load runs).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-        count: u32,
-    },
+    Token(TokenArgs),
     /// Serve the HTTPS API.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Names on the CA's own TLS certificate (repeatable).
-        #[arg(long = "name", default_values = ["ca.pki.test", "127.0.0.1"])]
-        names: Vec<String>,
-        /// Lifetime of issued certificates.
-        #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
-        cert_lifetime: Duration,
-        /// Validity of each CRL; a new one is published after half of it.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        crl_interval: Duration,
-        /// Largest request body accepted, in bytes (larger gets 413).
-        #[arg(long, default_value_t = pki_ca::http::DEFAULT_MAX_BODY)]
-        max_body: usize,
-        /// Connections served at once; more are closed at once.
-        #[arg(long, default_value_t = ServeOptions::default().max_connections)]
-        max_connections: usize,
-        /// How long a TLS handshake, and reading a request's headers, may take.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        handshake_timeout: Duration,
-    },
+    Serve(ServeArgs),
     /// Revoke a certificate; works whether or not the CA is serving.
-    Revoke {
-        /// The serial, in hex as `pki-ca list` or `openssl x509 -serial` prints it.
-        #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
-        serial: Option<String>,
-        /// Or the certificate file (PEM) to revoke.
-        #[arg(long)]
-        cert: Option<PathBuf>,
-        #[arg(long, default_value = "unspecified")]
-        reason: Reason,
-        /// Wait until the CA serving at this URL publishes the revocation.
-        #[arg(long)]
-        ca_url: Option<String>,
-    },
+    Revoke(RevokeArgs),
     /// List every issued certificate with its status.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
+}
+
+// The argument structs carry no doc comment of their own: the variant's
+// doc above is the subcommand's help.
+
+#[derive(Args)]
+struct InitArgs {
+    /// Replace an existing root. Every certificate it issued stops verifying.
+    #[arg(long)]
+    force: bool,
+    /// Root validity.
+    #[arg(long, default_value = "3650days", value_parser = humantime::parse_duration)]
+    validity: Duration,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// A DNS name or IP address the certificate may carry (repeatable).
+    #[arg(long = "name", required = true)]
+    names: Vec<String>,
+    #[arg(long, default_value = "server")]
+    profile: Profile,
+    /// How long the token stays valid.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// Mint this many tokens alike, one per line (for load runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Names on the CA's own TLS certificate (repeatable).
+    #[arg(long = "name", default_values = ["ca.pki.test", "127.0.0.1"])]
+    names: Vec<String>,
+    /// Lifetime of issued certificates.
+    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
+    cert_lifetime: Duration,
+    /// Validity of each CRL; a new one is published after half of it.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    crl_interval: Duration,
+    /// Largest request body accepted, in bytes (larger gets 413).
+    #[arg(long, default_value_t = pki_ca::http::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Connections served at once; more are closed at once.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    max_connections: usize,
+    /// How long a TLS handshake, and reading a request's headers, may take.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+}
+
+#[derive(Args)]
+struct RevokeArgs {
+    /// The serial, in hex as `pki-ca list` or `openssl x509 -serial` prints it.
+    #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
+    serial: Option<String>,
+    /// Or the certificate file (PEM) to revoke.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long, default_value = "unspecified")]
+    reason: Reason,
+    /// Wait until the CA serving at this URL publishes the revocation.
+    #[arg(long)]
+    ca_url: Option<String>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,114 +126,112 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let paths = CaPaths::new(&cli.dir);
     match cli.command {
-        Command::Init { force, validity } => {
-            match init_root(&paths, validity, force).context("pki-ca init failed")? {
-                InitOutcome::Created(_) => {}
-                InitOutcome::KeptExisting(info) => tracing::info!(
-                    "kept the existing root {} (serial {}, valid until {}); use --force to replace it",
-                    paths.root_cert().display(),
-                    info.short_serial(),
-                    info.not_after_rfc3339()
-                ),
-            }
-            Ok(())
-        }
-        Command::Token {
-            names,
-            profile,
-            ttl,
-            count,
-        } => {
-            let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
-            let tokens = ca
-                .mint_tokens(&names, profile, ttl, count as usize)
-                .context("cannot mint tokens")?;
-            let mut out = String::new();
-            for token in tokens {
-                out.push_str(&format!("{token}\n"));
-            }
-            print!("{out}");
-            Ok(())
-        }
-        Command::Revoke {
-            serial,
-            cert,
-            reason,
-            ca_url,
-        } => {
-            let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
-            let serial = match (serial, cert) {
-                (Some(s), _) => s,
-                (None, Some(path)) => {
-                    let der = pki_common::files::read_cert(&path)?;
-                    pki_common::cert::CertInfo::parse(&der)
-                        .with_context(|| format!("{}", path.display()))?
-                        .serial_hex
-                }
-                (None, None) => anyhow::bail!("give --serial or --cert"),
-            };
-            let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
-            // Also refresh the CRL file, so it is current even when no CA
-            // is serving.
-            let crl = ca.publish_crl().context("cannot write the CRL")?;
-            println!(
-                "revoked {serial} ({reason}); {} is CRL #{}",
-                paths.crl().display(),
-                crl.number
-            );
-            if let Some(url) = ca_url {
-                let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-                runtime
-                    .block_on(wait_published(&url, &ca, &serial))
-                    .context("the revocation is recorded, but the running CA did not publish it")?;
-            }
-            Ok(())
-        }
-        Command::List { json } => {
-            let ca = Ca::open(&paths, IssuancePolicy::default()).context("cannot open the CA")?;
-            list(&ca, json)
-        }
-        Command::Serve {
-            listen,
-            names,
-            cert_lifetime,
-            crl_interval,
-            max_body,
-            max_connections,
-            handshake_timeout,
-        } => {
-            let policy = IssuancePolicy {
-                lifetime: cert_lifetime,
-                crl_interval,
-                ..IssuancePolicy::default()
-            };
-            let ca = Arc::new(Ca::open(&paths, policy).context("cannot open the CA")?);
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-            runtime.block_on(async move {
-                let (trigger, shutdown) = pki_common::shutdown::channel();
-                tokio::spawn(async move {
-                    pki_common::shutdown::os_signal().await;
-                    trigger.trigger();
-                });
-                let server = CaServer::bind(
-                    ca,
-                    ServeOptions {
-                        listen,
-                        names,
-                        max_body,
-                        max_connections,
-                        handshake_timeout,
-                        ..ServeOptions::default()
-                    },
-                )
-                .await
-                .context("cannot start the CA listener")?;
-                server.run(shutdown).await;
-                tracing::info!("CA stopped");
-                Ok(())
-            })
-        }
+        Command::Init(args) => init(&paths, args),
+        Command::Token(args) => token(&paths, args),
+        Command::Serve(args) => serve(&paths, args),
+        Command::Revoke(args) => revoke(&paths, args),
+        Command::List(args) => list(&paths, args),
     }
+}
+
+/// Opens the CA for a one-shot command, which issues nothing, so the
+/// default policy serves.
+fn open(paths: &CaPaths) -> anyhow::Result<Ca> {
+    Ca::open(paths, IssuancePolicy::default()).context("cannot open the CA")
+}
+
+/// `pki-ca init`.
+fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
+    match init_root(paths, args.validity, args.force).context("pki-ca init failed")? {
+        InitOutcome::Created(_) => {}
+        InitOutcome::KeptExisting(info) => tracing::info!(
+            "kept the existing root {} (serial {}, valid until {}); use --force to replace it",
+            paths.root_cert().display(),
+            info.short_serial(),
+            info.not_after_rfc3339()
+        ),
+    }
+    Ok(())
+}
+
+/// `pki-ca token`: the tokens alone on stdout, one per line, written at
+/// once.
+fn token(paths: &CaPaths, args: TokenArgs) -> anyhow::Result<()> {
+    let ca = open(paths)?;
+    let tokens = ca
+        .mint_tokens(&args.names, args.profile, args.ttl, args.count as usize)
+        .context("cannot mint tokens")?;
+    let mut out = String::new();
+    for token in tokens {
+        out.push_str(&format!("{token}\n"));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// `pki-ca serve`: serves until SIGINT or SIGTERM, then drains.
+fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
+    let policy = IssuancePolicy {
+        lifetime: args.cert_lifetime,
+        crl_interval: args.crl_interval,
+        ..IssuancePolicy::default()
+    };
+    let ca = Arc::new(Ca::open(paths, policy).context("cannot open the CA")?);
+    let opts = ServeOptions {
+        listen: args.listen,
+        names: args.names,
+        max_body: args.max_body,
+        max_connections: args.max_connections,
+        handshake_timeout: args.handshake_timeout,
+        ..ServeOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let (trigger, shutdown) = pki_common::shutdown::channel();
+        tokio::spawn(async move {
+            pki_common::shutdown::os_signal().await;
+            trigger.trigger();
+        });
+        let server = CaServer::bind(ca, opts)
+            .await
+            .context("cannot start the CA listener")?;
+        server.run(shutdown).await;
+        tracing::info!("CA stopped");
+        Ok(())
+    })
+}
+
+/// `pki-ca revoke`: records the revocation in the ledger and rewrites the
+/// CRL file; with `--ca-url`, also waits for the running CA to serve it.
+fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
+    let ca = open(paths)?;
+    let serial = match (args.serial, args.cert) {
+        (Some(s), _) => s,
+        (None, Some(path)) => {
+            let der = pki_common::files::read_cert(&path)?;
+            pki_common::cert::CertInfo::parse(&der)
+                .with_context(|| format!("{}", path.display()))?
+                .serial_hex
+        }
+        (None, None) => anyhow::bail!("give --serial or --cert"),
+    };
+    let reason = args.reason;
+    let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
+    // Also refresh the CRL file, so it is current even when no CA
+    // is serving.
+    let crl = ca.publish_crl().context("cannot write the CRL")?;
+    println!(
+        "revoked {serial} ({reason}); {} is CRL #{}",
+        paths.crl().display(),
+        crl.number
+    );
+    if let Some(url) = args.ca_url {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        runtime
+            .block_on(wait_published(&url, &ca, &serial))
+            .context("the revocation is recorded, but the running CA did not publish it")?;
+    }
+    Ok(())
 }
 
 /// Polls the CA at `url` until its CRL lists `serial`, for at most 10 s.
@@ -241,35 +258,15 @@ async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> 
 }
 
 /// `pki-ca list`: a table, or JSON with `--json`.
-fn list(ca: &Ca, json: bool) -> anyhow::Result<()> {
+fn list(paths: &CaPaths, args: ListArgs) -> anyhow::Result<()> {
+    let ca = open(paths)?;
     let now = pki_common::unix_now() as i64;
     let records = ca
         .ledger()
         .certificates()
         .context("cannot read the ledger")?;
-    if json {
-        let rows: Vec<_> = records
-            .iter()
-            .map(|r| {
-                let status = r.status(now);
-                serde_json::json!({
-                    "serial": r.serial_hex,
-                    "names": r.names,
-                    "profile": r.profile.as_str(),
-                    "not_before": pki_common::cert::rfc3339(r.not_before),
-                    "not_after": pki_common::cert::rfc3339(r.not_after),
-                    "status": match status {
-                        pki_ca::ledger::Status::Valid => "valid",
-                        pki_ca::ledger::Status::Expired => "expired",
-                        pki_ca::ledger::Status::Revoked(_) => "revoked",
-                    },
-                    "revocation_reason": r.revoked.map(|v| v.reason.as_str()),
-                    "revoked_at": r.revoked.map(|v| pki_common::cert::rfc3339(v.revoked_at)),
-                    "token_id": r.token_id,
-                    "renewed_from": r.renewed_from,
-                })
-            })
-            .collect();
+    if args.json {
+        let rows: Vec<_> = records.iter().map(|r| json_row(r, now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
@@ -288,4 +285,25 @@ fn list(ca: &Ca, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One certificate as `pki-ca list --json` prints it; scripts read these
+/// field names, so they are stable.
+fn json_row(r: &IssuedRecord, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "serial": r.serial_hex,
+        "names": r.names,
+        "profile": r.profile.as_str(),
+        "not_before": pki_common::cert::rfc3339(r.not_before),
+        "not_after": pki_common::cert::rfc3339(r.not_after),
+        "status": match r.status(now) {
+            Status::Valid => "valid",
+            Status::Expired => "expired",
+            Status::Revoked(_) => "revoked",
+        },
+        "revocation_reason": r.revoked.map(|v| v.reason.as_str()),
+        "revoked_at": r.revoked.map(|v| pki_common::cert::rfc3339(v.revoked_at)),
+        "token_id": r.token_id,
+        "renewed_from": r.renewed_from,
+    })
 }

@@ -4,6 +4,10 @@
 //! start-up, so callers verify the CA endpoint against `ca.pem` like any
 //! other server. Connections are capped; on shutdown the listener stops
 //! accepting and lets in-flight requests finish within a deadline.
+//!
+//! Only the listener lives here. What it verifies of a client certificate
+//! is in `renewal_verifier`; the loops that keep its certificate and the
+//! CRL fresh while it runs are in `tasks`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -11,19 +15,23 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use pki_common::shutdown::Shutdown;
 
+use crate::renewal_verifier::RenewalClientVerifier;
 use crate::Ca;
+
+/// The acceptor presenting the CA's own certificate, and when that
+/// certificate is due for replacement. Shared between the accept loop,
+/// which clones the acceptor for each connection, and
+/// [`tasks::rotate_own`](crate::tasks), which swaps both at once.
+pub(crate) type OwnAcceptor = Arc<RwLock<(TlsAcceptor, i64)>>;
 
 /// How the CA listens.
 #[derive(Debug, Clone)]
@@ -75,9 +83,7 @@ pub enum ServeError {
 pub struct CaServer {
     ca: Arc<Ca>,
     listener: TcpListener,
-    /// The acceptor presenting the CA's own certificate, and when that
-    /// certificate is due for replacement; swapped by `rotate_own`.
-    acceptor: Arc<RwLock<(TlsAcceptor, i64)>>,
+    acceptor: OwnAcceptor,
     router: axum::Router,
     opts: ServeOptions,
 }
@@ -108,21 +114,27 @@ impl CaServer {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires, then drains.
-    pub async fn run(self, mut shutdown: Shutdown) {
-        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        info!("CA listening on https://{addr} (TLS 1.3)");
-        tokio::spawn(rotate_own(
+    /// Starts the background loops of [`tasks`](crate::tasks), which stop
+    /// with `shutdown`.
+    fn spawn_tasks(&self, shutdown: &Shutdown) {
+        tokio::spawn(crate::tasks::rotate_own(
             self.ca.clone(),
             self.opts.names.clone(),
             self.acceptor.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(refresh_crl(
+        tokio::spawn(crate::tasks::refresh_crl(
             self.ca.clone(),
             self.opts.crl_poll,
             shutdown.clone(),
         ));
+    }
+
+    /// Serves until `shutdown` fires, then drains.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!("CA listening on https://{addr} (TLS 1.3)");
+        self.spawn_tasks(&shutdown);
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
         let mut tasks = JoinSet::new();
         loop {
@@ -152,237 +164,108 @@ impl CaServer {
                 .unwrap_or_else(|p| p.into_inner())
                 .0
                 .clone();
-            let router = self.router.clone();
-            let handshake_timeout = self.opts.handshake_timeout;
-            let mut conn_shutdown = shutdown.clone();
+            let conn = Connection {
+                tcp,
+                peer,
+                acceptor,
+                router: self.router.clone(),
+                handshake_timeout: self.opts.handshake_timeout,
+                _permit: permit,
+            };
             // Reap finished connection tasks so the set stays small.
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        debug!("TLS handshake with {peer} failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!("TLS handshake with {peer} timed out");
-                        return;
-                    }
-                };
-                let peer_cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.clone().into_owned());
-                let service = TowerToHyperService::new(
-                    router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
-                );
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(handshake_timeout)
-                    .serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    res = conn.as_mut() => {
-                        if let Err(e) = res {
-                            debug!("connection from {peer} ended: {e}");
-                        }
-                    }
-                    _ = conn_shutdown.wait() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
-            });
+            tasks.spawn(conn.serve(shutdown.clone()));
         }
         info!("CA shutting down: no longer accepting, draining in-flight requests");
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.opts.shutdown_grace, drain)
-            .await
-            .is_err()
-        {
-            warn!("some connections did not finish within the grace period; closing them");
-            tasks.abort_all();
+        drain(tasks, self.opts.shutdown_grace).await;
+    }
+}
+
+/// An accepted TCP connection and what serving it takes.
+struct Connection {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: axum::Router,
+    handshake_timeout: Duration,
+    /// Held until the connection ends: one of `max_connections`.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Runs the TLS handshake, then serves HTTP/1.1 requests until the
+    /// peer closes or `shutdown` fires, when in-flight requests finish.
+    async fn serve(self, mut shutdown: Shutdown) {
+        let Connection {
+            tcp,
+            peer,
+            acceptor,
+            router,
+            handshake_timeout,
+            _permit,
+        } = self;
+        let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!("TLS handshake with {peer} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                debug!("TLS handshake with {peer} timed out");
+                return;
+            }
+        };
+        // Renewal authenticates with the TLS client certificate; the
+        // handlers see it through this extension.
+        let peer_cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned());
+        let service = TowerToHyperService::new(
+            router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
+        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(handshake_timeout)
+            .serve_connection(TokioIo::new(tls), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    debug!("connection from {peer} ended: {e}");
+                }
+            }
+            _ = shutdown.wait() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
+    }
+}
+
+/// Waits up to `grace` for the connection tasks to finish, then aborts
+/// those still running.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
+    let finished = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, finished).await.is_err() {
+        warn!("some connections did not finish within the grace period; closing them");
+        tasks.abort_all();
     }
 }
 
 /// Issues the CA's own TLS certificate and the acceptor presenting it;
 /// answers also when it is due for replacement (two thirds of its life).
-fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i64), ServeError> {
+pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i64), ServeError> {
     let (cert, key) = ca.issue_service_certificate(names)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let config = rustls::ServerConfig::builder_with_provider(pki_common::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(RenewalClientVerifier {
-            root: ca.root().cert.clone(),
-        }))
+        .with_client_cert_verifier(Arc::new(RenewalClientVerifier::new(ca.root().cert.clone())))
         .with_single_cert(vec![cert.der.clone()], key)
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
     let (nb, na) = (cert.info.not_before, cert.info.not_after);
     Ok((TlsAcceptor::from(Arc::new(config)), na - (na - nb) / 3))
-}
-
-/// Replaces the CA's own TLS certificate before it runs out, so a CA that
-/// serves for longer than a certificate lifetime stays reachable.
-async fn rotate_own(
-    ca: Arc<Ca>,
-    names: Vec<String>,
-    acceptor: Arc<RwLock<(TlsAcceptor, i64)>>,
-    mut shutdown: Shutdown,
-) {
-    loop {
-        let due = acceptor.read().unwrap_or_else(|p| p.into_inner()).1;
-        let wait = due.saturating_sub(pki_common::unix_now() as i64).max(1) as u64;
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
-        }
-        let (ca, names) = (ca.clone(), names.clone());
-        match tokio::task::spawn_blocking(move || own_acceptor(&ca, &names)).await {
-            Ok(Ok(fresh)) => {
-                *acceptor.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                info!("replaced the CA's own TLS certificate before it expires");
-            }
-            Ok(Err(e)) => {
-                warn!("cannot replace the CA's own TLS certificate: {e}; retrying in 10 s");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-            Err(e) => warn!("the certificate rotation task failed: {e}"),
-        }
-    }
-}
-
-/// Keeps the served CRL current: a revocation recorded by any process is
-/// published within one `poll`, and a CRL is renewed at half its validity.
-/// The trigger is the ledger itself, so revoking needs access to the CA's
-/// files and offers nothing to network callers.
-async fn refresh_crl(ca: Arc<Ca>, poll: Duration, mut shutdown: Shutdown) {
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(poll) => {}
-        }
-        let ca = ca.clone();
-        match tokio::task::spawn_blocking(move || ca.refresh_crl()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!("cannot refresh the CRL: {e}"),
-            Err(e) => warn!("the CRL refresh task failed: {e}"),
-        }
-    }
-}
-
-/// Verifies the optional TLS client certificate on the CA's listener, which
-/// only renewal uses.
-///
-/// It differs from rustls's WebPKI client verifier in one respect: it
-/// accepts a certificate with either the serverAuth or the clientAuth EKU,
-/// since servers renew their certificates too. The chain to the root and
-/// the validity are checked as usual; revocation is judged by the renewal
-/// handler from the ledger, so that its refusal can say why.
-#[derive(Debug)]
-struct RenewalClientVerifier {
-    root: CertificateDer<'static>,
-}
-
-/// Accepts serverAuth or clientAuth.
-struct ServerOrClientAuth;
-
-impl webpki::ExtendedKeyUsageValidator for ServerOrClientAuth {
-    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
-        const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
-        for id in iter {
-            let id = id?;
-            if id == webpki::KeyPurposeId::new(SERVER_AUTH)
-                || id == webpki::KeyPurposeId::new(CLIENT_AUTH)
-            {
-                return Ok(());
-            }
-        }
-        Err(webpki::Error::RequiredEkuNotFoundContext(
-            webpki::RequiredEkuNotFoundContext {
-                required: webpki::KeyUsage::client_auth(),
-                present: Vec::new(),
-            },
-        ))
-    }
-}
-
-impl ClientCertVerifier for RenewalClientVerifier {
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let bad = |e: webpki::Error| {
-            rustls::Error::InvalidCertificate(match e {
-                webpki::Error::CertExpired { .. } => CertificateError::Expired,
-                webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
-                webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
-                webpki::Error::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
-                webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
-                other => CertificateError::Other(rustls::OtherError(std::sync::Arc::new(other))),
-            })
-        };
-        let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(bad)?;
-        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(bad)?;
-        let algs = pki_common::tls::provider().signature_verification_algorithms;
-        ee.verify_for_usage(
-            algs.all,
-            &[anchor],
-            intermediates,
-            now,
-            ServerOrClientAuth,
-            None,
-            None,
-        )
-        .map_err(bad)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Every listener here is TLS 1.3 only.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &pki_common::tls::provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        pki_common::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

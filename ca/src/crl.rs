@@ -1,0 +1,135 @@
+//! Revocation and the CRL.
+//!
+//! The ledger is the only source of truth: [`Ca::revoke`] commits there and
+//! nowhere else, so `pki-ca revoke` works from another process and whether
+//! or not the CA is serving. A serving CA notices the ledger's new revision
+//! in [`Ca::refresh_crl`] (polled by [`tasks`](crate::tasks)) and publishes
+//! a new CRL. A CRL is replaced whole, never edited, so readers never see
+//! one half-built.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pki_common::revocation::Reason;
+use rustls::pki_types::CertificateRevocationListDer;
+use tracing::{info, warn};
+
+use crate::ledger::Revocation;
+use crate::{Ca, CaError};
+
+/// A signed CRL and what it was made from.
+#[derive(Debug)]
+pub struct Crl {
+    pub der: CertificateRevocationListDer<'static>,
+    pub number: u64,
+    pub this_update: i64,
+    pub next_update: i64,
+    /// The ledger revision it reflects.
+    pub revision: i64,
+    /// How many certificates it lists.
+    pub entries: usize,
+}
+
+impl Crl {
+    pub fn pem(&self) -> String {
+        pki_common::files::pem_encode("X509 CRL", self.der.as_ref())
+    }
+}
+
+impl Ca {
+    /// Normalises a serial as users type it (any case, with or without
+    /// colons) to the ledger's lower-case hex.
+    pub fn normalize_serial(serial: &str) -> Result<String, CaError> {
+        let hex: String = serial
+            .trim()
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(CaError::BadSerial(serial.to_string()));
+        }
+        Ok(hex)
+    }
+
+    /// Revokes a certificate. The revocation is committed to the ledger
+    /// before this returns; a running CA notices the ledger's new revision
+    /// and publishes a new CRL within a second.
+    pub fn revoke(&self, serial: &str, reason: Reason) -> Result<String, CaError> {
+        let serial = Self::normalize_serial(serial)?;
+        self.ledger.revoke(
+            &serial,
+            Revocation {
+                reason,
+                revoked_at: pki_common::unix_now() as i64,
+            },
+        )?;
+        warn!(target: "audit", "audit: revoked serial {serial} ({reason})");
+        Ok(serial)
+    }
+
+    /// Signs a CRL valid from `this_update` for `interval`, numbered from
+    /// the ledger's counter, listing every revoked certificate.
+    pub fn sign_crl_at(&self, this_update: i64, interval: Duration) -> Result<Crl, CaError> {
+        let revision = self.ledger.revision()?;
+        let revoked: Vec<(String, Revocation)> = self
+            .ledger
+            .certificates()?
+            .into_iter()
+            .filter_map(|r| r.revoked.map(|rev| (r.serial_hex, rev)))
+            .collect();
+        let number = self.ledger.next_crl_number()?;
+        let next_update = this_update.saturating_add(interval.as_secs().max(1) as i64);
+        let der = self
+            .root
+            .sign_crl(number, this_update, next_update, &revoked)?;
+        Ok(Crl {
+            der,
+            number,
+            this_update,
+            next_update,
+            revision,
+            entries: revoked.len(),
+        })
+    }
+
+    /// Signs a CRL now, makes it the one served, and writes `ca.crl.pem`.
+    pub fn publish_crl(&self) -> Result<Arc<Crl>, CaError> {
+        let crl =
+            Arc::new(self.sign_crl_at(pki_common::unix_now() as i64, self.policy.crl_interval)?);
+        pki_common::files::write_public(&self.paths.crl(), &crl.pem())?;
+        info!(
+            target: "audit",
+            "audit: published CRL #{} listing {} revoked certificate(s), next update {}",
+            crl.number,
+            crl.entries,
+            pki_common::cert::rfc3339(crl.next_update)
+        );
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
+        Ok(crl)
+    }
+
+    /// The CRL currently served, if one has been published.
+    pub fn current_crl(&self) -> Option<Arc<Crl>> {
+        self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes a new CRL if there is none, if the ledger has a revocation
+    /// the current one lacks, or if half its validity has passed (so a
+    /// fresh CRL is out well before nextUpdate).
+    pub fn refresh_crl(&self) -> Result<Option<Arc<Crl>>, CaError> {
+        let now = pki_common::unix_now() as i64;
+        let stale = match self.current_crl() {
+            None => true,
+            Some(crl) => {
+                crl.revision != self.ledger.revision()?
+                    || now >= crl.this_update + (crl.next_update - crl.this_update) / 2
+            }
+        };
+        if stale {
+            self.publish_crl().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}

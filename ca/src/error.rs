@@ -1,0 +1,79 @@
+//! The errors the CA's operations answer.
+//!
+//! Two types, split by audience: [`CaError`] is for the operator (opening
+//! the CA, minting tokens, revoking, publishing CRLs), [`SignError`] for a
+//! network caller asking for a certificate. Every [`SignError`] carries a
+//! stable [`code`](SignError::code), because clients act on the code, not
+//! on the sentence, which may be reworded.
+
+use pki_common::revocation::Reason;
+
+use crate::authority::AuthorityError;
+use crate::ledger::LedgerError;
+use crate::policy::PolicyError;
+use crate::token::TokenError;
+
+/// Errors opening the CA or minting tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("a token needs at least one --name")]
+    NoNames,
+    #[error(transparent)]
+    File(#[from] pki_common::files::FileError),
+    #[error("invalid serial {0:?}: expected hex digits, as `pki-ca list` prints them")]
+    BadSerial(String),
+}
+
+/// Why a signing request was refused. Each maps to one HTTP status and one
+/// stable error code in [`http`](crate::http).
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("no enrollment token: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("the CA cannot record the certificate, so it will not issue it: {0}")]
+    Ledger(LedgerError),
+    #[error("the CA failed to sign: {0}")]
+    Authority(#[from] AuthorityError),
+    #[error("renewal needs the certificate to renew, presented as the TLS client certificate")]
+    NoClientCertificate,
+    #[error("certificate {0} was not issued by this CA")]
+    UnknownCertificate(String),
+    #[error("certificate {serial} is revoked ({reason}) and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
+    RenewRevoked { serial: String, reason: Reason },
+    #[error("certificate {0} has expired and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
+    RenewExpired(String),
+}
+
+impl SignError {
+    /// The stable, machine-readable code sent as `error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignError::MissingToken => "missing_token",
+            SignError::Token(TokenError::Malformed) => "malformed_token",
+            SignError::Token(TokenError::Unknown) => "unknown_token",
+            SignError::Token(TokenError::Expired { .. }) => "token_expired",
+            SignError::Token(TokenError::Used { .. }) => "token_used",
+            SignError::Policy(PolicyError::Unparseable(_)) => "bad_csr",
+            SignError::Policy(PolicyError::BadSignature) => "bad_csr_signature",
+            SignError::Policy(PolicyError::UnsupportedKey(_)) => "unsupported_key",
+            SignError::Policy(PolicyError::NameNotAuthorized { .. }) => "name_not_authorized",
+            SignError::Policy(PolicyError::InvalidName(_)) => "invalid_name",
+            SignError::Ledger(_) => "ledger_unavailable",
+            SignError::Authority(_) => "internal",
+            SignError::NoClientCertificate => "client_certificate_required",
+            SignError::UnknownCertificate(_) => "unknown_certificate",
+            SignError::RenewRevoked { .. } => "certificate_revoked",
+            SignError::RenewExpired(_) => "certificate_expired",
+        }
+    }
+}

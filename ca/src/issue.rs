@@ -1,0 +1,234 @@
+//! Issuing certificates: enrollment, renewal, and the CA's own.
+//!
+//! All three take one path, [`Ca::issue`]: the policy decides the
+//! certificate, the root signs it, and the ledger records it (consuming
+//! the token, if any) before anyone sees it. The ledger's
+//! [`IssuedRecord`] is built in one place, [`issued_record`], so every
+//! certificate this CA issues is recorded alike. Who may ask is decided
+//! before, in [`authorize`](crate::authorize).
+
+use rcgen::KeyPair;
+use rustls::pki_types::CertificateDer;
+use tracing::{info, warn};
+
+use crate::authority::{AuthorityError, SignedCert};
+use crate::ledger::{IssuedRecord, LedgerError};
+use crate::policy::{self, Decision, PolicyError, VerifiedCsr};
+use crate::token::{EnrollmentToken, Profile, TokenError};
+use crate::{Ca, CaError, SignError};
+
+/// Why [`Ca::issue`] failed. Its callers answer different error types
+/// (a network caller a [`SignError`], the operator a [`CaError`]), so the
+/// shared path answers neither and each caller converts.
+#[derive(Debug, thiserror::Error)]
+enum IssueError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<IssueError> for SignError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Policy(e) => SignError::Policy(e),
+            IssueError::Authority(e) => SignError::Authority(e),
+            // Two requests raced for one token and the other committed
+            // first: to the caller that is a used token, not a ledger fault.
+            IssueError::Ledger(LedgerError::TokenAlreadyUsed) => TokenError::Used {
+                at: "just now, by a concurrent request".into(),
+            }
+            .into(),
+            IssueError::Ledger(e) => SignError::Ledger(e),
+        }
+    }
+}
+
+impl From<IssueError> for CaError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Policy(e) => CaError::Policy(e),
+            IssueError::Authority(e) => CaError::Authority(e),
+            IssueError::Ledger(e) => CaError::Ledger(e),
+        }
+    }
+}
+
+/// What a certificate is issued on: the names and profile it may carry,
+/// and what authorized it, for the ledger.
+struct Grounds<'a> {
+    names: &'a [String],
+    profile: Profile,
+    /// The token consumed by this issuance, if any.
+    token_id: Option<&'a str>,
+    /// The serial of the certificate this one renews, if any.
+    renewed_from: Option<&'a str>,
+}
+
+/// The ledger's record of `cert`, signed as `decision` said at `now`: the
+/// one place a record is built.
+fn issued_record(
+    cert: &SignedCert,
+    decision: &Decision,
+    grounds: &Grounds<'_>,
+    now: i64,
+) -> IssuedRecord {
+    IssuedRecord {
+        serial_hex: cert.info.serial_hex.clone(),
+        names: decision.names.clone(),
+        profile: decision.profile,
+        not_before: decision.not_before,
+        not_after: decision.not_after,
+        token_id: grounds.token_id.map(str::to_owned),
+        issued_at: now,
+        der: cert.der.to_vec(),
+        revoked: None,
+        renewed_from: grounds.renewed_from.map(str::to_owned),
+    }
+}
+
+impl Ca {
+    /// Phase 1 at the CA: checks the token, verifies the CSR, applies the
+    /// policy, signs, and records the certificate (consuming the token)
+    /// before answering it. Every outcome is audited.
+    pub fn sign(&self, bearer: Option<&str>, csr: &[u8]) -> Result<SignedCert, SignError> {
+        let token_id = bearer
+            .and_then(|b| EnrollmentToken::parse(b).ok())
+            .map(|t| t.id().to_string())
+            .unwrap_or_else(|| "-".into());
+        let result = self.sign_inner(bearer, csr);
+        match &result {
+            Ok(cert) => info!(
+                target: "audit",
+                "audit: issued serial {} for {} (token {token_id}, valid until {})",
+                cert.info.serial_hex,
+                cert.info.names().join(", "),
+                cert.info.not_after_rfc3339()
+            ),
+            Err(e) => warn!(
+                target: "audit",
+                "audit: refused CSR (token {token_id}): {}: {e}",
+                e.code()
+            ),
+        }
+        result
+    }
+
+    fn sign_inner(&self, bearer: Option<&str>, csr: &[u8]) -> Result<SignedCert, SignError> {
+        let grant = self.authorize_enrollment(bearer)?;
+        let verified = policy::verify_csr(csr)?;
+        let grounds = Grounds {
+            names: &grant.names,
+            profile: grant.profile,
+            token_id: Some(&grant.id),
+            renewed_from: None,
+        };
+        Ok(self.issue(&verified, &grounds)?)
+    }
+
+    /// Renewal: the caller authenticated with `presented`, a certificate
+    /// this CA issued, which must be neither expired nor revoked. The new
+    /// certificate has the same names and profile (the CSR may bring a new
+    /// key), and the ledger links it to the old one.
+    pub fn renew(
+        &self,
+        presented: Option<&CertificateDer<'_>>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
+        let result = self.renew_inner(presented, csr);
+        let old = presented
+            .and_then(|c| pki_common::cert::CertInfo::parse(c).ok())
+            .map(|i| i.serial_hex)
+            .unwrap_or_else(|| "-".into());
+        match &result {
+            Ok(cert) => info!(
+                target: "audit",
+                "audit: renewed serial {old} as {} for {} (valid until {})",
+                cert.info.serial_hex,
+                cert.info.names().join(", "),
+                cert.info.not_after_rfc3339()
+            ),
+            Err(e) => warn!(
+                target: "audit",
+                "audit: refused renewal of {old}: {}: {e}",
+                e.code()
+            ),
+        }
+        result
+    }
+
+    fn renew_inner(
+        &self,
+        presented: Option<&CertificateDer<'_>>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
+        let record = self.authorize_renewal(presented)?;
+        let verified = policy::verify_csr(csr)?;
+        let grounds = Grounds {
+            names: &record.names,
+            profile: record.profile,
+            token_id: None,
+            renewed_from: Some(&record.serial_hex),
+        };
+        Ok(self.issue(&verified, &grounds)?)
+    }
+
+    /// Issues the CA's own TLS certificate for `names` with a fresh key that
+    /// stays in memory, recorded in the ledger like any other certificate.
+    /// There is no CSR: the key is made here, so its SPKI is known good.
+    pub fn issue_service_certificate(
+        &self,
+        names: &[String],
+    ) -> Result<(SignedCert, KeyPair), CaError> {
+        let names = names
+            .iter()
+            .map(|n| policy::normalize_name(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(AuthorityError::Sign)?;
+        use rcgen::PublicKeyData;
+        let verified = VerifiedCsr {
+            spki_der: key.subject_public_key_info(),
+            key: policy::KeyKind::EcdsaP256,
+            requested_names: names.clone(),
+        };
+        let grounds = Grounds {
+            names: &names,
+            profile: Profile::Server,
+            token_id: None,
+            renewed_from: None,
+        };
+        let cert = self.issue(&verified, &grounds)?;
+        info!(
+            target: "audit",
+            "audit: issued serial {} for the CA's own endpoint {}",
+            cert.info.serial_hex,
+            names.join(", ")
+        );
+        Ok((cert, key))
+    }
+
+    /// Decides, signs and records a certificate; the record is committed
+    /// (consuming the token, if any) before the certificate is returned,
+    /// so no certificate leaves the CA unrecorded.
+    fn issue(
+        &self,
+        verified: &VerifiedCsr,
+        grounds: &Grounds<'_>,
+    ) -> Result<SignedCert, IssueError> {
+        let now = pki_common::unix_now() as i64;
+        let decision = self.policy.decide(
+            verified,
+            grounds.names,
+            grounds.profile,
+            self.root.info.not_after,
+            now,
+        )?;
+        let cert = self.root.sign(&decision, &verified.spki_der)?;
+        let record = issued_record(&cert, &decision, grounds, now);
+        self.ledger.record_issuance(&record, grounds.token_id)?;
+        Ok(cert)
+    }
+}
