@@ -66,6 +66,8 @@ impl TestPki {
         Self::start_with(IssuancePolicy::default()).await
     }
 
+    /// Like [`TestPki::start`] with an issuance policy, for tests that need
+    /// short-lived certificates (renewal) or other limits.
     pub async fn start_with(policy: IssuancePolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let paths = CaPaths::new(dir.path());
@@ -185,6 +187,8 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Runs an already started or bound server in the background until
+    /// this handle is dropped.
     pub fn spawn(server: AppServer, dir: Option<tempfile::TempDir>) -> Self {
         let addr = server.local_addr().unwrap();
         let shared = server.shared();

@@ -88,15 +88,19 @@ impl RawClient {
         out
     }
 
+    /// Writes one frame as given, tampered or not: the server must judge it.
     pub async fn send(&mut self, frame: &Frame) {
         write_frame(&mut self.stream, frame).await.unwrap();
     }
 
+    /// Writes raw bytes, for what is not a well-formed frame at all.
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
         self.stream.flush().await.unwrap();
     }
 
+    /// Reads the server's next frame, bounded so a silent server fails the
+    /// test instead of hanging it.
     pub async fn recv(&mut self) -> Result<Frame, ProtoError> {
         tokio::time::timeout(Duration::from_secs(10), read_frame(&mut self.stream, MAX))
             .await
