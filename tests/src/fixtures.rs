@@ -95,6 +95,17 @@ impl TestPki {
             .expect_err("the request was expected to be refused")
     }
 
+    /// A fresh CA that issues certificates valid for `lifetime` (otherwise
+    /// the default policy): short lifetimes make renewal come due within a
+    /// test, and a set lifetime is what the lifetime test checks.
+    pub async fn start_with_lifetime(lifetime: Duration) -> Self {
+        TestPki::start_with(IssuancePolicy {
+            lifetime,
+            ..IssuancePolicy::default()
+        })
+        .await
+    }
+
     /// Stops this CA and starts a new one over the same directory with the
     /// default policy: what a CA process restart looks like to its files.
     pub async fn restart(self) -> Self {

@@ -5,7 +5,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pki_ca::policy::IssuancePolicy;
 use pki_ca::token::Profile;
 use pki_client::{request_once, ClientConfig, ClientError, Connection};
 use pki_common::cert::{CertInfo, Purpose};
@@ -266,11 +265,7 @@ async fn renewal_issues_a_linked_certificate_and_refuses_revoked_or_expired_ones
 async fn the_server_swaps_certificates_while_running_and_open_sessions_keep_working() {
     bounded(async {
         // Six-second certificates: renewal comes due after four.
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(6),
-            ..IssuancePolicy::default()
-        })
-        .await;
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(6)).await;
         let server = pki
             .start_server(|c| c.renew_retry = Duration::from_millis(200))
             .await;
@@ -324,11 +319,7 @@ async fn the_server_swaps_certificates_while_running_and_open_sessions_keep_work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_past_two_thirds_renews_on_start_without_a_token() {
     bounded(async {
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(3),
-            ..IssuancePolicy::default()
-        })
-        .await;
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(3)).await;
         let dir = pki.server_dir();
         let token = pki.token(&["app.pki.test"], Profile::Server);
         let first = AppServer::start(pki.server_config(dir.path(), Some(token)))

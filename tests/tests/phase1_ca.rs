@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use pki_ca::authority::{init_root, InitOutcome};
-use pki_ca::policy::IssuancePolicy;
 use pki_ca::token::Profile;
 use pki_common::cert::{CertInfo, Purpose};
 use pki_common::enroll::{enroll, EnrollError, Retry};
@@ -413,11 +412,7 @@ async fn the_ledger_records_every_issuance_and_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_is_configurable() {
     bounded(async {
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(3600),
-            ..IssuancePolicy::default()
-        })
-        .await;
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(3600)).await;
         let info = CertInfo::parse(&pki.issue_app_csr("short").await).unwrap();
         assert!((info.not_after - pki_common::unix_now() as i64 - 3600).abs() < 60);
     })
