@@ -1,5 +1,25 @@
 //! Helpers for the end-to-end tests: a real CA and a real application
 //! server on ephemeral loopback ports, in a temporary directory.
+//!
+//! # Layout
+//!
+//! - this file: [`TestPki`] (a running CA), [`RunningServer`] (a running
+//!   application server), the time bound every test runs under, and
+//!   process and openssl helpers;
+//! - [`fixtures`]: several parties at once ([`AppFixture`]: a CA with an
+//!   enrolled server), registered sessions, enrollment, CA files without a
+//!   listener, certificate and key files for openssl;
+//! - [`csr`]: CSRs made with openssl and their issuance;
+//! - [`raw`]: a client that speaks the protocol frame by frame;
+//! - [`refusals`]: assertions that a refusal carries its specific error.
+
+pub mod csr;
+pub mod fixtures;
+pub mod raw;
+pub mod refusals;
+
+pub use fixtures::{app_token, bind_ca, offline_ca, write_identity_files, AppFixture};
+pub use raw::RawClient;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +29,6 @@ use std::time::Duration;
 
 use pki_ca::authority::init_root;
 use pki_ca::policy::IssuancePolicy;
-use pki_ca::serve::{CaServer, ServeOptions};
 use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
 use pki_client::ClientConfig;
@@ -47,6 +66,8 @@ impl TestPki {
         Self::start_with(IssuancePolicy::default()).await
     }
 
+    /// Like [`TestPki::start`] with an issuance policy, for tests that need
+    /// short-lived certificates (renewal) or other limits.
     pub async fn start_with(policy: IssuancePolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let paths = CaPaths::new(dir.path());
@@ -58,15 +79,9 @@ impl TestPki {
     pub async fn serve_in(dir: tempfile::TempDir, policy: IssuancePolicy) -> Self {
         let paths = CaPaths::new(dir.path());
         let ca = Arc::new(Ca::open(&paths, policy).unwrap());
-        let server = CaServer::bind(
-            ca.clone(),
-            ServeOptions {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..ServeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let server = bind_ca(ca.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let ca_addr = server.local_addr().unwrap();
         let (stop, shutdown) = shutdown::channel();
         tokio::spawn(server.run(shutdown));
@@ -141,8 +156,7 @@ impl TestPki {
     /// Enrolls and starts an application server in a fresh directory that
     /// holds a copy of the root.
     pub async fn start_server(&self, tweak: impl FnOnce(&mut ServerConfig)) -> RunningServer {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(self.root_path(), dir.path().join("ca.pem")).unwrap();
+        let dir = self.server_dir();
         let token = self.token(&["app.pki.test"], Profile::Server);
         let mut config = self.server_config(dir.path(), Some(token));
         tweak(&mut config);
@@ -173,6 +187,8 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Runs an already started or bound server in the background until
+    /// this handle is dropped.
     pub fn spawn(server: AppServer, dir: Option<tempfile::TempDir>) -> Self {
         let addr = server.local_addr().unwrap();
         let shared = server.shared();
@@ -280,38 +296,12 @@ pub fn binary(name: &str) -> PathBuf {
 impl TestPki {
     /// Enrolls a fresh key for `names` and returns it as a server identity.
     pub async fn enroll_identity(&self, names: &[&str]) -> Identity {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let token = self.token(
-            &names.iter().map(String::as_str).collect::<Vec<_>>(),
-            Profile::Server,
-        );
-        let enrolled = pki_common::enroll::enroll(
-            &self.ca_client(),
-            &self.root(),
-            &names,
-            &token,
-            pki_common::cert::Purpose::ServerAuth,
-            Retry::default(),
-        )
-        .await
-        .unwrap();
+        let enrolled = self.enroll_as(names, Profile::Server).await;
         Identity::from_parts(self.root(), enrolled.cert, &enrolled.key_pem).unwrap()
     }
-}
 
-impl TestPki {
     /// Enrolls a client-profile certificate for `name` (a fresh key).
     pub async fn enroll_client(&self, name: &str) -> pki_common::enroll::Enrolled {
-        let token = self.token(&[name], Profile::Client);
-        pki_common::enroll::enroll(
-            &self.ca_client(),
-            &self.root(),
-            &[name.to_string()],
-            &token,
-            pki_common::cert::Purpose::ClientAuth,
-            Retry::default(),
-        )
-        .await
-        .unwrap()
+        self.enroll_as(&[name], Profile::Client).await
     }
 }

@@ -5,7 +5,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pki_ca::policy::IssuancePolicy;
 use pki_ca::token::Profile;
 use pki_client::{request_once, ClientConfig, ClientError, Connection};
 use pki_common::cert::{CertInfo, Purpose};
@@ -14,7 +13,8 @@ use pki_common::files;
 use pki_common::proto::{AlertCode, ProtoError};
 use pki_common::revocation::Reason;
 use pki_server::{AppServer, ClientAuth};
-use pki_tests::{bounded, TestPki};
+use pki_tests::refusals::tls_alert;
+use pki_tests::{bounded, write_identity_files, AppFixture, TestPki};
 use rustls::AlertDescription;
 
 fn with_identity(
@@ -27,22 +27,22 @@ fn with_identity(
     config
 }
 
+/// Whether the server refused the client's certificate with `alert`.
 fn refused_with(err: &ClientError, alert: AlertDescription) -> bool {
-    matches!(err, ClientError::Tls { source: rustls::Error::AlertReceived(a), .. } if *a == alert)
+    tls_alert(err) == Some(alert)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_accept_and_refuse_table() {
     bounded(async {
-        let pki = TestPki::start().await;
+        let app = AppFixture::start_with(|c| {
+            c.client_auth = ClientAuth::Required;
+            c.crl_refresh = Duration::from_millis(100);
+        })
+        .await;
+        let pki = &app.pki;
         let other = TestPki::start().await;
-        let server = pki
-            .start_server(|c| {
-                c.client_auth = ClientAuth::Required;
-                c.crl_refresh = Duration::from_millis(100);
-            })
-            .await;
-        let base = pki.client_config(server.addr);
+        let base = app.client_config();
         let good = pki.enroll_client("client1.pki.test").await;
 
         // Accepted: a certificate from our CA, the client id it names.
@@ -100,16 +100,15 @@ async fn mutual_tls_accept_and_refuse_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_flag_clients_without_certificates_are_unauthenticated() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let base = pki.client_config(server.addr);
+        let app = AppFixture::start().await;
+        let base = app.client_config();
         let anon = request_once(&with_identity(base.clone(), None, "client1"), "whoami", b"")
             .await
             .unwrap();
         assert!(String::from_utf8(anon.data)
             .unwrap()
             .contains("(unauthenticated"));
-        let good = pki.enroll_client("client1.pki.test").await;
+        let good = app.pki.enroll_client("client1.pki.test").await;
         let authd = request_once(
             &with_identity(base, Some(good), "client1.pki.test"),
             "whoami",
@@ -153,22 +152,11 @@ async fn a_server_requiring_client_certificates_needs_a_crl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_with_a_client_certificate_completes_the_handshake() {
     bounded(async {
-        let pki = TestPki::start().await;
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.client_auth = ClientAuth::Required).await;
         let other = TestPki::start().await;
-        let server = pki
-            .start_server(|c| c.client_auth = ClientAuth::Required)
-            .await;
-        let dir = pki.dir();
-        let write = |tag: &str, e: &pki_common::enroll::Enrolled| {
-            let cert = dir.join(format!("{tag}.pem"));
-            let key = dir.join(format!("{tag}.key"));
-            files::write_public(&cert, &files::cert_to_pem(&e.cert)).unwrap();
-            files::write_private_key(&key, &e.key_pem).unwrap();
-            (
-                cert.to_str().unwrap().to_string(),
-                key.to_str().unwrap().to_string(),
-            )
-        };
+        let write =
+            |tag: &str, e: &pki_common::enroll::Enrolled| write_identity_files(pki.dir(), tag, e);
         let ours = write("ours", &pki.enroll_client("client1.pki.test").await);
         let theirs = write("theirs", &other.enroll_client("client1.pki.test").await);
         let root = pki.root_path().to_str().unwrap().to_string();
@@ -277,11 +265,7 @@ async fn renewal_issues_a_linked_certificate_and_refuses_revoked_or_expired_ones
 async fn the_server_swaps_certificates_while_running_and_open_sessions_keep_working() {
     bounded(async {
         // Six-second certificates: renewal comes due after four.
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(6),
-            ..IssuancePolicy::default()
-        })
-        .await;
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(6)).await;
         let server = pki
             .start_server(|c| c.renew_retry = Duration::from_millis(200))
             .await;
@@ -335,13 +319,8 @@ async fn the_server_swaps_certificates_while_running_and_open_sessions_keep_work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_past_two_thirds_renews_on_start_without_a_token() {
     bounded(async {
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(3),
-            ..IssuancePolicy::default()
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(pki.root_path(), dir.path().join("ca.pem")).unwrap();
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(3)).await;
+        let dir = pki.server_dir();
         let token = pki.token(&["app.pki.test"], Profile::Server);
         let first = AppServer::start(pki.server_config(dir.path(), Some(token)))
             .await
@@ -372,45 +351,26 @@ async fn enroll_keeps_a_good_certificate_only_when_the_crl_says_it_is_not_revoke
             key: dir.path().join("client.key"),
             cert: dir.path().join("client.pem"),
         };
-        let root = pki.root();
         let token = pki.token(&["client1.pki.test"], Profile::Client);
-        let first = pki_client::enroll_client(
-            &pki.ca_url(),
-            &root,
-            &files,
-            "client1.pki.test",
-            &token,
-            false,
-        )
-        .await
-        .unwrap();
+        let first = pki
+            .client_enroll_into(&files, "client1.pki.test", &token)
+            .await
+            .unwrap();
         // Good and not revoked: kept, no token spent.
-        let kept = pki_client::enroll_client(
-            &pki.ca_url(),
-            &root,
-            &files,
-            "client1.pki.test",
-            "unused",
-            false,
-        )
-        .await
-        .unwrap();
+        let kept = pki
+            .client_enroll_into(&files, "client1.pki.test", "unused")
+            .await
+            .unwrap();
         assert_eq!(kept.info.serial_hex, first.info.serial_hex);
         // Revoked: not kept; the (bogus) token is then refused by the CA.
         pki.ca
             .revoke(&first.info.serial_hex, Reason::KeyCompromise)
             .unwrap();
         pki.ca.publish_crl().unwrap();
-        let err = pki_client::enroll_client(
-            &pki.ca_url(),
-            &root,
-            &files,
-            "client1.pki.test",
-            "unused",
-            false,
-        )
-        .await
-        .unwrap_err();
+        let err = pki
+            .client_enroll_into(&files, "client1.pki.test", "unused")
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -2,95 +2,28 @@
 //! as openssl sees it, CSRs made by openssl, and every refusal with its
 //! specific error.
 
-use std::path::Path;
 use std::time::Duration;
 
 use pki_ca::authority::{init_root, InitOutcome};
-use pki_ca::policy::IssuancePolicy;
 use pki_ca::token::Profile;
 use pki_common::cert::{CertInfo, Purpose};
 use pki_common::enroll::{enroll, EnrollError, Retry};
 use pki_common::files;
-use pki_tests::{bounded, openssl_ok, TestPki};
+use pki_tests::csr::{openssl_csr, openssl_verify_server, p256, write_file as write};
+use pki_tests::refusals::{
+    cert_of, expect_csr_refusal as expect_refusal, expect_csr_refusals, CsrRefusal,
+};
+use pki_tests::{app_token, bounded, openssl_ok, TestPki};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-
-fn write(dir: &Path, name: &str, contents: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
-/// Makes a CSR with `openssl req`; `key_args` choose the key, `extra` adds
-/// arguments such as `-addext`.
-fn openssl_csr(dir: &Path, tag: &str, key_args: &[&str], cn: &str, extra: &[&str]) -> Vec<u8> {
-    let key = dir.join(format!("{tag}.key"));
-    let csr = dir.join(format!("{tag}.csr"));
-    let subj = format!("/CN={cn}");
-    let mut args = vec!["req", "-new", "-nodes"];
-    args.extend_from_slice(key_args);
-    args.extend_from_slice(&[
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-        "-subj",
-        &subj,
-    ]);
-    args.extend_from_slice(extra);
-    openssl_ok(&args);
-    std::fs::read(csr).unwrap()
-}
-
-fn p256() -> Vec<&'static str> {
-    vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-}
-
-async fn expect_refusal(
-    pki: &TestPki,
-    token: Option<&str>,
-    body: Vec<u8>,
-    status: u16,
-    code: &str,
-) {
-    let resp = pki.post_csr(token, body).await;
-    let err = resp.error_body().unwrap_or_else(|| {
-        panic!(
-            "expected a JSON error, got {} {:?}",
-            resp.status,
-            String::from_utf8_lossy(&resp.body)
-        )
-    });
-    assert_eq!(
-        (resp.status.as_u16(), err.error.as_str()),
-        (status, code),
-        "{}",
-        err.detail
-    );
-    assert!(!err.detail.is_empty());
-}
-
-fn cert_of(resp: &pki_common::https::Response) -> CertificateDer<'static> {
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    CertificateDer::from_pem_slice(&resp.body).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() {
     bounded(async {
         let pki = TestPki::start().await;
-        let token = pki.token(&["app.pki.test", "127.0.0.1"], Profile::Server);
-        let names = vec!["app.pki.test".to_string(), "127.0.0.1".to_string()];
-        let enrolled = enroll(
-            &pki.ca_client(),
-            &pki.root(),
-            &names,
-            &token,
-            Purpose::ServerAuth,
-            Retry::default(),
-        )
-        .await
-        .unwrap();
+        let enrolled = pki
+            .enroll_as(&["app.pki.test", "127.0.0.1"], Profile::Server)
+            .await;
         let pem = write(
             pki.dir(),
             "leaf.pem",
@@ -99,15 +32,7 @@ async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() 
         let root = pki.root_path();
         let root = root.to_str().unwrap();
 
-        let verify = openssl_ok(&[
-            "verify",
-            "-x509_strict",
-            "-purpose",
-            "sslserver",
-            "-CAfile",
-            root,
-            &pem,
-        ]);
+        let verify = openssl_verify_server(root, &pem);
         assert!(verify.contains(": OK"), "{verify}");
 
         let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
@@ -232,8 +157,7 @@ async fn openssl_csrs_are_issued_from_policy_not_from_the_csr() {
         ];
         for (tag, key, extra, usage) in cases {
             let csr = openssl_csr(dir, tag, &key, "app.pki.test", &extra);
-            let token = pki.token(&["app.pki.test"], Profile::Server);
-            let cert = cert_of(&pki.post_csr(Some(&token), csr).await);
+            let cert = pki.issue(csr, "app.pki.test", Profile::Server).await;
             let pem = write(
                 dir,
                 &format!("{tag}.pem"),
@@ -253,15 +177,7 @@ async fn openssl_csrs_are_issued_from_policy_not_from_the_csr() {
                 text.contains("TLS Web Server Authentication"),
                 "{tag}: {text}"
             );
-            let verify = openssl_ok(&[
-                "verify",
-                "-x509_strict",
-                "-purpose",
-                "sslserver",
-                "-CAfile",
-                root,
-                &pem,
-            ]);
+            let verify = openssl_verify_server(root, &pem);
             assert!(verify.contains(": OK"), "{tag}: {verify}");
         }
     })
@@ -284,11 +200,8 @@ async fn a_der_csr_is_accepted_like_a_pem_one() {
             "-out",
             der_path.to_str().unwrap(),
         ]);
-        let token = pki.token(&["app.pki.test"], Profile::Server);
-        let cert = cert_of(
-            &pki.post_csr(Some(&token), std::fs::read(der_path).unwrap())
-                .await,
-        );
+        let der = std::fs::read(der_path).unwrap();
+        let cert = pki.issue(der, "app.pki.test", Profile::Server).await;
         assert_eq!(
             CertInfo::parse(&cert).unwrap().names(),
             vec!["app.pki.test".to_string()]
@@ -302,8 +215,7 @@ async fn the_client_profile_gets_client_auth() {
     bounded(async {
         let pki = TestPki::start().await;
         let csr = openssl_csr(pki.dir(), "c", &p256(), "client1.pki.test", &[]);
-        let token = pki.token(&["client1.pki.test"], Profile::Client);
-        let cert = cert_of(&pki.post_csr(Some(&token), csr).await);
+        let cert = pki.issue(csr, "client1.pki.test", Profile::Client).await;
         let pem = write(pki.dir(), "c.pem", files::cert_to_pem(&cert).as_bytes());
         let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
         assert!(text.contains("TLS Web Client Authentication"), "{text}");
@@ -319,8 +231,9 @@ async fn the_same_csr_twice_gets_two_serials() {
         let csr = openssl_csr(pki.dir(), "twice", &p256(), "app.pki.test", &[]);
         let mut serials = Vec::new();
         for _ in 0..2 {
-            let token = pki.token(&["app.pki.test"], Profile::Server);
-            let cert = cert_of(&pki.post_csr(Some(&token), csr.clone()).await);
+            let cert = pki
+                .issue(csr.clone(), "app.pki.test", Profile::Server)
+                .await;
             let info = CertInfo::parse(&cert).unwrap();
             let serial = hex::decode(&info.serial_hex).unwrap();
             assert!(serial.len() >= 8 && serial.len() <= 20 && serial[0] & 0x80 == 0);
@@ -344,9 +257,6 @@ async fn refusals_each_give_their_specific_error() {
         let last = tampered.len() - 1;
         tampered[last] ^= 0x01;
         let t = pki.token(&["app.pki.test"], Profile::Server);
-        expect_refusal(&pki, Some(&t), tampered, 400, "bad_csr_signature").await;
-
-        // RSA-1024.
         let rsa1024 = openssl_csr(
             dir,
             "rsa1024",
@@ -354,11 +264,8 @@ async fn refusals_each_give_their_specific_error() {
             "app.pki.test",
             &[],
         );
-        expect_refusal(&pki, Some(&t), rsa1024, 400, "unsupported_key").await;
-
         // A name the token does not cover, in the CN or in the SAN.
         let evil = openssl_csr(dir, "evil", &p256(), "evil.pki.test", &[]);
-        expect_refusal(&pki, Some(&t), evil, 403, "name_not_authorized").await;
         let evil_san = openssl_csr(
             dir,
             "evilsan",
@@ -369,26 +276,55 @@ async fn refusals_each_give_their_specific_error() {
                 "subjectAltName=DNS:app.pki.test,DNS:evil.pki.test",
             ],
         );
-        expect_refusal(&pki, Some(&t), evil_san, 403, "name_not_authorized").await;
-
-        // Garbage body.
-        expect_refusal(&pki, Some(&t), b"not a csr at all".to_vec(), 400, "bad_csr").await;
-
-        // Oversized body.
-        expect_refusal(
-            &pki,
-            Some(&t),
-            vec![b'A'; 100 * 1024],
-            413,
-            "body_too_large",
-        )
-        .await;
-
-        // Missing, malformed and unknown tokens.
-        expect_refusal(&pki, None, good.clone(), 401, "missing_token").await;
-        expect_refusal(&pki, Some("hello"), good.clone(), 401, "malformed_token").await;
         let unknown = format!("pkiet1.{}.{}", "0".repeat(16), "1".repeat(64));
-        expect_refusal(&pki, Some(&unknown), good.clone(), 401, "unknown_token").await;
+        let cases: Vec<CsrRefusal> = vec![
+            (
+                "bad signature",
+                Some(&t),
+                tampered,
+                400,
+                "bad_csr_signature",
+            ),
+            ("RSA-1024", Some(&t), rsa1024, 400, "unsupported_key"),
+            ("name in the CN", Some(&t), evil, 403, "name_not_authorized"),
+            (
+                "name in the SAN",
+                Some(&t),
+                evil_san,
+                403,
+                "name_not_authorized",
+            ),
+            (
+                "garbage body",
+                Some(&t),
+                b"not a csr at all".to_vec(),
+                400,
+                "bad_csr",
+            ),
+            (
+                "oversized body",
+                Some(&t),
+                vec![b'A'; 100 * 1024],
+                413,
+                "body_too_large",
+            ),
+            ("missing token", None, good.clone(), 401, "missing_token"),
+            (
+                "malformed token",
+                Some("hello"),
+                good.clone(),
+                401,
+                "malformed_token",
+            ),
+            (
+                "unknown token",
+                Some(&unknown),
+                good.clone(),
+                401,
+                "unknown_token",
+            ),
+        ];
+        expect_csr_refusals(&pki, cases).await;
 
         // The refusals above did not consume the token: it still works once.
         cert_of(&pki.post_csr(Some(&t), good.clone()).await);
@@ -396,11 +332,7 @@ async fn refusals_each_give_their_specific_error() {
         expect_refusal(&pki, Some(&t), good.clone(), 401, "token_used").await;
 
         // Expired token.
-        let expired = pki
-            .ca
-            .mint_token(&["app.pki.test".into()], Profile::Server, Duration::ZERO)
-            .unwrap()
-            .to_string();
+        let expired = app_token(&pki.ca, Duration::ZERO);
         expect_refusal(&pki, Some(&expired), good, 401, "token_expired").await;
 
         // Wrong method.
@@ -459,9 +391,7 @@ async fn the_ledger_records_every_issuance_and_survives_a_restart() {
         let serial = CertInfo::parse(&cert).unwrap().serial_hex;
 
         // Restart: a new CA process over the same directory.
-        let TestPki { dir, ca, .. } = pki;
-        drop(ca);
-        let pki = TestPki::serve_in(dir, IssuancePolicy::default()).await;
+        let pki = pki.restart().await;
         let records = pki.ca.ledger().certificates().unwrap();
         let rec = records
             .iter()
@@ -482,14 +412,8 @@ async fn the_ledger_records_every_issuance_and_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_is_configurable() {
     bounded(async {
-        let pki = TestPki::start_with(IssuancePolicy {
-            lifetime: Duration::from_secs(3600),
-            ..IssuancePolicy::default()
-        })
-        .await;
-        let csr = openssl_csr(pki.dir(), "short", &p256(), "app.pki.test", &[]);
-        let token = pki.token(&["app.pki.test"], Profile::Server);
-        let info = CertInfo::parse(&cert_of(&pki.post_csr(Some(&token), csr).await)).unwrap();
+        let pki = TestPki::start_with_lifetime(Duration::from_secs(3600)).await;
+        let info = CertInfo::parse(&pki.issue_app_csr("short").await).unwrap();
         assert!((info.not_after - pki_common::unix_now() as i64 - 3600).abs() < 60);
     })
     .await

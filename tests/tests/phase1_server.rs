@@ -4,23 +4,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pki_ca::policy::IssuancePolicy;
-use pki_ca::serve::{CaServer, ServeOptions};
 use pki_ca::token::Profile;
-use pki_ca::{Ca, CaPaths};
 use pki_common::cert::CertInfo;
 use pki_common::enroll::Retry;
 use pki_common::files;
 use pki_server::identity::{Enrollment, IdentityError};
 use pki_server::{AppServer, ServerError};
-use pki_tests::{bounded, free_port, openssl_ok, TestPki};
+use pki_tests::{
+    app_token, bind_ca, bounded, free_port, offline_ca, openssl_ok, AppFixture, TestPki,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_makes_its_own_key_enrolls_and_then_reuses() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let dir = server.dir.as_ref().unwrap().path().to_path_buf();
+        let AppFixture { pki, server } = AppFixture::start().await;
+        let dir = server.certs_dir();
         let key = dir.join("server.key");
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -83,9 +81,8 @@ async fn without_a_usable_certificate_the_server_asks_for_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_another_root_is_not_reused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let dir = server.dir.as_ref().unwrap().path().to_path_buf();
+        let AppFixture { pki, server } = AppFixture::start().await;
+        let dir = server.certs_dir();
         // The server now trusts a different root: its certificate no longer chains.
         let other = TestPki::start().await;
         std::fs::copy(other.root_path(), dir.join("ca.pem")).unwrap();
@@ -102,17 +99,9 @@ async fn a_certificate_from_another_root_is_not_reused() {
 async fn start_order_does_not_matter_the_server_waits_for_the_ca() {
     bounded(async {
         let ca_dir = tempfile::tempdir().unwrap();
-        let paths = CaPaths::new(ca_dir.path());
-        pki_ca::authority::init_root(&paths, Duration::from_secs(365 * 24 * 3600), false).unwrap();
-        let ca = Arc::new(Ca::open(&paths, IssuancePolicy::default()).unwrap());
-        let token = ca
-            .mint_token(
-                &["app.pki.test".into()],
-                Profile::Server,
-                Duration::from_secs(600),
-            )
-            .unwrap()
-            .to_string();
+        let (paths, ca) = offline_ca(ca_dir.path());
+        let ca = Arc::new(ca);
+        let token = app_token(&ca, Duration::from_secs(600));
         let port = free_port();
         let server_dir = tempfile::tempdir().unwrap();
         std::fs::copy(paths.root_cert(), server_dir.path().join("ca.pem")).unwrap();
@@ -138,15 +127,9 @@ async fn start_order_does_not_matter_the_server_waits_for_the_ca() {
             !server.is_finished(),
             "the server gave up instead of retrying"
         );
-        let ca_server = CaServer::bind(
-            ca,
-            ServeOptions {
-                listen: format!("127.0.0.1:{port}").parse().unwrap(),
-                ..ServeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let ca_server = bind_ca(ca, format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
         let (_stop, shutdown) = pki_common::shutdown::channel();
         tokio::spawn(ca_server.run(shutdown));
         let server = server.await.unwrap().unwrap();
@@ -164,8 +147,7 @@ async fn start_order_does_not_matter_the_server_waits_for_the_ca() {
 async fn the_server_gives_up_at_its_deadline_with_a_clear_error() {
     bounded(async {
         let pki = TestPki::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(pki.root_path(), dir.path().join("ca.pem")).unwrap();
+        let dir = pki.server_dir();
         let mut config = pki.server_config(
             dir.path(),
             Some(pki.token(&["app.pki.test"], Profile::Server)),

@@ -12,145 +12,27 @@ use std::time::Duration;
 use pki_ca::policy::{Decision, KeyKind};
 use pki_ca::token::Profile;
 use pki_client::{request_once, ClientError, Connection};
-use pki_common::proto::handshake::{
-    accept_hello, request_session_id, ClientHello, ClientSession, Clock,
-};
-use pki_common::proto::message::{Registration, Response, ServiceRequest, SessionGranted, Status};
+use pki_common::proto::handshake::{accept_hello, request_session_id, ClientHello, Clock};
+use pki_common::proto::message::{Response, ServiceRequest, SessionGranted, Status};
 use pki_common::proto::{
     read_frame, write_frame, AlertCode, Frame, Kind, ProtoError, EXPORTER_LABEL,
 };
 use pki_server::identity::Identity;
-use pki_tests::{bounded, RunningServer, TestPki};
+use pki_tests::raw::{memo, now_clock, registration, tamper, MAX};
+use pki_tests::refusals::{invalid_certificate, peer_alert};
+use pki_tests::{bounded, AppFixture, RawClient, RunningServer, TestPki};
 use rcgen::PublicKeyData;
-use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::CertificateError;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-const MAX: usize = pki_common::proto::DEFAULT_MAX_FRAME;
-
-fn now_clock() -> Clock {
-    Clock {
-        now: pki_common::unix_now(),
-        skew: 30,
-    }
-}
-
-// ------------------------------------------------------------ raw client
-
-/// A client that speaks the protocol frame by frame.
-struct RawClient {
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
-    cert: CertificateDer<'static>,
-}
-
-impl RawClient {
-    async fn connect(pki: &TestPki, addr: SocketAddr) -> Self {
-        let config = pki_common::tls::client_config(&pki.root()).unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let stream = TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("app.pki.test").unwrap(), tcp)
-            .await
-            .unwrap();
-        let cert = stream.get_ref().1.peer_certificates().unwrap()[0]
-            .clone()
-            .into_owned();
-        RawClient { stream, cert }
-    }
-
-    fn exporter(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        self.stream
-            .get_ref()
-            .1
-            .export_keying_material(&mut out, EXPORTER_LABEL, None)
-            .unwrap();
-        out
-    }
-
-    async fn send(&mut self, frame: &Frame) {
-        write_frame(&mut self.stream, frame).await.unwrap();
-    }
-
-    async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-        self.stream.flush().await.unwrap();
-    }
-
-    async fn recv(&mut self) -> Result<Frame, ProtoError> {
-        tokio::time::timeout(Duration::from_secs(10), read_frame(&mut self.stream, MAX))
-            .await
-            .expect("no answer from the server")
-    }
-
-    /// Reads the server's answer and asserts it is an alert with `code`,
-    /// after which the server closes the connection.
-    async fn expect_alert(&mut self, code: AlertCode) {
-        let frame = self.recv().await.unwrap();
-        match frame.require(Kind::Response) {
-            Err(ProtoError::PeerAlert { code: got, message }) => {
-                assert_eq!(got, code, "alert message: {message}");
-                assert!(!message.is_empty());
-            }
-            other => panic!("expected alert {code:?}, got {other:?}"),
-        }
-        assert!(matches!(
-            self.recv().await,
-            Err(ProtoError::Closed) | Err(ProtoError::Io(_))
-        ));
-    }
-
-    /// Steps 3 to 6 with honest messages; `hello_clock` may be skewed.
-    async fn register_with(&mut self, hello_clock: Clock) -> ClientSession {
-        let (hello, frame) =
-            ClientHello::start("app.pki.test", self.exporter(), hello_clock).unwrap();
-        self.send(&frame).await;
-        let proof = self.recv().await.unwrap();
-        let mut reg = hello.on_proof(&proof, &self.cert, now_clock()).unwrap();
-        let f = reg.register(&registration()).unwrap();
-        self.send(&f).await;
-        let granted = self.recv().await.unwrap();
-        reg.on_granted(&granted, "client1", now_clock()).unwrap().0
-    }
-
-    async fn register(&mut self) -> ClientSession {
-        self.register_with(now_clock()).await
-    }
-}
-
-fn registration() -> Registration {
-    Registration {
-        client_id: "client1".into(),
-        client_addr: "127.0.0.1:1".into(),
-        timestamp: pki_common::unix_now(),
-    }
-}
-
-fn memo() -> ServiceRequest {
-    ServiceRequest {
-        name: "memo".into(),
-        body: vec![],
-        timestamp: pki_common::unix_now(),
-    }
-}
-
-/// Flips the last byte of a sealed frame: the last byte of the GCM tag.
-fn tamper(frame: &Frame) -> Frame {
-    let mut f = frame.clone();
-    let last = f.payload.len() - 1;
-    f.payload[last] ^= 0x01;
-    f
-}
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 // ------------------------------------------------------------ the flow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_in_process_memo_and_several_requests_on_one_connection() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let config = pki.client_config(server.addr);
+        let app = AppFixture::start().await;
+        let config = app.client_config();
 
         let response = request_once(&config, "memo", b"").await.unwrap();
         assert_eq!(response.status, Status::Ok);
@@ -180,12 +62,10 @@ async fn full_flow_in_process_memo_and_several_requests_on_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_outlives_its_connection() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut first = RawClient::connect(&pki, server.addr).await;
-        let mut session = first.register().await;
+        let app = AppFixture::start().await;
+        let (first, mut session) = app.raw_session().await;
         drop(first);
-        let mut second = RawClient::connect(&pki, server.addr).await;
+        let mut second = app.raw_client().await;
         let req = session.request(&memo()).unwrap();
         second.send(&req).await;
         let resp = session
@@ -204,16 +84,11 @@ async fn a_server_certificate_from_another_ca_is_refused_as_unknown_issuer() {
         let pki = TestPki::start().await;
         let other = TestPki::start().await;
         let server = other.start_server(|_| {}).await;
-        let err = request_once(&pki.client_config(server.addr), "memo", b"")
-            .await
-            .unwrap_err();
+        let err = pki.memo_refusal(server.addr).await;
         assert!(
             matches!(
-                &err,
-                ClientError::Tls {
-                    source: rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
-                    ..
-                }
+                invalid_certificate(&err),
+                Some(CertificateError::UnknownIssuer)
             ),
             "{err}"
         );
@@ -225,21 +100,17 @@ async fn a_server_certificate_from_another_ca_is_refused_as_unknown_issuer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_expected_name_is_refused_as_a_name_mismatch() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut config = pki.client_config(server.addr);
+        let app = AppFixture::start().await;
+        let mut config = app.client_config();
         config.name = "other.pki.test".into();
         let err = request_once(&config, "memo", b"").await.unwrap_err();
         assert!(
             matches!(
-                &err,
-                ClientError::Tls {
-                    source: rustls::Error::InvalidCertificate(
-                        CertificateError::NotValidForName
-                            | CertificateError::NotValidForNameContext { .. }
-                    ),
-                    ..
-                }
+                invalid_certificate(&err),
+                Some(
+                    CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. }
+                )
             ),
             "{err}"
         );
@@ -268,18 +139,11 @@ async fn an_expired_server_certificate_is_refused() {
             .unwrap();
         let identity = Identity::from_parts(pki.root(), cert.der, &key.serialize_pem()).unwrap();
         let server = RunningServer::with_identity(identity, |_| {}).await;
-        let err = request_once(&pki.client_config(server.addr), "memo", b"")
-            .await
-            .unwrap_err();
+        let err = pki.memo_refusal(server.addr).await;
         assert!(
             matches!(
-                &err,
-                ClientError::Tls {
-                    source: rustls::Error::InvalidCertificate(
-                        CertificateError::Expired | CertificateError::ExpiredContext { .. }
-                    ),
-                    ..
-                }
+                invalid_certificate(&err),
+                Some(CertificateError::Expired | CertificateError::ExpiredContext { .. })
             ),
             "{err}"
         );
@@ -300,9 +164,7 @@ async fn a_step4_signature_by_a_key_other_than_the_certificates_is_refused() {
             .load_private_key(der)
             .unwrap();
         let server = RunningServer::with_identity(identity, |_| {}).await;
-        let err = request_once(&pki.client_config(server.addr), "memo", b"")
-            .await
-            .unwrap_err();
+        let err = pki.memo_refusal(server.addr).await;
         assert!(
             matches!(err, ClientError::Proto(ProtoError::BadSignature)),
             "{err}"
@@ -374,7 +236,7 @@ async fn tampered_ciphertext_in_steps_6_and_8_is_refused_by_the_client() {
         for (step, expected_step) in [(6, Kind::SessionGranted), (8, Kind::Response)] {
             let identity = pki.enroll_identity(&["app.pki.test"]).await;
             let addr = tampering_server(identity, step).await;
-            let err = request_once(&pki.client_config(addr), "memo", b"").await.unwrap_err();
+            let err = pki.memo_refusal(addr).await;
             assert!(
                 matches!(&err, ClientError::Proto(ProtoError::DecryptFailed { step }) if *step == expected_step.step()),
                 "step {step}: {err}"
@@ -389,11 +251,9 @@ async fn tampered_ciphertext_in_steps_6_and_8_is_refused_by_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_ciphertext_in_step_5_is_refused_by_the_server() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let (hello, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
-        c.send(&frame).await;
+        let app = AppFixture::start().await;
+        let mut c = app.raw_client().await;
+        let (hello, _) = c.hello().await;
         let proof = c.recv().await.unwrap();
         let mut reg = hello.on_proof(&proof, &c.cert, now_clock()).unwrap();
         let f = reg.register(&registration()).unwrap();
@@ -406,10 +266,8 @@ async fn tampered_ciphertext_in_step_5_is_refused_by_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_ciphertext_in_step_7_is_refused_by_the_server() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let mut session = c.register().await;
+        let app = AppFixture::start().await;
+        let (mut c, mut session) = app.raw_session().await;
         let req = session.request(&memo()).unwrap();
         c.send(&tamper(&req)).await;
         c.expect_alert(AlertCode::DecryptFailed).await;
@@ -420,10 +278,8 @@ async fn tampered_ciphertext_in_step_7_is_refused_by_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_step7_frame_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let mut session = c.register().await;
+        let app = AppFixture::start().await;
+        let (mut c, mut session) = app.raw_session().await;
         let req = session.request(&memo()).unwrap();
         c.send(&req).await;
         session
@@ -433,7 +289,7 @@ async fn a_replayed_step7_frame_is_refused() {
         c.expect_alert(AlertCode::Replayed).await;
 
         // Replayed on a fresh connection too: counters belong to the session.
-        let mut c2 = RawClient::connect(&pki, server.addr).await;
+        let mut c2 = app.raw_client().await;
         c2.send(&req).await;
         c2.expect_alert(AlertCode::Replayed).await;
     })
@@ -443,10 +299,8 @@ async fn a_replayed_step7_frame_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reordered_frame_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let mut session = c.register().await;
+        let app = AppFixture::start().await;
+        let (mut c, mut session) = app.raw_session().await;
         let _first = session.request(&memo()).unwrap();
         let second = session.request(&memo()).unwrap();
         c.send(&second).await;
@@ -458,9 +312,8 @@ async fn a_reordered_frame_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_timestamp_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let app = AppFixture::start().await;
+        let mut c = app.raw_client().await;
         let stale = Clock {
             now: pki_common::unix_now() - 3600,
             skew: 30,
@@ -470,8 +323,7 @@ async fn a_stale_timestamp_is_refused() {
         c.expect_alert(AlertCode::StaleTimestamp).await;
 
         // A stale timestamp inside a sealed request as well.
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let mut session = c.register().await;
+        let (mut c, mut session) = app.raw_session().await;
         let old = ServiceRequest {
             timestamp: pki_common::unix_now() - 3600,
             ..memo()
@@ -485,26 +337,12 @@ async fn a_stale_timestamp_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_after_the_session_expired_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
         // Lifetime zero: the session has expired by its first request.
-        let server = pki
-            .start_server(|c| c.session_lifetime = Duration::ZERO)
-            .await;
-        let mut conn = Connection::connect(&pki.client_config(server.addr))
-            .await
-            .unwrap();
-        let mut session = conn.register().await.unwrap();
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.session_lifetime = Duration::ZERO).await;
+        let (mut conn, mut session) = pki.session(server.addr).await;
         let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                ClientError::Proto(ProtoError::PeerAlert {
-                    code: AlertCode::SessionExpired,
-                    ..
-                })
-            ),
-            "{err}"
-        );
+        assert_eq!(peer_alert(&err), Some(AlertCode::SessionExpired), "{err}");
         assert!(
             server.shared.sessions.is_empty(),
             "the expired session was not removed"
@@ -516,9 +354,8 @@ async fn a_request_after_the_session_expired_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let app = AppFixture::start().await;
+        let mut c = app.raw_client().await;
         // A header announcing 1 MiB; the server refuses before reading it.
         let mut header = Frame::new(Kind::Hello, vec![]).encode();
         header[4..8].copy_from_slice(&(1u32 << 20).to_be_bytes());
@@ -531,14 +368,13 @@ async fn an_oversized_frame_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes_instead_of_a_frame_are_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let app = AppFixture::start().await;
+        let mut c = app.raw_client().await;
         c.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         c.expect_alert(AlertCode::BadFrame).await;
 
         // A well-framed hello whose payload is garbage.
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let mut c = app.raw_client().await;
         c.send(&Frame::new(Kind::Hello, vec![0xff; 40])).await;
         c.expect_alert(AlertCode::Malformed).await;
     })
@@ -548,9 +384,8 @@ async fn garbage_bytes_instead_of_a_frame_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_protocol_version_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let app = AppFixture::start().await;
+        let mut c = app.raw_client().await;
         let (_, frame) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
         let mut bytes = frame.encode();
         bytes[2] = 2;
@@ -563,17 +398,15 @@ async fn an_unknown_protocol_version_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_out_of_order_are_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
+        let app = AppFixture::start().await;
         // A registration before any hello.
-        let mut c = RawClient::connect(&pki, server.addr).await;
+        let mut c = app.raw_client().await;
         c.send(&Frame::new(Kind::Registration, vec![0; 10])).await;
         c.expect_alert(AlertCode::UnexpectedMessage).await;
 
         // A second hello where the registration belongs.
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let (_, hello) = ClientHello::start("app.pki.test", c.exporter(), now_clock()).unwrap();
-        c.send(&hello).await;
+        let mut c = app.raw_client().await;
+        let (_, hello) = c.hello().await;
         c.recv().await.unwrap();
         c.send(&hello).await;
         c.expect_alert(AlertCode::UnexpectedMessage).await;
@@ -584,18 +417,16 @@ async fn messages_out_of_order_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_session_and_a_wrong_server_identity_are_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let other = pki.start_server(|_| {}).await;
+        let app = AppFixture::start().await;
+        let other = app.pki.start_server(|_| {}).await;
         // A session registered with one server means nothing to another.
-        let mut c = RawClient::connect(&pki, server.addr).await;
-        let mut session = c.register().await;
-        let mut c2 = RawClient::connect(&pki, other.addr).await;
+        let (_c, mut session) = app.raw_session().await;
+        let mut c2 = RawClient::connect(&app.pki, other.addr).await;
         c2.send(&session.request(&memo()).unwrap()).await;
         c2.expect_alert(AlertCode::UnknownSession).await;
 
         // A hello for an identity this server does not have.
-        let mut c3 = RawClient::connect(&pki, server.addr).await;
+        let mut c3 = app.raw_client().await;
         let (_, frame) = ClientHello::start("db.pki.test", c3.exporter(), now_clock()).unwrap();
         c3.send(&frame).await;
         c3.expect_alert(AlertCode::WrongServer).await;
@@ -606,12 +437,11 @@ async fn an_unknown_session_and_a_wrong_server_identity_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step4_proof_is_bound_to_its_tls_connection() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
+        let app = AppFixture::start().await;
         // The proof from connection A does not verify for a hello whose
         // exporter value comes from connection B.
-        let mut a = RawClient::connect(&pki, server.addr).await;
-        let b = RawClient::connect(&pki, server.addr).await;
+        let mut a = app.raw_client().await;
+        let b = app.raw_client().await;
         let (hello_b, frame_b) =
             ClientHello::start("app.pki.test", b.exporter(), now_clock()).unwrap();
         a.send(&frame_b).await;
@@ -628,10 +458,9 @@ async fn a_step4_proof_is_bound_to_its_tls_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_client_id_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
+        let app = AppFixture::start().await;
         for bad in ["", "client 1", "x\u{1b}[31m", &"a".repeat(65)] {
-            let mut config = pki.client_config(server.addr);
+            let mut config = app.client_config();
             config.client_id = bad.to_string();
             let err = request_once(&config, "memo", b"").await.unwrap_err();
             assert!(

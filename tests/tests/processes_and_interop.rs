@@ -7,9 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pki_ca::token::Profile;
-use pki_client::{ClientError, Connection};
+use pki_client::Connection;
 use pki_common::files;
-use pki_tests::{binary, bounded, free_port, openssl, wait_for_port, Reaped, TestPki};
+use pki_tests::refusals::invalid_certificate;
+use pki_tests::{
+    binary, bounded, free_port, openssl, wait_for_port, write_identity_files, Reaped, TestPki,
+};
 use rustls::CertificateError;
 
 fn spawn(cmd: &mut Command) -> Reaped {
@@ -222,24 +225,9 @@ async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca()
         let other = TestPki::start().await;
         let dir = tempfile::tempdir().unwrap();
         for (tag, ca, expect_ok) in [("ours", &pki, true), ("theirs", &other, false)] {
-            let token = ca.token(&["app.pki.test"], Profile::Server);
-            let names = vec!["app.pki.test".to_string()];
-            let enrolled = pki_common::enroll::enroll(
-                &ca.ca_client(),
-                &ca.root(),
-                &names,
-                &token,
-                pki_common::cert::Purpose::ServerAuth,
-                pki_common::enroll::Retry::default(),
-            )
-            .await
-            .unwrap();
-            let cert = dir.path().join(format!("{tag}.pem"));
-            let key = dir.path().join(format!("{tag}.key"));
-            files::write_public(&cert, &files::cert_to_pem(&enrolled.cert)).unwrap();
-            files::write_private_key(&key, &enrolled.key_pem).unwrap();
-            let (_child, addr) =
-                s_server(dir.path(), cert.to_str().unwrap(), key.to_str().unwrap()).await;
+            let enrolled = ca.enroll_as(&["app.pki.test"], Profile::Server).await;
+            let (cert, key) = write_identity_files(dir.path(), tag, &enrolled);
+            let (_child, addr) = s_server(dir.path(), &cert, &key).await;
             let result = Connection::connect(&pki.client_config(addr)).await;
             if expect_ok {
                 let conn = result
@@ -249,13 +237,8 @@ async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca()
                 let err = result.err().unwrap();
                 assert!(
                     matches!(
-                        &err,
-                        ClientError::Tls {
-                            source: rustls::Error::InvalidCertificate(
-                                CertificateError::UnknownIssuer
-                            ),
-                            ..
-                        }
+                        invalid_certificate(&err),
+                        Some(CertificateError::UnknownIssuer)
                     ),
                     "{err}"
                 );

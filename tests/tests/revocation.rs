@@ -13,7 +13,7 @@ use pki_common::files;
 use pki_common::revocation::{verify_crl, CrlError, Reason};
 use pki_server::identity::IdentityError;
 use pki_server::{AppServer, ServerError};
-use pki_tests::{bounded, openssl, openssl_ok, TestPki};
+use pki_tests::{bounded, openssl, openssl_ok, AppFixture, TestPki};
 use rustls::pki_types::CertificateRevocationListDer;
 
 /// Fetches the CA's CRL over HTTPS and checks it against the root.
@@ -142,8 +142,7 @@ async fn the_crl_is_served_as_der_and_pem_and_numbers_increase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_running_servers_certificate_refuses_new_clients() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
+        let AppFixture { pki, server } = AppFixture::start().await;
         let config = pki.client_config(server.addr);
         request_once(&config, "memo", b"").await.unwrap();
 
@@ -167,18 +166,14 @@ async fn revoking_the_running_servers_certificate_refuses_new_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_crl_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
+        let app = AppFixture::start().await;
         let now = pki_common::unix_now() as i64;
-        let stale = pki
+        let stale = app
+            .pki
             .ca
             .sign_crl_at(now - 7200, Duration::from_secs(3600))
             .unwrap();
-        let path = pki.dir().join("stale.crl.pem");
-        files::write_public(&path, &stale.pem()).unwrap();
-        let mut config = pki.client_config(server.addr);
-        config.crl = CrlSource::File(path);
-        let err = request_once(&config, "memo", b"").await.unwrap_err();
+        let err = app.memo_refusal_with_crl("stale", &stale).await;
         assert!(
             matches!(err, ClientError::Crl(CrlError::Expired { .. })),
             "{err}"
@@ -190,15 +185,10 @@ async fn a_stale_crl_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crl_from_another_ca_is_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
+        let app = AppFixture::start().await;
         let other = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
         let theirs = other.ca.publish_crl().unwrap();
-        let path = pki.dir().join("theirs.crl.pem");
-        files::write_public(&path, &theirs.pem()).unwrap();
-        let mut config = pki.client_config(server.addr);
-        config.crl = CrlSource::File(path);
-        let err = request_once(&config, "memo", b"").await.unwrap_err();
+        let err = app.memo_refusal_with_crl("theirs", &theirs).await;
         assert!(
             matches!(err, ClientError::Crl(CrlError::NotFromRoot(_))),
             "{err}"
@@ -210,9 +200,8 @@ async fn a_crl_from_another_ca_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_revocation_status_stops_the_client_unless_it_opts_out() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let mut config = pki.client_config(server.addr);
+        let app = AppFixture::start().await;
+        let mut config = app.client_config();
         config.crl = CrlSource::Fetch {
             ca_url: format!("https://127.0.0.1:{}", pki_tests::free_port()),
         };
@@ -235,9 +224,8 @@ async fn unknown_revocation_status_stops_the_client_unless_it_opts_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_refuses_its_own_revoked_certificate_and_re_enrolls_with_a_token() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|_| {}).await;
-        let dir = server.dir.as_ref().unwrap().path().to_path_buf();
+        let AppFixture { pki, server } = AppFixture::start().await;
+        let dir = server.certs_dir();
         let old = server.shared.identity().info.serial_hex.clone();
         pki.ca.revoke(&old, Reason::Superseded).unwrap();
         pki.ca.publish_crl().unwrap();
@@ -264,9 +252,7 @@ async fn revocations_and_the_crl_number_survive_a_restart() {
             .unwrap();
         let before = pki.ca.publish_crl().unwrap().number;
 
-        let TestPki { dir, ca, .. } = pki;
-        drop(ca);
-        let pki = TestPki::serve_in(dir, IssuancePolicy::default()).await;
+        let pki = pki.restart().await;
         let crl = fetch_crl(&pki).await;
         assert!(crl.number.parse::<u64>().unwrap() > before);
         assert_eq!(

@@ -6,23 +6,16 @@ use std::time::Duration;
 
 use pki_ca::ledger::{IssuedRecord, Ledger, LedgerError, SqliteLedger};
 use pki_ca::policy::IssuancePolicy;
-use pki_ca::serve::{CaServer, ServeOptions};
-use pki_ca::token::{Profile, TokenGrant};
+use pki_ca::token::TokenGrant;
 use pki_ca::{Ca, CaPaths};
 use pki_client::{request_once, ClientError, Connection, SessionClient};
 use pki_common::proto::{AlertCode, ProtoError};
 use pki_server::service::Service;
 use pki_server::AppServer;
-use pki_tests::{bounded, RunningServer, TestPki};
+use pki_tests::refusals::peer_alert;
+use pki_tests::{app_token, bind_ca, bounded, offline_ca, AppFixture, RunningServer, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn alert(err: &ClientError) -> Option<AlertCode> {
-    match err {
-        ClientError::Proto(ProtoError::PeerAlert { code, .. }) => Some(*code),
-        _ => None,
-    }
-}
 
 /// Reads until the peer closes; `true` if it did within `bound`.
 async fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
@@ -42,10 +35,8 @@ async fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_others_carry_on() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki
-            .start_server(|c| c.handshake_timeout = Duration::from_millis(300))
-            .await;
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.handshake_timeout = Duration::from_millis(300)).await;
         // Connects and sends nothing at all.
         let mut silent = TcpStream::connect(server.addr).await.unwrap();
         // Meanwhile another client is served normally.
@@ -61,7 +52,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_others_carry
         tokio::time::sleep(Duration::from_millis(500)).await;
         let err = conn.register().await.err().unwrap();
         assert!(
-            matches!(alert(&err), Some(AlertCode::Timeout))
+            matches!(peer_alert(&err), Some(AlertCode::Timeout))
                 || matches!(
                     err,
                     ClientError::Proto(ProtoError::Io(_)) | ClientError::Tls { .. }
@@ -75,18 +66,13 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_others_carry
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_connection_times_out() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki
-            .start_server(|c| c.idle_timeout = Duration::from_millis(300))
-            .await;
-        let mut conn = Connection::connect(&pki.client_config(server.addr))
-            .await
-            .unwrap();
-        let mut session = conn.register().await.unwrap();
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.idle_timeout = Duration::from_millis(300)).await;
+        let (mut conn, mut session) = pki.session(server.addr).await;
         tokio::time::sleep(Duration::from_millis(800)).await;
         // The server has sent its timeout alert and closed.
         let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
-        assert_eq!(alert(&err), Some(AlertCode::Timeout), "{err}");
+        assert_eq!(peer_alert(&err), Some(AlertCode::Timeout), "{err}");
     })
     .await
 }
@@ -94,18 +80,14 @@ async fn an_idle_session_connection_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_over_a_configured_limit_are_refused() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|c| c.max_frame = 512).await;
-        let mut conn = Connection::connect(&pki.client_config(server.addr))
-            .await
-            .unwrap();
-        let mut session = conn.register().await.unwrap();
+        let AppFixture { pki, server } = AppFixture::start_with(|c| c.max_frame = 512).await;
+        let (mut conn, mut session) = pki.session(server.addr).await;
         conn.request(&mut session, "echo", &[7; 100]).await.unwrap();
         let err = conn
             .request(&mut session, "echo", &[7; 1000])
             .await
             .unwrap_err();
-        assert_eq!(alert(&err), Some(AlertCode::FrameTooLarge), "{err}");
+        assert_eq!(peer_alert(&err), Some(AlertCode::FrameTooLarge), "{err}");
     })
     .await
 }
@@ -113,15 +95,14 @@ async fn frames_over_a_configured_limit_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_at_its_request_limit_is_ended_and_the_client_registers_again() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|c| c.max_requests_per_session = 2).await;
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.max_requests_per_session = 2).await;
         let config = pki.client_config(server.addr);
-        let mut conn = Connection::connect(&config).await.unwrap();
-        let mut session = conn.register().await.unwrap();
+        let (mut conn, mut session) = pki.session(server.addr).await;
         conn.request(&mut session, "memo", b"").await.unwrap();
         conn.request(&mut session, "memo", b"").await.unwrap();
         let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
-        assert_eq!(alert(&err), Some(AlertCode::RequestLimit), "{err}");
+        assert_eq!(peer_alert(&err), Some(AlertCode::RequestLimit), "{err}");
 
         let mut client = SessionClient::new(config);
         for _ in 0..5 {
@@ -135,8 +116,7 @@ async fn a_session_at_its_request_limit_is_ended_and_the_client_registers_again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excess_connections_are_refused_not_queued() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki.start_server(|c| c.max_connections = 2).await;
+        let AppFixture { pki, server } = AppFixture::start_with(|c| c.max_connections = 2).await;
         let config = pki.client_config(server.addr);
         let a = Connection::connect(&config).await.unwrap();
         let b = Connection::connect(&config).await.unwrap();
@@ -165,13 +145,12 @@ async fn excess_connections_are_refused_not_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_table_is_bounded_and_expired_sessions_are_swept() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let full = pki.start_server(|c| c.max_sessions = 2).await;
+        let AppFixture { pki, server: full } = AppFixture::start_with(|c| c.max_sessions = 2).await;
         let config = pki.client_config(full.addr);
         request_once(&config, "memo", b"").await.unwrap();
         request_once(&config, "memo", b"").await.unwrap();
         let err = request_once(&config, "memo", b"").await.unwrap_err();
-        assert_eq!(alert(&err), Some(AlertCode::Busy), "{err}");
+        assert_eq!(peer_alert(&err), Some(AlertCode::Busy), "{err}");
         assert_eq!(full.shared.sessions.len(), 2);
 
         // With a short lifetime, expired sessions make room again.
@@ -237,10 +216,7 @@ async fn an_old_session_on_a_restarted_server_gets_unknown_session() {
     bounded(async {
         let pki = TestPki::start().await;
         let a = pki.start_server(|_| {}).await;
-        let mut conn = Connection::connect(&pki.client_config(a.addr))
-            .await
-            .unwrap();
-        let mut session = conn.register().await.unwrap();
+        let (mut conn, mut session) = pki.session(a.addr).await;
         conn.request(&mut session, "memo", b"").await.unwrap();
         // A second server instance (as after a restart) never granted it.
         let b = pki.start_server(|_| {}).await;
@@ -248,7 +224,7 @@ async fn an_old_session_on_a_restarted_server_gets_unknown_session() {
             .await
             .unwrap();
         let err = other.request(&mut session, "memo", b"").await.unwrap_err();
-        assert_eq!(alert(&err), Some(AlertCode::UnknownSession), "{err}");
+        assert_eq!(peer_alert(&err), Some(AlertCode::UnknownSession), "{err}");
         assert!(
             err.to_string().contains("unknown session; register again"),
             "{err}"
@@ -327,26 +303,13 @@ async fn a_ca_that_cannot_record_refuses_to_issue() {
             )
             .unwrap(),
         );
-        let token = ca
-            .mint_token(
-                &["app.pki.test".into()],
-                Profile::Server,
-                Duration::from_secs(60),
-            )
-            .unwrap()
-            .to_string();
+        let token = app_token(&ca, Duration::from_secs(60));
         let before = pki.ca.ledger().certificates().unwrap().len();
         // Its own TLS certificate cannot be recorded either, so it does not start.
-        let err = CaServer::bind(
-            ca.clone(),
-            ServeOptions {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..ServeOptions::default()
-            },
-        )
-        .await
-        .err()
-        .unwrap();
+        let err = bind_ca(ca.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("readonly"), "{err}");
         // And a CSR is refused with ledger_unavailable, certificate withheld.
         let csr = pki_tests::csr_for("app.pki.test");
@@ -362,13 +325,11 @@ async fn a_ca_that_cannot_record_refuses_to_issue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_many_concurrent_full_flows_none_fail_and_memory_stays_bounded() {
     bounded(async {
-        let pki = TestPki::start().await;
-        let server = pki
-            .start_server(|c| {
-                c.session_lifetime = Duration::from_secs(1);
-                c.max_sessions = 10_000;
-            })
-            .await;
+        let AppFixture { pki, server } = AppFixture::start_with(|c| {
+            c.session_lifetime = Duration::from_secs(1);
+            c.max_sessions = 10_000;
+        })
+        .await;
         let config = pki.client_config(server.addr);
         const CLIENTS: usize = 16;
         const ROUNDS: usize = 4;
@@ -434,22 +395,11 @@ async fn a_ca_killed_in_the_middle_of_issuing_loses_nothing_and_repeats_no_seria
     use std::process::{Command, Stdio};
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
-        let paths = CaPaths::new(dir.path());
-        pki_ca::authority::init_root(&paths, Duration::from_secs(3600 * 24), false).unwrap();
-        let tokens: Vec<String> = {
-            let ca = Ca::open(&paths, IssuancePolicy::default()).unwrap();
-            (0..400)
-                .map(|_| {
-                    ca.mint_token(
-                        &["app.pki.test".into()],
-                        Profile::Server,
-                        Duration::from_secs(600),
-                    )
-                    .unwrap()
-                    .to_string()
-                })
-                .collect()
-        };
+        let (paths, ca) = offline_ca(dir.path());
+        let tokens: Vec<String> = (0..400)
+            .map(|_| app_token(&ca, Duration::from_secs(600)))
+            .collect();
+        drop(ca);
         let port = pki_tests::free_port();
         let listen = format!("127.0.0.1:{port}");
         let spawn_ca = || {
@@ -545,17 +495,9 @@ async fn sigterm_shuts_the_ca_and_the_server_down_gracefully_with_status_0() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().to_str().unwrap().to_string();
-        let paths = CaPaths::new(dir.path());
-        pki_ca::authority::init_root(&paths, Duration::from_secs(3600 * 24), false).unwrap();
-        let token = Ca::open(&paths, IssuancePolicy::default())
-            .unwrap()
-            .mint_token(
-                &["app.pki.test".into()],
-                Profile::Server,
-                Duration::from_secs(600),
-            )
-            .unwrap()
-            .to_string();
+        let (paths, ca) = offline_ca(dir.path());
+        let token = app_token(&ca, Duration::from_secs(600));
+        drop(ca);
         let ca_listen = format!("127.0.0.1:{}", pki_tests::free_port());
         let server_listen = format!("127.0.0.1:{}", pki_tests::free_port());
         let spawn = |args: Vec<String>, bin: &str| {
@@ -626,7 +568,7 @@ async fn sigterm_shuts_the_ca_and_the_server_down_gracefully_with_status_0() {
         // The open connection was told, or closed, rather than left hanging.
         let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
         assert!(
-            matches!(alert(&err), Some(AlertCode::ShuttingDown))
+            matches!(peer_alert(&err), Some(AlertCode::ShuttingDown))
                 || matches!(
                     err,
                     ClientError::Proto(ProtoError::Closed | ProtoError::Io(_))
