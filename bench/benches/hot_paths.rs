@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pki_ca::policy::{verify_csr, IssuancePolicy};
-use pki_ca::token::Profile;
+use pki_common::cert::Profile;
 use pki_common::proto::handshake::{accept_hello, request_session_id, ClientHello, Clock};
 use pki_common::proto::message::{Registration, ServiceRequest, SessionGranted};
 use pki_common::proto::{Frame, DEFAULT_MAX_FRAME};
@@ -69,7 +69,7 @@ fn protocol(c: &mut Criterion) {
                 accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
             let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
             let f5 = client.register(&registration).unwrap();
-            let reg = server.on_registration(&f5, clock()).unwrap();
+            let reg = server.on_registration(&f5, clock(), None).unwrap();
             let granted = SessionGranted {
                 session_id: [1; 16],
                 lifetime_secs: 3600,
@@ -86,7 +86,7 @@ fn protocol(c: &mut Criterion) {
     let (mut server, f4) = accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
     let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
     let f5 = client.register(&registration).unwrap();
-    server.on_registration(&f5, clock()).unwrap();
+    server.on_registration(&f5, clock(), None).unwrap();
     let granted = SessionGranted {
         session_id: [1; 16],
         lifetime_secs: 3600,

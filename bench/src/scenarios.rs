@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use pki_ca::policy::{verify_csr, IssuancePolicy};
-use pki_ca::token::Profile;
 use pki_client::{ClientConfig, ClientTls, Connection};
+use pki_common::cert::Profile;
 use pki_tests::{RunningServer, TestPki};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,7 +122,7 @@ pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<
                 .ok_or_else(|| anyhow!("out of tokens"))?;
             let mut sender = sender.lock().await;
             sender.ready().await?;
-            let req = hyper::Request::post(pki_common::api::SIGN)
+            let req = hyper::Request::post(pki_common::ca::api::SIGN)
                 .header(hyper::header::HOST, host)
                 .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
                 .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
@@ -187,7 +187,7 @@ impl Fixture {
         let pki = TestPki::start().await;
         let server = pki
             .start_server(|c| {
-                c.max_connections = 1_000_000;
+                c.listener.max_connections = 1_000_000;
                 c.max_sessions = 10_000_000;
                 c.max_requests_per_session = u64::MAX;
             })

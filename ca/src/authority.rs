@@ -25,8 +25,8 @@ use pki_common::files;
 
 use crate::ledger::Revocation;
 use crate::policy::{Decision, KeyKind};
-use crate::token::Profile;
 use crate::CaPaths;
+use pki_common::cert::Profile;
 
 /// Errors creating, loading or using the root.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 //!   grant), free of storage, so it can be fuzzed on its own.
 //! - **Renewal**, by a certificate this CA issued, presented as the TLS
 //!   client certificate. Two layers judge it, and only two:
-//!   1. the TLS handshake, in [`renewal_verifier`](crate::renewal_verifier):
+//!   1. the TLS handshake, in `pki_common::tls::verify::RenewalClientVerifier`:
 //!      the certificate chains to the root, is within its validity, and
 //!      carries the serverAuth or clientAuth EKU. Those checks need the
 //!      handshake's proof of possession of the key, so they cannot move
@@ -33,8 +33,9 @@ use tracing::info;
 
 use crate::ledger::{IssuedRecord, Status};
 use crate::policy;
-use crate::token::{EnrollmentToken, Profile, TokenError, TokenGrant};
+use crate::token::{EnrollmentToken, TokenError, TokenGrant};
 use crate::{Ca, CaError, SignError};
+use pki_common::cert::Profile;
 
 impl Ca {
     /// Mints a one-time token for `names` and `profile`, valid for `ttl`.

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use rustls::pki_types::CertificateDer;
 
-use pki_common::api::{self, ErrorBody};
+use pki_common::ca::api::{self, ErrorBody};
 use pki_common::files::cert_to_pem;
 
 use crate::{Ca, SignError};

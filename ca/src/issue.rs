@@ -14,8 +14,9 @@ use tracing::{info, warn};
 use crate::authority::{AuthorityError, SignedCert};
 use crate::ledger::{IssuedRecord, LedgerError};
 use crate::policy::{self, Decision, PolicyError, VerifiedCsr};
-use crate::token::{EnrollmentToken, Profile, TokenError};
+use crate::token::{EnrollmentToken, TokenError};
 use crate::{Ca, CaError, SignError};
+use pki_common::cert::Profile;
 
 /// Why [`Ca::issue`] failed. Its callers answer different error types
 /// (a network caller a [`SignError`], the operator a [`CaError`]), so the
@@ -99,20 +100,18 @@ impl Ca {
             .map(|t| t.id().to_string())
             .unwrap_or_else(|| "-".into());
         let result = self.sign_inner(bearer, csr);
-        match &result {
-            Ok(cert) => info!(
-                target: "audit",
-                "audit: issued serial {} for {} (token {token_id}, valid until {})",
-                cert.info.serial_hex,
-                cert.info.names().join(", "),
-                cert.info.not_after_rfc3339()
-            ),
-            Err(e) => warn!(
-                target: "audit",
-                "audit: refused CSR (token {token_id}): {}: {e}",
-                e.code()
-            ),
-        }
+        audit(
+            &result,
+            |cert| {
+                format!(
+                    "issued serial {} for {} (token {token_id}, valid until {})",
+                    cert.info.serial_hex,
+                    cert.info.names().join(", "),
+                    cert.info.not_after_rfc3339()
+                )
+            },
+            || format!("refused CSR (token {token_id})"),
+        );
         result
     }
 
@@ -142,20 +141,18 @@ impl Ca {
             .and_then(|c| pki_common::cert::CertInfo::parse(c).ok())
             .map(|i| i.serial_hex)
             .unwrap_or_else(|| "-".into());
-        match &result {
-            Ok(cert) => info!(
-                target: "audit",
-                "audit: renewed serial {old} as {} for {} (valid until {})",
-                cert.info.serial_hex,
-                cert.info.names().join(", "),
-                cert.info.not_after_rfc3339()
-            ),
-            Err(e) => warn!(
-                target: "audit",
-                "audit: refused renewal of {old}: {}: {e}",
-                e.code()
-            ),
-        }
+        audit(
+            &result,
+            |cert| {
+                format!(
+                    "renewed serial {old} as {} for {} (valid until {})",
+                    cert.info.serial_hex,
+                    cert.info.names().join(", "),
+                    cert.info.not_after_rfc3339()
+                )
+            },
+            || format!("refused renewal of {old}"),
+        );
         result
     }
 
@@ -230,5 +227,18 @@ impl Ca {
         let record = issued_record(&cert, &decision, grounds, now);
         self.ledger.record_issuance(&record, grounds.token_id)?;
         Ok(cert)
+    }
+}
+
+/// Writes one audit line for the outcome of a signing request: what was
+/// issued, or what was refused with its stable code and the reason.
+fn audit(
+    result: &Result<SignedCert, SignError>,
+    issued: impl FnOnce(&SignedCert) -> String,
+    refused: impl FnOnce() -> String,
+) {
+    match result {
+        Ok(cert) => info!(target: "audit", "audit: {}", issued(cert)),
+        Err(e) => warn!(target: "audit", "audit: {}: {}: {e}", refused(), e.code()),
     }
 }

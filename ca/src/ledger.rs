@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::token::{Profile, TokenGrant};
+use crate::token::TokenGrant;
+use pki_common::cert::Profile;
 use pki_common::revocation::Reason;
 
 /// Errors of the ledger.

@@ -30,10 +30,11 @@
 //! - [`ledger`]: the record of every token and certificate (SQLite).
 //! - [`http`]: the HTTPS API; it maps requests to [`Ca`] calls and errors
 //!   to JSON problem documents, and decides nothing itself.
-//! - [`serve`]: the TLS 1.3 listener: bind, accept loop, per-connection
-//!   serving, graceful shutdown.
-//! - `renewal_verifier`: the listener's TLS client-certificate check, the
-//!   handshake half of renewal authorization (chain, validity, EKU).
+//! - [`serve`]: the TLS 1.3 listener: the CA's own certificate, and
+//!   HTTP/1.1 over each connection. The accept loop, connection cap and
+//!   drain are `pki_common::listener`'s; the TLS client-certificate check,
+//!   the handshake half of renewal authorization (chain, validity, EKU), is
+//!   `pki_common::tls::verify::RenewalClientVerifier`.
 //! - `tasks`: the serving CA's background loops: replacing its own TLS
 //!   certificate, keeping the CRL current.
 //!
@@ -50,7 +51,6 @@ mod issue;
 pub mod ledger;
 mod paths;
 pub mod policy;
-mod renewal_verifier;
 pub mod serve;
 mod tasks;
 pub mod token;

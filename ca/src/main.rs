@@ -19,8 +19,10 @@ use pki_ca::authority::{init_root, InitOutcome};
 use pki_ca::ledger::{IssuedRecord, Status};
 use pki_ca::policy::IssuancePolicy;
 use pki_ca::serve::{CaServer, ServeOptions};
-use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
+use pki_common::ca::client::CaClient;
+use pki_common::ca::crl::fetch_crl;
+use pki_common::cert::Profile;
 use pki_common::revocation::Reason;
 
 #[derive(Parser)]
@@ -92,7 +94,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = pki_ca::http::DEFAULT_MAX_BODY)]
     max_body: usize,
     /// Connections served at once; more are closed at once.
-    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    #[arg(long, default_value_t = ServeOptions::default().listener.max_connections)]
     max_connections: usize,
     /// How long a TLS handshake, and reading a request's headers, may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -177,21 +179,14 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
         ..IssuancePolicy::default()
     };
     let ca = Arc::new(Ca::open(paths, policy).context("cannot open the CA")?);
-    let opts = ServeOptions {
-        listen: args.listen,
-        names: args.names,
-        max_body: args.max_body,
-        max_connections: args.max_connections,
-        handshake_timeout: args.handshake_timeout,
-        ..ServeOptions::default()
-    };
+    let mut opts = ServeOptions::on(args.listen);
+    opts.names = args.names;
+    opts.max_body = args.max_body;
+    opts.listener.max_connections = args.max_connections;
+    opts.listener.handshake_timeout = args.handshake_timeout;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let (trigger, shutdown) = pki_common::shutdown::channel();
-        tokio::spawn(async move {
-            pki_common::shutdown::os_signal().await;
-            trigger.trigger();
-        });
+        let shutdown = pki_common::shutdown::on_os_signal();
         let server = CaServer::bind(ca, opts)
             .await
             .context("cannot start the CA listener")?;
@@ -237,14 +232,12 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
 /// Polls the CA at `url` until its CRL lists `serial`, for at most 10 s.
 async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> {
     let root = ca.root().cert.clone();
-    let client = pki_common::https::CaClient::new(url, None, &root)?;
+    let client = CaClient::new(url, None, &root)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let resp = client.get(pki_common::api::CRL).await?;
-        if resp.status.is_success() {
-            let der = rustls::pki_types::CertificateRevocationListDer::from(resp.body.to_vec());
-            let crl =
-                pki_common::revocation::verify_crl(der, &root, pki_common::unix_now() as i64)?;
+        // A CA that is briefly unreachable, or still serves the older CRL,
+        // is polled again until the deadline.
+        if let Ok(crl) = fetch_crl(&client, &root).await {
             if crl.revocation_of(serial).is_some() {
                 println!("published by {url} in CRL #{}", crl.number);
                 return Ok(());

@@ -7,21 +7,20 @@
 //! certificate comes from here, never from the CSR: a CSR asking for
 //! CA:TRUE or keyCertSign still gets an end-entity certificate.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
+use pki_common::cert::SanName;
 use rustls::pki_types::{CertificateSigningRequestDer, ServerName};
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 
-use crate::token::Profile;
+use pki_common::cert::Profile;
 
 /// Why a CSR was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,17 +46,6 @@ pub enum KeyKind {
     Rsa { bits: usize },
 }
 
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyKind::EcdsaP256 => f.write_str("ECDSA P-256"),
-            KeyKind::EcdsaP384 => f.write_str("ECDSA P-384"),
-            KeyKind::Ed25519 => f.write_str("Ed25519"),
-            KeyKind::Rsa { bits } => write!(f, "RSA-{bits}"),
-        }
-    }
-}
-
 /// A CSR whose signature has verified: its key and the names it asks for.
 #[derive(Debug, Clone)]
 pub struct VerifiedCsr {
@@ -70,14 +58,8 @@ pub struct VerifiedCsr {
 
 /// Parses a CSR (PEM or DER), verifies its signature and classifies its key.
 pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
-    let der: Vec<u8> = if body.trim_ascii_start().starts_with(b"-----BEGIN") {
-        CertificateSigningRequestDer::from_pem_slice(body)
-            .map_err(|e| PolicyError::Unparseable(format!("bad PEM: {e}")))?
-            .as_ref()
-            .to_vec()
-    } else {
-        body.to_vec()
-    };
+    let der: CertificateSigningRequestDer<'static> =
+        pki_common::files::pem_or_der(body).map_err(PolicyError::Unparseable)?;
     let (rest, csr) = X509CertificationRequest::from_der(&der)
         .map_err(|e| PolicyError::Unparseable(e.to_string()))?;
     if !rest.is_empty() {
@@ -101,16 +83,12 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
         for ext in exts {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
                 for name in &san.general_names {
-                    requested_names.push(match name {
-                        GeneralName::DNSName(d) => d.to_string(),
-                        GeneralName::IPAddress(b) => match b.len() {
-                            4 => IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
-                                .to_string(),
-                            16 => IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
-                                .to_string(),
-                            _ => return Err(PolicyError::InvalidName("<bad IP length>".into())),
-                        },
-                        other => format!("{other}"),
+                    requested_names.push(match SanName::of(name) {
+                        SanName::Dns(d) | SanName::Other(d) => d,
+                        SanName::Ip(ip) => ip.to_string(),
+                        SanName::BadIp => {
+                            return Err(PolicyError::InvalidName("<bad IP length>".into()))
+                        }
                     });
                 }
             }

@@ -6,7 +6,7 @@
 //! accepting and lets in-flight requests finish within a deadline.
 //!
 //! Only the listener lives here. What it verifies of a client certificate
-//! is in `renewal_verifier`; the loops that keep its certificate and the
+//! is `pki_common::tls::verify::RenewalClientVerifier`; the loops that keep its certificate and the
 //! CRL fresh while it runs are in `tasks`.
 
 use std::net::SocketAddr;
@@ -16,15 +16,15 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
+pub use pki_common::listener::ListenOptions;
+use pki_common::listener::{accept_tls, Listener};
 use pki_common::shutdown::Shutdown;
+use pki_common::tls::verify::RenewalClientVerifier;
 
-use crate::renewal_verifier::RenewalClientVerifier;
 use crate::Ca;
 
 /// The acceptor presenting the CA's own certificate, and when that
@@ -36,32 +36,37 @@ pub(crate) type OwnAcceptor = Arc<RwLock<(TlsAcceptor, i64)>>;
 /// How the CA listens.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub listen: SocketAddr,
+    /// Address, connection cap, TLS handshake deadline (also the deadline
+    /// for a request's headers), and the shutdown grace.
+    pub listener: ListenOptions,
     /// Names on the CA's own TLS certificate.
     pub names: Vec<String>,
     pub max_body: usize,
-    /// Connections served at once; further ones are closed at once.
-    pub max_connections: usize,
-    /// How long a TLS handshake may take.
-    pub handshake_timeout: Duration,
-    /// How long in-flight requests get to finish on shutdown.
-    pub shutdown_grace: Duration,
     /// How often the ledger is checked for revocations made by
     /// `pki-ca revoke`, which may run in another process.
     pub crl_poll: Duration,
 }
 
-impl Default for ServeOptions {
-    fn default() -> Self {
+impl ServeOptions {
+    /// The CA's defaults, listening on `listen`. The CA serves a handful
+    /// of enrollments, not long-lived sessions, so it holds fewer
+    /// connections than the application server.
+    pub fn on(listen: SocketAddr) -> Self {
         ServeOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            listener: ListenOptions {
+                max_connections: 256,
+                ..ListenOptions::on(listen)
+            },
             names: vec!["ca.pki.test".into(), "127.0.0.1".into()],
             max_body: crate::http::DEFAULT_MAX_BODY,
-            max_connections: 256,
-            handshake_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
             crl_poll: Duration::from_secs(1),
         }
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions::on(SocketAddr::from(([127, 0, 0, 1], 8443)))
     }
 }
 
@@ -82,7 +87,7 @@ pub enum ServeError {
 /// A bound, ready CA listener.
 pub struct CaServer {
     ca: Arc<Ca>,
-    listener: TcpListener,
+    listener: Listener,
     acceptor: OwnAcceptor,
     router: axum::Router,
     opts: ServeOptions,
@@ -92,10 +97,10 @@ impl CaServer {
     /// Issues the CA's TLS certificate and binds the listener.
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
         let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
-        let listener = TcpListener::bind(opts.listen)
+        let listener = Listener::bind(opts.listener.clone())
             .await
             .map_err(|source| ServeError::Bind {
-                addr: opts.listen,
+                addr: opts.listener.listen,
                 source,
             })?;
         ca.publish_crl()?;
@@ -131,141 +136,85 @@ impl CaServer {
     }
 
     /// Serves until `shutdown` fires, then drains.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(self, shutdown: Shutdown) {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!("CA listening on https://{addr} (TLS 1.3)");
         self.spawn_tasks(&shutdown);
-        let limit = Arc::new(Semaphore::new(self.opts.max_connections));
-        let mut tasks = JoinSet::new();
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = shutdown.wait() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!("accept failed: {e}");
-                        continue;
-                    }
-                },
-            };
-            // Over the cap, a connection is closed at once rather than
-            // queued: the caller sees the refusal and can retry.
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!(
-                    "refused {peer}: connection limit ({}) reached",
-                    self.opts.max_connections
-                );
-                drop(tcp);
-                continue;
-            };
-            let acceptor = self
-                .acceptor
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .0
-                .clone();
-            let conn = Connection {
-                tcp,
-                peer,
-                acceptor,
-                router: self.router.clone(),
-                handshake_timeout: self.opts.handshake_timeout,
-                _permit: permit,
-            };
-            // Reap finished connection tasks so the set stays small.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(conn.serve(shutdown.clone()));
-        }
-        info!("CA shutting down: no longer accepting, draining in-flight requests");
-        drain(tasks, self.opts.shutdown_grace).await;
+        let (acceptor, router) = (self.acceptor, self.router);
+        let handshake_timeout = self.opts.listener.handshake_timeout;
+        self.listener
+            .serve(shutdown, |tcp, peer, conn_shutdown| {
+                // The certificate current at accept time; a rotation
+                // applies to later connections.
+                let acceptor = acceptor.read().unwrap_or_else(|p| p.into_inner()).0.clone();
+                serve_connection(
+                    tcp,
+                    peer,
+                    acceptor,
+                    router.clone(),
+                    handshake_timeout,
+                    conn_shutdown,
+                )
+            })
+            .await;
+        info!("CA stopped accepting");
     }
 }
 
-/// An accepted TCP connection and what serving it takes.
-struct Connection {
+/// Runs the TLS handshake, then serves HTTP/1.1 requests until the peer
+/// closes or `shutdown` fires, when in-flight requests finish.
+async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     router: axum::Router,
     handshake_timeout: Duration,
-    /// Held until the connection ends: one of `max_connections`.
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Connection {
-    /// Runs the TLS handshake, then serves HTTP/1.1 requests until the
-    /// peer closes or `shutdown` fires, when in-flight requests finish.
-    async fn serve(self, mut shutdown: Shutdown) {
-        let Connection {
-            tcp,
-            peer,
-            acceptor,
-            router,
-            handshake_timeout,
-            _permit,
-        } = self;
-        let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                debug!("TLS handshake with {peer} failed: {e}");
-                return;
+    mut shutdown: Shutdown,
+) {
+    let deadline = tokio::time::Instant::now() + handshake_timeout;
+    let Some(tls) = accept_tls(&acceptor, tcp, peer, deadline).await else {
+        return;
+    };
+    // Renewal authenticates with the TLS client certificate; the handlers
+    // see it through this extension.
+    let peer_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned());
+    let service = TowerToHyperService::new(
+        router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
+    );
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                debug!("connection from {peer} ended: {e}");
             }
-            Err(_) => {
-                debug!("TLS handshake with {peer} timed out");
-                return;
-            }
-        };
-        // Renewal authenticates with the TLS client certificate; the
-        // handlers see it through this extension.
-        let peer_cert = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.clone().into_owned());
-        let service = TowerToHyperService::new(
-            router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
-        );
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(handshake_timeout)
-            .serve_connection(TokioIo::new(tls), service);
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    debug!("connection from {peer} ended: {e}");
-                }
-            }
-            _ = shutdown.wait() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        }
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }
 
-/// Waits up to `grace` for the connection tasks to finish, then aborts
-/// those still running.
-async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
-    let finished = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, finished).await.is_err() {
-        warn!("some connections did not finish within the grace period; closing them");
-        tasks.abort_all();
-    }
-}
-
 /// Issues the CA's own TLS certificate and the acceptor presenting it;
-/// answers also when it is due for replacement (two thirds of its life).
+/// answers also when it is due for replacement.
 pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i64), ServeError> {
     let (cert, key) = ca.issue_service_certificate(names)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let verifier = RenewalClientVerifier::new(ca.root().cert.clone());
     let config = rustls::ServerConfig::builder_with_provider(pki_common::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(RenewalClientVerifier::new(ca.root().cert.clone())))
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(vec![cert.der.clone()], key)
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
-    let (nb, na) = (cert.info.not_before, cert.info.not_after);
-    Ok((TlsAcceptor::from(Arc::new(config)), na - (na - nb) / 3))
+    Ok((TlsAcceptor::from(Arc::new(config)), cert.info.renewal_due()))
 }

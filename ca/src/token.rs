@@ -5,8 +5,8 @@
 //! of which the ledger keeps only the SHA-256 hash. A stolen ledger thus
 //! yields no usable token.
 
+use pki_common::cert::Profile;
 use std::fmt;
-use std::str::FromStr;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -29,43 +29,6 @@ pub enum TokenError {
         "the token was already used at {at}; tokens work once, mint a new one with `pki-ca token`"
     )]
     Used { at: String },
-}
-
-/// What a certificate is for: the profile decides the extended key usage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// TLS server: EKU serverAuth.
-    Server,
-    /// TLS client: EKU clientAuth.
-    Client,
-}
-
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Server => "server",
-            Profile::Client => "client",
-        }
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Profile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "server" => Ok(Profile::Server),
-            "client" => Ok(Profile::Client),
-            other => Err(format!(
-                "unknown profile {other:?} (expected server or client)"
-            )),
-        }
-    }
 }
 
 /// A token as presented by a caller (or as just minted).

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pki_common::enroll::Enrolled;
+use pki_common::ca::enroll::Enrolled;
 
 use crate::trust::CrlSource;
 

@@ -4,29 +4,29 @@
 //! register (steps 3 to 6), request (steps 7 and 8), close.
 //!
 //! The protocol state machine itself is in `pki_common::proto::handshake`;
-//! this module only moves its frames over the socket, with a timeout on
-//! every read, and turns failures into [`ClientError`]s. Framed reads with
-//! timeouts and the TLS exporter are done the same way by other crates; they
-//! stay here until they move into `pki-common`.
+//! the framed, time-limited reads and writes and the TLS exporter are
+//! `pki_common::framed`'s, shared with the server. This module only moves
+//! frames between the two and turns failures into [`ClientError`]s.
 
 use std::net::SocketAddr;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::info;
 
 use pki_common::cert::CertInfo;
+use pki_common::framed::ClientFramed;
 use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
 use pki_common::proto::message::{Registration, Response, ServiceRequest};
-use pki_common::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
+use pki_common::proto::{Frame, ProtoError};
 
 use crate::{ClientConfig, ClientError, ClientTls};
 
 /// A TLS 1.3 connection whose server certificate has been verified.
 pub struct Connection {
-    stream: TlsStream<TcpStream>,
+    framed: ClientFramed,
     server_cert: CertificateDer<'static>,
     local_addr: SocketAddr,
     config: ClientConfig,
@@ -52,7 +52,22 @@ impl Connection {
             .await
             .map_err(|_| ClientError::Timeout(config.timeout))?
             .map_err(|e| handshake_error(tls, &addr, e))?;
-        let server_cert = peer_certificate(&stream, &addr)?;
+        // Every write is bounded like every read, so a server that stops
+        // reading cannot hold the client either.
+        let framed =
+            ClientFramed::open(stream, config.max_frame, config.timeout).map_err(|source| {
+                ClientError::Tls {
+                    addr: addr.clone(),
+                    source,
+                }
+            })?;
+        let server_cert = framed
+            .peer_cert()
+            .cloned()
+            .ok_or_else(|| ClientError::Tls {
+                addr: addr.clone(),
+                source: rustls::Error::NoCertificatesPresented,
+            })?;
         if let Ok(info) = CertInfo::parse(&server_cert) {
             info!(
                 "phase 2 · TLS 1.3 to {addr}: certificate for {} (serial {}, valid until {}) verified against {}",
@@ -63,7 +78,7 @@ impl Connection {
             );
         }
         Ok(Connection {
-            stream,
+            framed,
             server_cert,
             local_addr,
             config: config.clone(),
@@ -78,8 +93,11 @@ impl Connection {
     /// Steps 3 to 6: hello, check the server's proof, register, receive the
     /// session.
     pub async fn register(&mut self) -> Result<ClientSession, ClientError> {
-        let (hello, hello_frame) =
-            ClientHello::start(&self.config.name, self.exporter()?, clock(&self.config))?;
+        let (hello, hello_frame) = ClientHello::start(
+            &self.config.name,
+            self.framed.exporter(),
+            clock(&self.config),
+        )?;
         self.send(&hello_frame).await?;
         info!(
             "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share)",
@@ -149,48 +167,29 @@ impl Connection {
 
     /// Closes the connection cleanly.
     pub async fn close(mut self) {
-        use tokio::io::AsyncWriteExt;
-        let _ = self.stream.shutdown().await;
-    }
-
-    /// The TLS exporter value for this connection. The server signs it in
-    /// step 4, which binds its proof to this connection: a proof replayed
-    /// on another connection does not verify.
-    fn exporter(&self) -> Result<[u8; 32], ClientError> {
-        let mut exporter = [0u8; 32];
-        self.stream
-            .get_ref()
-            .1
-            .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
-            .map_err(|source| ClientError::Tls {
-                addr: self.config.server.clone(),
-                source,
-            })?;
-        Ok(exporter)
+        self.framed.close().await;
     }
 
     async fn send(&mut self, frame: &Frame) -> Result<(), ClientError> {
-        write_frame(&mut self.stream, frame)
-            .await
-            .map_err(|e| self.tls_or_proto(e))
+        let sent = self.framed.send(frame).await;
+        sent.map_err(|e| self.tls_or_proto(e))
     }
 
     /// Reads one frame, bounded by the timeout so a silent server cannot
     /// hold the client forever.
     async fn receive(&mut self) -> Result<Frame, ClientError> {
-        tokio::time::timeout(
-            self.config.timeout,
-            read_frame(&mut self.stream, self.config.max_frame),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(self.config.timeout))?
-        .map_err(|e| self.tls_or_proto(e))
+        let until = Instant::now() + self.config.timeout;
+        let read = self.framed.recv_until(until, "the server").await;
+        read.map_err(|e| self.tls_or_proto(e))
     }
 
     /// In TLS 1.3 the server judges the client's certificate after the
     /// client has finished its handshake, so a refusal arrives as an alert
     /// on the first read; report it as the TLS error it is.
     fn tls_or_proto(&self, err: ProtoError) -> ClientError {
+        if let ProtoError::Timeout(_) = err {
+            return ClientError::Timeout(self.config.timeout);
+        }
         if let ProtoError::Io(io) = &err {
             if let Some(source) = pki_common::tls::tls_error_in(io) {
                 return ClientError::Tls {
@@ -204,9 +203,7 @@ impl Connection {
 
     /// Sends our refusal to the server (best effort) and returns it.
     async fn refuse(&mut self, err: ProtoError) -> ClientError {
-        if let Some(alert) = Frame::alert_for(&err) {
-            let _ = write_frame(&mut self.stream, &alert).await;
-        }
+        self.framed.send_alert(&err).await;
         ClientError::Proto(err)
     }
 }
@@ -257,22 +254,4 @@ fn handshake_error(tls: &ClientTls, addr: &str, e: std::io::Error) -> ClientErro
             source: e,
         },
     }
-}
-
-/// The server's end-entity certificate, which rustls has just verified;
-/// step 4's proof is checked against its key.
-fn peer_certificate(
-    stream: &TlsStream<TcpStream>,
-    addr: &str,
-) -> Result<CertificateDer<'static>, ClientError> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.clone().into_owned())
-        .ok_or_else(|| ClientError::Tls {
-            addr: addr.to_string(),
-            source: rustls::Error::NoCertificatesPresented,
-        })
 }

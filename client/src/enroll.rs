@@ -1,15 +1,15 @@
 //! Phase 1 for the client: getting, keeping and renewing its own
 //! certificate (clientAuth), which it presents when a server asks.
 //!
-//! The protocol with the CA is `pki_common::enroll`; this module decides
+//! The protocol with the CA is `pki_common::ca::enroll`; this module decides
 //! when the certificate on disk is good enough to use or keep, and fails
 //! closed: a certificate whose revocation status is unknown is not kept.
 
 use rustls::pki_types::CertificateDer;
 use tracing::info;
 
-use pki_common::cert::Purpose;
-use pki_common::enroll::{check_held, Enrolled, Held, KeyFiles};
+use pki_common::ca::enroll::{check_held, Enrolled, Held, KeyFiles};
+use pki_common::cert::Profile;
 
 use crate::trust::{obtain_crl, CrlSource};
 use crate::ClientError;
@@ -23,7 +23,7 @@ pub fn load_identity(
     if !files.cert.exists() && !files.key.exists() {
         return Ok(None);
     }
-    match check_held(files, root, &[], Purpose::ClientAuth, None) {
+    match check_held(files, root, &[], Profile::Client, None) {
         Held::Good(e) => Ok(Some(e)),
         Held::DueForRenewal(e, why) => {
             tracing::warn!(
@@ -57,23 +57,18 @@ pub async fn enroll_client(
             return Ok(held);
         }
     }
-    let ca = pki_common::https::CaClient::new(ca_url, None, root)
-        .map_err(pki_common::enroll::EnrollError::from)?;
-    let enrolled = pki_common::enroll::enroll(
+    let ca = pki_common::ca::client::CaClient::new(ca_url, None, root)
+        .map_err(pki_common::ca::enroll::EnrollError::from)?;
+    let enrolled = pki_common::ca::enroll::enroll(
         &ca,
         root,
         &names,
         token,
-        Purpose::ClientAuth,
-        pki_common::enroll::Retry::default(),
+        Profile::Client,
+        pki_common::ca::enroll::Retry::default(),
     )
     .await?;
     enrolled.save(files)?;
-    info!(
-        "wrote {} (mode 0600) and {}",
-        files.key.display(),
-        files.cert.display()
-    );
     Ok(enrolled)
 }
 
@@ -101,7 +96,7 @@ async fn still_good(
     .ok()
     .flatten();
     let held = match &crl {
-        Some(crl) => check_held(files, root, names, Purpose::ClientAuth, Some(crl)),
+        Some(crl) => check_held(files, root, names, Profile::Client, Some(crl)),
         None => Held::Unusable("revocation status unknown".into()),
     };
     match held {
@@ -117,12 +112,12 @@ pub async fn renew_client(
     root: &CertificateDer<'static>,
     files: &KeyFiles,
 ) -> Result<Enrolled, ClientError> {
-    let current = match check_held(files, root, &[], Purpose::ClientAuth, None) {
+    let current = match check_held(files, root, &[], Profile::Client, None) {
         Held::Good(e) | Held::DueForRenewal(e, _) => e,
         Held::Unusable(why) => return Err(ClientError::NeedToken(why)),
     };
     let renewed =
-        pki_common::enroll::renew(ca_url, None, root, &current, Purpose::ClientAuth).await?;
+        pki_common::ca::enroll::renew(ca_url, None, root, &current, Profile::Client).await?;
     renewed.save(files)?;
     Ok(renewed)
 }

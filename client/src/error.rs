@@ -42,7 +42,7 @@ pub enum ClientError {
     #[error(transparent)]
     Proto(#[from] ProtoError),
     #[error(transparent)]
-    Enroll(#[from] pki_common::enroll::EnrollError),
+    Enroll(#[from] pki_common::ca::enroll::EnrollError),
     #[error("the client certificate cannot be used ({0}); it needs a new token: `pki-ca token --profile client --name …`, then `pki-client enroll --token …`")]
     NeedToken(String),
 }

@@ -1,3 +1,6 @@
+//! `pki-client`: phases 2 and 3 from the client's side, and the client's
+//! own certificate.
+//!
 //! # Layout
 //!
 //! One module per concern; everything public is re-exported here, so the
@@ -8,10 +11,7 @@
 //! - `error`: [`ClientError`], every way the client stops.
 //! - `trust`: [`ClientTls`], the root, the CRL and the TLS configuration
 //!   built from them, and the revocation check before the handshake
-//!   ([`revocation::CrlSource`], [`revocation::obtain_crl`],
-//!   [`revocation::RecordingVerifier`]).
-//! - [`revocation`]: the revocation items under the path they have always
-//!   had; they live in `trust`.
+//!   ([`CrlSource`], [`obtain_crl`]).
 //! - `connection`: [`Connection`], one verified TLS 1.3 connection;
 //!   [`Connection::connect`] checks the server before step 3,
 //!   [`Connection::register`] runs steps 3 to 6, [`Connection::request`]
@@ -43,11 +43,4 @@ pub use connection::Connection;
 pub use enroll::{enroll_client, load_identity, renew_client};
 pub use error::ClientError;
 pub use session::{request_once, SessionClient};
-pub use trust::ClientTls;
-
-/// Where the client gets the CRL and how it checks it. The items live in
-/// `trust`, with the rest of the trust decision; this path stays so that
-/// `pki_client::revocation::CrlSource` keeps working.
-pub mod revocation {
-    pub use crate::trust::{obtain_crl, CrlSource, RecordingVerifier};
-}
+pub use trust::{obtain_crl, ClientTls, CrlSource};

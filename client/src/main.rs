@@ -19,11 +19,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rustls::pki_types::CertificateDer;
 
-use pki_client::revocation::CrlSource;
+use pki_client::CrlSource;
 use pki_client::{
     enroll_client, load_identity, renew_client, request_once, ClientConfig, ClientError,
 };
-use pki_common::enroll::KeyFiles;
+use pki_common::ca::enroll::KeyFiles;
 use pki_common::proto::message::Status;
 
 #[derive(Parser)]

@@ -12,19 +12,22 @@
 //! verifier remembers the certificate it was shown, and
 //! [`ClientTls::revoked_error`] looks the serial up in the CRL.
 //!
-//! Fetching the CRL is done the same way by other crates; it stays here
-//! until it moves into `pki-common`.
+//! Getting and verifying the CRL is `pki_common::ca::crl`'s, the same code
+//! the server runs; the recording verifier is in `pki_common::tls::verify`
+//! beside the CA's.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
+use pki_common::ca::api;
+use pki_common::ca::client::CaClient;
+use pki_common::ca::crl::{fetch_crl, read_crl, FetchCrlError};
 use pki_common::cert::CertInfo;
-use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
+use pki_common::revocation::VerifiedCrl;
+use pki_common::tls::verify::RecordingVerifier;
 
 use crate::{ClientConfig, ClientError};
 
@@ -108,38 +111,27 @@ pub async fn obtain_crl(
     source: &CrlSource,
     root: &CertificateDer<'static>,
 ) -> Result<Option<VerifiedCrl>, ClientError> {
-    let unknown = |reason: String| ClientError::RevocationUnknown { reason };
-    let (bytes, origin) = match source {
+    let (fetched, origin) = match source {
         CrlSource::InsecureSkip => {
             warn!("INSECURE: revocation is not checked (--insecure-skip-revocation); a revoked server certificate would be accepted");
             return Ok(None);
         }
-        CrlSource::File(path) => (
-            std::fs::read(path)
-                .map_err(|e| unknown(format!("cannot read the CRL {}: {e}", path.display())))?,
-            path.display().to_string(),
-        ),
+        CrlSource::File(path) => (read_crl(path, root), path.display().to_string()),
         CrlSource::Fetch { ca_url } => {
-            let ca = pki_common::https::CaClient::new(ca_url, None, root)
-                .map_err(|e| unknown(e.to_string()))?;
-            let resp = ca
-                .get(pki_common::api::CRL)
-                .await
-                .map_err(|e| unknown(format!("cannot fetch the CRL: {e}")))?;
-            if !resp.status.is_success() {
-                return Err(unknown(format!(
-                    "the CA answered {} for its CRL",
-                    resp.status
-                )));
-            }
-            (
-                resp.body.to_vec(),
-                format!("{ca_url}{}", pki_common::api::CRL),
-            )
+            let fetched = match CaClient::new(ca_url, None, root) {
+                Ok(ca) => fetch_crl(&ca, root).await,
+                Err(e) => Err(e.into()),
+            };
+            (fetched, format!("{ca_url}{}", api::CRL))
         }
     };
-    let der = crl_from_pem_or_der(&bytes)?;
-    let crl = verify_crl(der, root, pki_common::unix_now() as i64)?;
+    let crl = fetched.map_err(|e| match e {
+        // A CRL arrived but is not to be trusted: say exactly why.
+        FetchCrlError::Refused(e) => ClientError::Crl(e),
+        other => ClientError::RevocationUnknown {
+            reason: other.to_string(),
+        },
+    })?;
     info!(
         "phase 2 · revocation: CRL #{} from {origin} is signed by the root and current until {} ({} revoked)",
         crl.number,
@@ -147,64 +139,4 @@ pub async fn obtain_crl(
         crl.len()
     );
     Ok(Some(crl))
-}
-
-/// Delegates to the WebPKI verifier and remembers the end-entity
-/// certificate it was shown, so a refusal can name it.
-#[derive(Debug)]
-pub struct RecordingVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    seen: Mutex<Option<CertificateDer<'static>>>,
-}
-
-impl RecordingVerifier {
-    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
-        RecordingVerifier {
-            inner,
-            seen: Mutex::new(None),
-        }
-    }
-
-    /// The last end-entity certificate presented.
-    pub fn seen(&self) -> Option<CertificateDer<'static>> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(end_entity.clone().into_owned());
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

@@ -51,14 +51,10 @@ impl CertInfo {
         let mut ip_addresses = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(d) => dns_names.push(d.to_string()),
-                    GeneralName::IPAddress(bytes) => {
-                        if let Some(ip) = ip_from_bytes(bytes) {
-                            ip_addresses.push(ip);
-                        }
-                    }
-                    _ => {}
+                match SanName::of(name) {
+                    SanName::Dns(d) => dns_names.push(d),
+                    SanName::Ip(ip) => ip_addresses.push(ip),
+                    SanName::BadIp | SanName::Other(_) => {}
                 }
             }
         }
@@ -100,6 +96,15 @@ impl CertInfo {
         ((self.not_after - now).max(0) as f64 / total).min(1.0)
     }
 
+    /// When the certificate is due for renewal (Unix seconds): once two
+    /// thirds of its lifetime have passed. Renewing then leaves a third of
+    /// the lifetime to retry in if the CA is down, and every party that
+    /// holds a certificate (the server, clients, the CA's own endpoint)
+    /// uses this one rule.
+    pub fn renewal_due(&self) -> i64 {
+        self.not_after - (self.not_after - self.not_before) / 3
+    }
+
     /// The notAfter time in RFC 3339, for narration.
     pub fn not_after_rfc3339(&self) -> String {
         rfc3339(self.not_after)
@@ -131,40 +136,92 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
-        _ => None,
+/// One subjectAltName entry, read the same way from a certificate and from
+/// a CSR: only DNS names and IP addresses mean anything to this PKI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanName {
+    Dns(String),
+    Ip(IpAddr),
+    /// An iPAddress entry that is neither 4 nor 16 octets.
+    BadIp,
+    /// Any other kind of name, as x509-parser prints it.
+    Other(String),
+}
+
+impl SanName {
+    pub fn of(name: &GeneralName<'_>) -> Self {
+        match name {
+            GeneralName::DNSName(d) => SanName::Dns(d.to_string()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).map_or(SanName::BadIp, |b| SanName::Ip(b.into())),
+                16 => {
+                    <[u8; 16]>::try_from(*bytes).map_or(SanName::BadIp, |b| SanName::Ip(b.into()))
+                }
+                _ => SanName::BadIp,
+            },
+            other => SanName::Other(other.to_string()),
+        }
     }
 }
 
-/// The extended key usage a certificate must carry for its role.
+/// What a certificate is for: the profile decides its extended key usage
+/// at the CA, and what a party checks it for. One enum for both, so the CA
+/// and the parties cannot disagree about what "server" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    ServerAuth,
-    ClientAuth,
+pub enum Profile {
+    /// TLS server: EKU serverAuth.
+    Server,
+    /// TLS client: EKU clientAuth.
+    Client,
+}
+
+impl Profile {
+    /// The name in tokens, the ledger and `--profile`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Server => "server",
+            Profile::Client => "client",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "server" => Ok(Profile::Server),
+            "client" => Ok(Profile::Client),
+            other => Err(format!(
+                "unknown profile {other:?} (expected server or client)"
+            )),
+        }
+    }
 }
 
 /// Verifies that `leaf` chains to `root`, is valid at `now`, carries the
-/// EKU for `purpose`, and (if given) is valid for `name`.
+/// EKU for `profile`, and (if given) is valid for `name`.
 pub fn verify_leaf(
     leaf: &CertificateDer<'_>,
     root: &CertificateDer<'_>,
-    purpose: Purpose,
+    profile: Profile,
     name: Option<&str>,
     now: UnixTime,
 ) -> Result<(), CertError> {
-    let anchor = webpki::anchor_from_trusted_cert(root)
-        .map_err(|e| CertError::Chain(format!("bad root: {e}")))?;
-    let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| CertError::Parse(e.to_string()))?;
-    let usage = match purpose {
-        Purpose::ServerAuth => webpki::KeyUsage::server_auth(),
-        Purpose::ClientAuth => webpki::KeyUsage::client_auth(),
+    let usage = match profile {
+        Profile::Server => webpki::KeyUsage::server_auth(),
+        Profile::Client => webpki::KeyUsage::client_auth(),
     };
-    let algs = crate::tls::provider().signature_verification_algorithms;
-    ee.verify_for_usage(algs.all, &[anchor], &[], now, usage, None, None)
-        .map_err(|e| CertError::Chain(format!("{e:?}")))?;
+    let ee =
+        crate::tls::verify::verify_chain(leaf, root, &[], now, usage).map_err(|e| match e {
+            webpki::Error::BadDer | webpki::Error::BadDerTime => CertError::Parse(e.to_string()),
+            other => CertError::Chain(format!("{other:?}")),
+        })?;
     if let Some(name) = name {
         let server_name = ServerName::try_from(name).map_err(|e| CertError::Name {
             name: name.to_string(),

@@ -12,6 +12,20 @@ use std::path::{Path, PathBuf};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Reads a PEM object (a CSR, a CRL) or, if the bytes do not start with a
+/// PEM header, takes them as DER. Network bodies and files come in either
+/// form; which one is decided here only.
+pub fn pem_or_der<T>(bytes: &[u8]) -> Result<T, String>
+where
+    T: PemObject + From<Vec<u8>>,
+{
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        T::from_pem_slice(bytes).map_err(|e| format!("bad PEM: {e}"))
+    } else {
+        Ok(T::from(bytes.to_vec()))
+    }
+}
+
 /// Errors reading or writing PEM files, each naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {

@@ -7,33 +7,40 @@
 //! # Layout
 //! - [`tls`]: the one crypto provider (ring) and the TLS 1.3-only configs
 //!   every listener and every client is built from, plus friendly wording
-//!   for certificate-verification failures.
+//!   for certificate-verification failures; [`tls::verify`] holds the two
+//!   custom certificate verifiers side by side.
 //! - [`files`]: reading and writing PEM files; private keys are PKCS#8 with
 //!   mode 0600, and a key readable by others is refused.
-//! - [`cert`]: inspecting certificates (names, serial, validity) and
-//!   verifying a certificate against the root.
-//! - [`api`]: the CA's HTTP API: paths and the JSON error document.
-//! - [`https`]: a small HTTPS client that trusts only the CA root, used to
-//!   talk to the CA.
-//! - [`enroll`]: phase 1 seen from an enrolling party: make a key locally,
-//!   send a CSR with a token, check the certificate that comes back.
-//! - [`proto`]: the application protocol of phases 2 and 3 (steps 3 to 8):
-//!   frames, messages, key schedule, sealing, and the two state machines.
+//! - [`cert`]: inspecting certificates (names, serial, validity, when to
+//!   renew), the certificate [`cert::Profile`], and verifying a certificate
+//!   against the root.
+//! - [`ca`]: everything that talks to the CA: its HTTP API, an HTTPS client
+//!   that trusts only the root, enrolling and renewing (and
+//!   [`ca::enroll::obtain`]: reuse, else renew, else enroll), and fetching
+//!   the CRL.
 //! - [`revocation`]: revocation reasons, and checking a CRL against the
 //!   root and the clock.
+//! - [`proto`]: the application protocol of phases 2 and 3 (steps 3 to 8):
+//!   frames, messages, key schedule, sealing, and the two state machines.
+//! - [`framed`]: a TLS stream carrying protocol frames, with the frame
+//!   limit, read and write deadlines, the exporter and the peer certificate.
+//! - [`listener`]: the accept loop both daemons run: connection cap,
+//!   back-off on accept errors, graceful drain.
 //! - [`shutdown`]: the signal that tells listeners to stop accepting.
 //! - [`logging`]: `RUST_LOG`-driven narration.
+//! - `wire`: one pattern for the enums whose codes travel on the wire.
 
-pub mod api;
+pub mod ca;
 pub mod cert;
-pub mod enroll;
 pub mod files;
-pub mod https;
+pub mod framed;
+pub mod listener;
 pub mod logging;
 pub mod proto;
 pub mod revocation;
 pub mod shutdown;
 pub mod tls;
+mod wire;
 
 /// Seconds since the Unix epoch. Protocol timestamps and the ledger use it.
 pub fn unix_now() -> u64 {

@@ -6,71 +6,31 @@
 //! "is this serial revoked, and why" for messages a user can act on.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::str::FromStr;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
-/// Why a certificate was revoked (RFC 5280 §5.3.1), in the camelCase names
-/// `pki-ca revoke --reason` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
+crate::wire::wire_enum! {
+    /// Why a certificate was revoked (RFC 5280 §5.3.1): the CRLReason code,
+    /// and the camelCase name `pki-ca revoke --reason` takes and the ledger
+    /// stores.
+    pub enum Reason: u8 {
+        Unspecified = 0 => "unspecified",
+        KeyCompromise = 1 => "keyCompromise",
+        CaCompromise = 2 => "cACompromise",
+        AffiliationChanged = 3 => "affiliationChanged",
+        Superseded = 4 => "superseded",
+        CessationOfOperation = 5 => "cessationOfOperation",
+        PrivilegeWithdrawn = 9 => "privilegeWithdrawn",
+    }
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
-        Reason::Unspecified,
-        Reason::KeyCompromise,
-        Reason::CaCompromise,
-        Reason::AffiliationChanged,
-        Reason::Superseded,
-        Reason::CessationOfOperation,
-        Reason::PrivilegeWithdrawn,
-    ];
-
+    /// The name, as the ledger stores it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Unspecified => "unspecified",
-            Reason::KeyCompromise => "keyCompromise",
-            Reason::CaCompromise => "cACompromise",
-            Reason::AffiliationChanged => "affiliationChanged",
-            Reason::Superseded => "superseded",
-            Reason::CessationOfOperation => "cessationOfOperation",
-            Reason::PrivilegeWithdrawn => "privilegeWithdrawn",
-        }
-    }
-
-    /// The CRLReason code.
-    pub fn code(self) -> u8 {
-        match self {
-            Reason::Unspecified => 0,
-            Reason::KeyCompromise => 1,
-            Reason::CaCompromise => 2,
-            Reason::AffiliationChanged => 3,
-            Reason::Superseded => 4,
-            Reason::CessationOfOperation => 5,
-            Reason::PrivilegeWithdrawn => 9,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.code() == code)
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.name()
     }
 }
 
@@ -78,7 +38,8 @@ impl FromStr for Reason {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Reason::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|r| r.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
@@ -135,12 +96,7 @@ impl VerifiedCrl {
 pub fn crl_from_pem_or_der(
     bytes: &[u8],
 ) -> Result<CertificateRevocationListDer<'static>, CrlError> {
-    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        CertificateRevocationListDer::from_pem_slice(bytes)
-            .map_err(|e| CrlError::Unparseable(format!("bad PEM: {e}")))
-    } else {
-        Ok(CertificateRevocationListDer::from(bytes.to_vec()))
-    }
+    crate::files::pem_or_der(bytes).map_err(CrlError::Unparseable)
 }
 
 /// Checks that `crl` is signed by `root` and current at `now` (Unix

@@ -33,6 +33,19 @@ impl Shutdown {
     }
 }
 
+/// A [`Shutdown`] that fires on SIGINT or SIGTERM: the wiring both daemons
+/// need, installed once at start so a signal during start-up (a server
+/// waiting for the CA) stops the process as cleanly as one later on.
+/// Must be called inside a Tokio runtime.
+pub fn on_os_signal() -> Shutdown {
+    let (trigger, shutdown) = channel();
+    tokio::spawn(async move {
+        os_signal().await;
+        trigger.trigger();
+    });
+    shutdown
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
 pub async fn os_signal() {
     #[cfg(unix)]

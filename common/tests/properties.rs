@@ -99,23 +99,23 @@ proptest! {
         n in any::<u64>(), m in any::<u64>(), scheme in any::<u16>(), st in status(),
     ) {
         let hello = Hello { expected_server: s.clone(), client_share: a, nonce: b, timestamp: n };
-        prop_assert_eq!(decode::<Hello>(&encode(&hello), "x").unwrap(), hello);
+        prop_assert_eq!(decode::<Hello>(&encode(&hello).unwrap(), "x").unwrap(), hello);
         let proof = ServerProof { server_share: a, nonce: b, timestamp: n, scheme, signature: bytes.clone() };
-        prop_assert_eq!(decode::<ServerProof>(&encode(&proof), "x").unwrap(), proof);
+        prop_assert_eq!(decode::<ServerProof>(&encode(&proof).unwrap(), "x").unwrap(), proof);
         let sealed = Sealed { seq: n, ciphertext: bytes.clone() };
-        prop_assert_eq!(decode::<Sealed>(&encode(&sealed), "x").unwrap(), sealed);
+        prop_assert_eq!(decode::<Sealed>(&encode(&sealed).unwrap(), "x").unwrap(), sealed);
         let ss = SessionSealed { session_id: id, seq: m, ciphertext: bytes.clone() };
-        prop_assert_eq!(decode::<SessionSealed>(&encode(&ss), "x").unwrap(), ss);
+        prop_assert_eq!(decode::<SessionSealed>(&encode(&ss).unwrap(), "x").unwrap(), ss);
         let reg = Registration { client_id: s.clone(), client_addr: t.clone(), timestamp: n };
-        prop_assert_eq!(decode::<Registration>(&encode(&reg), "x").unwrap(), reg);
+        prop_assert_eq!(decode::<Registration>(&encode(&reg).unwrap(), "x").unwrap(), reg);
         let granted = SessionGranted { session_id: id, lifetime_secs: m, client_id: s.clone(), timestamp: n };
-        prop_assert_eq!(decode::<SessionGranted>(&encode(&granted), "x").unwrap(), granted);
+        prop_assert_eq!(decode::<SessionGranted>(&encode(&granted).unwrap(), "x").unwrap(), granted);
         let req = ServiceRequest { name: t.clone(), body: bytes.clone(), timestamp: m };
-        prop_assert_eq!(decode::<ServiceRequest>(&encode(&req), "x").unwrap(), req);
+        prop_assert_eq!(decode::<ServiceRequest>(&encode(&req).unwrap(), "x").unwrap(), req);
         let resp = Response { status: st, data: bytes.clone(), timestamp: n };
-        prop_assert_eq!(decode::<Response>(&encode(&resp), "x").unwrap(), resp);
+        prop_assert_eq!(decode::<Response>(&encode(&resp).unwrap(), "x").unwrap(), resp);
         let alert = Alert { code: scheme, message: s };
-        prop_assert_eq!(decode::<Alert>(&encode(&alert), "x").unwrap(), alert);
+        prop_assert_eq!(decode::<Alert>(&encode(&alert).unwrap(), "x").unwrap(), alert);
     }
 }
 
@@ -138,7 +138,7 @@ proptest! {
         let (hello, hello_frame) = ClientHello::start("app.pki.test", [1; 32], clock()).unwrap();
         let (mut server, proof) = accept_hello(&hello_frame, [1; 32], &names, key.as_ref(), clock()).unwrap();
         let client = hello.on_proof(&proof, &cert, clock()).unwrap();
-        let _ = server.on_registration(&frame, clock());
+        let _ = server.on_registration(&frame, clock(), None);
         let _ = client.on_granted(&frame, "client1", clock());
     }
 }

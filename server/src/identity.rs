@@ -15,13 +15,15 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
-use tracing::{info, warn};
+use tracing::warn;
 
-use pki_common::cert::{CertInfo, Purpose};
-use pki_common::enroll::{check_held, enroll, renew, EnrollError, Enrolled, Held, KeyFiles, Retry};
+use pki_common::ca::client::CaClient;
+use pki_common::ca::crl::{fetch_crl, read_crl};
+pub use pki_common::ca::enroll::Enrollment;
+use pki_common::ca::enroll::{self, EnrollError, Enrolled, KeyFiles, ObtainError};
+use pki_common::cert::{CertInfo, Profile};
 use pki_common::files::{self, FileError};
-use pki_common::https::CaClient;
-use pki_common::revocation::{crl_from_pem_or_der, verify_crl, VerifiedCrl};
+use pki_common::revocation::VerifiedCrl;
 
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +36,6 @@ pub enum IdentityError {
     NeedToken { reason: String, name: String },
     #[error("enrollment failed: {0}")]
     Enroll(#[from] EnrollError),
-    #[error(transparent)]
-    Https(#[from] pki_common::https::HttpsError),
     #[error("the private key cannot be used: {0}")]
     Key(String),
 }
@@ -69,16 +69,6 @@ impl IdentityFiles {
     pub fn crl(&self) -> PathBuf {
         self.root.with_file_name("ca.crl.pem")
     }
-}
-
-/// How to reach the CA, to enroll, renew and fetch CRLs.
-#[derive(Debug, Clone)]
-pub struct Enrollment {
-    pub ca_url: String,
-    /// The name the CA's certificate must carry (default: the URL's host).
-    pub ca_name: Option<String>,
-    pub token: Option<String>,
-    pub retry: Retry,
 }
 
 /// The server's certified identity.
@@ -128,12 +118,6 @@ impl Identity {
             info: self.info.clone(),
         }
     }
-
-    /// When this certificate is due for renewal: once two thirds of its
-    /// lifetime have passed (Unix seconds).
-    pub fn renewal_due(&self) -> i64 {
-        self.info.not_after - (self.info.not_after - self.info.not_before) / 3
-    }
 }
 
 /// The current CRL: fetched from the CA, or else the `ca.crl.pem` file next
@@ -143,34 +127,16 @@ pub async fn current_crl(
     enrollment: &Enrollment,
     root: &CertificateDer<'static>,
 ) -> Option<VerifiedCrl> {
-    let now = pki_common::unix_now() as i64;
-    let fetched = async {
-        let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
-            .map_err(|e| e.to_string())?;
-        let resp = ca
-            .get(pki_common::api::CRL)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status.is_success() {
-            return Err(format!("the CA answered {}", resp.status));
-        }
-        verify_crl(
-            crl_from_pem_or_der(&resp.body).map_err(|e| e.to_string())?,
-            root,
-            now,
-        )
-        .map_err(|e| e.to_string())
+    let fetched = match CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root) {
+        Ok(ca) => fetch_crl(&ca, root).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
-    let fetch_error = match fetched.await {
+    let fetch_error = match fetched {
         Ok(crl) => return Some(crl),
         Err(e) => e,
     };
     let file = files.crl();
-    let from_file = std::fs::read(&file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| crl_from_pem_or_der(&b).map_err(|e| e.to_string()))
-        .and_then(|der| verify_crl(der, root, now).map_err(|e| e.to_string()));
-    match from_file {
+    match read_crl(&file, root) {
         Ok(crl) => Some(crl),
         Err(file_error) => {
             warn!(
@@ -198,57 +164,17 @@ pub async fn obtain(
     crl: Option<&VerifiedCrl>,
 ) -> Result<Identity, IdentityError> {
     let root = read_root(files)?;
-    let reason = match check_held(&files.key_files(), &root, names, Purpose::ServerAuth, crl) {
-        Held::Good(held) => {
-            info!(
-                "phase 1: reusing {} (serial {}, valid until {}, chains to {})",
-                files.cert.display(),
-                held.info.short_serial(),
-                held.info.not_after_rfc3339(),
-                files.root.display()
-            );
-            return Identity::from_enrolled(root, held);
-        }
-        Held::DueForRenewal(held, why) => {
-            info!(
-                "phase 1: {} is due for renewal ({why})",
-                files.cert.display()
-            );
-            let current = Identity::from_enrolled(root.clone(), held)?;
-            match renew_identity(&current, files, enrollment).await {
-                Ok(renewed) => return Ok(renewed),
-                Err(e) if enrollment.token.is_none() => {
-                    warn!("phase 1: renewal failed ({e}); starting with the current certificate, renewal will be retried");
-                    return Ok(current);
-                }
-                Err(e) => format!("renewal failed: {e}"),
-            }
-        }
-        Held::Unusable(reason) => reason,
-    };
-    let Some(token) = enrollment.token.as_deref() else {
-        return Err(IdentityError::NeedToken {
-            reason,
-            name: names.first().cloned().unwrap_or_default(),
-        });
-    };
-    info!("phase 1: enrolling with the CA ({reason})");
-    let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), &root)?;
-    let enrolled = enroll(
-        &ca,
-        &root,
-        names,
-        token,
-        Purpose::ServerAuth,
-        enrollment.retry,
-    )
-    .await?;
-    enrolled.save(&files.key_files())?;
-    info!(
-        "phase 1: wrote {} (mode 0600) and {}",
-        files.key.display(),
-        files.cert.display()
-    );
+    let key_files = files.key_files();
+    let enrolled = enroll::obtain(enrollment, &root, &key_files, names, Profile::Server, crl)
+        .await
+        .map_err(|e| match e {
+            ObtainError::NeedToken { reason } => IdentityError::NeedToken {
+                reason,
+                name: names.first().cloned().unwrap_or_default(),
+            },
+            ObtainError::Enroll(e) => IdentityError::Enroll(e),
+            ObtainError::File(e) => IdentityError::File(e),
+        })?;
     Identity::from_enrolled(root, enrolled)
 }
 
@@ -259,14 +185,13 @@ pub async fn renew_identity(
     files: &IdentityFiles,
     enrollment: &Enrollment,
 ) -> Result<Identity, IdentityError> {
-    let renewed = renew(
-        &enrollment.ca_url,
-        enrollment.ca_name.as_deref(),
+    let renewed = enroll::renew_and_save(
+        enrollment,
         &current.root,
+        &files.key_files(),
         &current.as_enrolled(),
-        Purpose::ServerAuth,
+        Profile::Server,
     )
     .await?;
-    renewed.save(&files.key_files())?;
     Identity::from_enrolled(current.root.clone(), renewed)
 }

@@ -27,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use pki_common::enroll::Retry;
+use pki_common::ca::enroll::Retry;
+pub use pki_common::listener::ListenOptions;
+use pki_common::listener::{accept_tls, Listener};
 use pki_common::shutdown::Shutdown;
 pub use pki_common::tls::ClientAuth;
 
@@ -45,7 +45,9 @@ use sessions::SessionTable;
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
+    /// Address, connection cap, the deadline for the TLS handshake and
+    /// steps 3 to 6 together, and the shutdown grace.
+    pub listener: ListenOptions,
     /// The names the server enrolls for and answers to in step 3; the first
     /// becomes the certificate's subject CN.
     pub names: Vec<String>,
@@ -59,16 +61,12 @@ pub struct ServerConfig {
     /// Allowed clock difference from clients' timestamps, in seconds.
     pub skew_secs: u64,
     pub max_frame: usize,
-    /// How long the TLS handshake and steps 3 to 6 may take together.
-    pub handshake_timeout: Duration,
-    /// How long a connection may wait for its next frame.
+    /// How long a connection may wait for its next frame, and how long a
+    /// write may wait for the client to read.
     pub idle_timeout: Duration,
-    pub max_connections: usize,
     pub max_sessions: usize,
     /// Requests one session may carry; then the client registers again.
     pub max_requests_per_session: u64,
-    /// How long in-flight connections get to finish on shutdown.
-    pub shutdown_grace: Duration,
     /// How often the CRL used for client certificates is refreshed.
     pub crl_refresh: Duration,
     /// How long to wait before retrying a failed renewal.
@@ -78,7 +76,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            listener: ListenOptions::on(SocketAddr::from(([127, 0, 0, 1], 9443))),
             names: vec!["app.pki.test".into()],
             certs_dir: PathBuf::from("certs"),
             enrollment: Enrollment {
@@ -91,12 +89,9 @@ impl Default for ServerConfig {
             session_lifetime: Duration::from_secs(3600),
             skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
             max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
-            handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 1024,
             max_sessions: 100_000,
             max_requests_per_session: 100_000,
-            shutdown_grace: Duration::from_secs(5),
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
         }
@@ -136,7 +131,7 @@ impl Shared {
 
 /// A bound application server.
 pub struct AppServer {
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
     /// Whether to renew the certificate in the background (servers that
     /// enrolled themselves; not hand-made test identities).
@@ -180,17 +175,16 @@ impl AppServer {
             warn!("client certificates, if presented, are not checked for revocation: no current CRL yet");
         }
         let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = Listener::bind(config.listener.clone())
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listener.listen,
+                source,
+            })?;
         Ok(AppServer {
             listener,
             shared: Arc::new(Shared {
-                sessions: SessionTable::new(config.max_sessions),
+                sessions: SessionTable::new(config.max_sessions, config.max_requests_per_session),
                 live: LiveState::new(live),
                 config,
                 service,
@@ -209,7 +203,7 @@ impl AppServer {
     }
 
     /// Serves until `shutdown` fires, then drains.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(self, shutdown: Shutdown) {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
             "server listening on {addr} (TLS 1.3) as {}; client certificates {}",
@@ -224,77 +218,40 @@ impl AppServer {
         if self.renews {
             tokio::spawn(live::keep_renewed(self.shared.clone(), shutdown.clone()));
         }
-        let limit = Arc::new(Semaphore::new(self.shared.config.max_connections));
-        let mut tasks = JoinSet::new();
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = shutdown.wait() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!("accept failed: {e}");
-                        continue;
-                    }
-                },
-            };
-            // Request and response are one write each: no Nagle delay.
-            let _ = tcp.set_nodelay(true);
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!("refused {peer}: connection limit reached");
-                drop(tcp);
-                continue;
-            };
-            while tasks.try_join_next().is_some() {}
-            // The certificate and TLS config as of this connection: a
-            // renewal swaps them for later connections only, and step 4 is
-            // signed with the key of the certificate this one presented.
-            let live = self.shared.live.current();
-            let shared = self.shared.clone();
-            let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
-            let conn_shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                let acceptor = TlsAcceptor::from(live.tls.clone());
-                let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp));
-                let stream = match handshake.await {
-                    Ok(Ok(s)) => s,
-                    // A bare connect-and-close (a readiness probe) is not
-                    // worth a warning; a refused certificate is.
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        debug!("TLS handshake with {peer} failed: {e}");
-                        return;
-                    }
-                    Ok(Err(e)) => {
-                        warn!("TLS handshake with {peer} failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!("TLS handshake with {peer} timed out");
-                        return;
-                    }
-                };
-                // On shutdown the connection finishes the request in hand,
-                // then closes; the drain below bounds how long that takes.
-                connection::serve(
-                    stream,
-                    peer,
-                    shared,
-                    live.identity.clone(),
-                    deadline,
-                    conn_shutdown,
-                )
-                .await;
-            });
-        }
-        info!("server shutting down: no longer accepting");
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.shared.config.shutdown_grace, drain)
-            .await
-            .is_err()
-        {
-            tasks.abort_all();
-        }
+        let shared = self.shared;
+        self.listener
+            .serve(shutdown, |tcp, peer, conn_shutdown| {
+                accept(shared.clone(), tcp, peer, conn_shutdown)
+            })
+            .await;
+        info!("server shut down");
     }
+}
+
+/// One accepted TCP connection: the TLS handshake, then steps 3 to 8.
+async fn accept(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
+    // Request and response are one write each: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
+    // The certificate and TLS config as of this connection: a renewal
+    // swaps them for later connections only, and step 4 is signed with the
+    // key of the certificate this one presented.
+    let live = shared.live.current();
+    let deadline = tokio::time::Instant::now() + shared.config.listener.handshake_timeout;
+    let acceptor = TlsAcceptor::from(live.tls.clone());
+    let Some(stream) = accept_tls(&acceptor, tcp, peer, deadline).await else {
+        return;
+    };
+    // On shutdown the connection finishes the request in hand, then
+    // closes; the listener's drain bounds how long that takes.
+    connection::serve(
+        stream,
+        peer,
+        shared,
+        live.identity.clone(),
+        deadline,
+        shutdown,
+    )
+    .await;
 }
 
 /// Removes expired sessions every few seconds, so memory tracks the live

@@ -107,7 +107,7 @@ pub async fn keep_renewed(shared: Arc<Shared>, mut shutdown: Shutdown) {
         let wait = match retry_at.take() {
             Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
             None => {
-                let due = current.identity.renewal_due();
+                let due = current.identity.info.renewal_due();
                 Duration::from_secs(due.saturating_sub(pki_common::unix_now() as i64).max(0) as u64)
             }
         };

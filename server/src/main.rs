@@ -15,9 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use pki_common::enroll::Retry;
+use pki_common::ca::enroll::Retry;
 use pki_server::identity::Enrollment;
-use pki_server::{AppServer, ClientAuth, ServerConfig};
+use pki_server::{AppServer, ClientAuth, ListenOptions, ServerConfig};
 
 #[derive(Parser)]
 #[command(name = "pki-server", version, about = "The application server")]
@@ -58,7 +58,7 @@ struct Cli {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// Connections served at once; more are closed at once.
-    #[arg(long, default_value_t = ServerConfig::default().max_connections)]
+    #[arg(long, default_value_t = ServerConfig::default().listener.max_connections)]
     max_connections: usize,
     /// Sessions held at once (expired ones are swept).
     #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
@@ -75,7 +75,12 @@ fn main() -> anyhow::Result<()> {
     pki_common::logging::init();
     let cli = Cli::parse();
     let config = ServerConfig {
-        listen: cli.listen,
+        listener: ListenOptions {
+            listen: cli.listen,
+            max_connections: cli.max_connections,
+            handshake_timeout: cli.handshake_timeout,
+            ..ListenOptions::on(cli.listen)
+        },
         names: cli.names,
         certs_dir: cli.dir,
         enrollment: Enrollment {
@@ -95,9 +100,7 @@ fn main() -> anyhow::Result<()> {
         },
         skew_secs: cli.skew.as_secs(),
         max_frame: cli.max_frame,
-        handshake_timeout: cli.handshake_timeout,
         idle_timeout: cli.idle_timeout,
-        max_connections: cli.max_connections,
         max_sessions: cli.max_sessions,
         max_requests_per_session: cli.max_requests_per_session,
         ..ServerConfig::default()
@@ -106,11 +109,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         // One signal listener from the start: a signal during phase 1
         // (which may wait for the CA) stops the server as cleanly as later.
-        let (trigger, shutdown) = pki_common::shutdown::channel();
-        tokio::spawn(async move {
-            pki_common::shutdown::os_signal().await;
-            trigger.trigger();
-        });
+        let shutdown = pki_common::shutdown::on_os_signal();
         let mut during_start = shutdown.clone();
         let server = tokio::select! {
             s = AppServer::start(config) => s.context("pki-server cannot start")?,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pki_ca::token::Profile;
+use pki_common::cert::Profile;
 use rustls::pki_types::CertificateDer;
 
 use crate::refusals::cert_of;

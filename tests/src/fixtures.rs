@@ -8,10 +8,10 @@ use std::time::Duration;
 use pki_ca::authority::init_root;
 use pki_ca::policy::IssuancePolicy;
 use pki_ca::serve::{CaServer, ServeError, ServeOptions};
-use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
 use pki_client::{request_once, ClientConfig, ClientError, Connection};
-use pki_common::enroll::Enrolled;
+use pki_common::ca::enroll::Enrolled;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_common::proto::handshake::ClientSession;
 use pki_server::ServerConfig;
@@ -60,7 +60,7 @@ impl AppFixture {
         let path = self.pki.dir().join(format!("{tag}.crl.pem"));
         files::write_public(&path, &crl.pem()).unwrap();
         let mut config = self.client_config();
-        config.crl = pki_client::revocation::CrlSource::File(path);
+        config.crl = pki_client::CrlSource::File(path);
         request_once(&config, "memo", b"")
             .await
             .expect_err("the request was expected to be refused")
@@ -119,7 +119,7 @@ impl TestPki {
     /// enrollment path, which may keep what it already has.
     pub async fn client_enroll_into(
         &self,
-        files: &pki_common::enroll::KeyFiles,
+        files: &pki_common::ca::enroll::KeyFiles,
         name: &str,
         token: &str,
     ) -> Result<Enrolled, ClientError> {
@@ -140,17 +140,17 @@ impl TestPki {
     pub async fn enroll_as(&self, names: &[&str], profile: Profile) -> Enrolled {
         let token = self.token(names, profile);
         let purpose = match profile {
-            Profile::Server => pki_common::cert::Purpose::ServerAuth,
-            Profile::Client => pki_common::cert::Purpose::ClientAuth,
+            Profile::Server => pki_common::cert::Profile::Server,
+            Profile::Client => pki_common::cert::Profile::Client,
         };
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        pki_common::enroll::enroll(
+        pki_common::ca::enroll::enroll(
             &self.ca_client(),
             &self.root(),
             &names,
             &token,
             purpose,
-            pki_common::enroll::Retry::default(),
+            pki_common::ca::enroll::Retry::default(),
         )
         .await
         .unwrap()
@@ -189,14 +189,7 @@ pub fn app_token(ca: &Ca, ttl: Duration) -> String {
 /// Binds the CA's HTTPS listener on `listen` with default options, so every
 /// test that serves a CA by hand does it the same way.
 pub async fn bind_ca(ca: Arc<Ca>, listen: std::net::SocketAddr) -> Result<CaServer, ServeError> {
-    CaServer::bind(
-        ca,
-        ServeOptions {
-            listen,
-            ..ServeOptions::default()
-        },
-    )
-    .await
+    CaServer::bind(ca, ServeOptions::on(listen)).await
 }
 
 /// Writes an enrolled certificate and its key as `<tag>.pem` and

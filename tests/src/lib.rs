@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use pki_ca::authority::init_root;
 use pki_ca::policy::IssuancePolicy;
-use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
 use pki_client::ClientConfig;
-use pki_common::enroll::Retry;
-use pki_common::https::CaClient;
+use pki_common::ca::client::CaClient;
+use pki_common::ca::enroll::Retry;
+use pki_common::cert::Profile;
 use pki_common::shutdown::{self, ShutdownTrigger};
 use pki_server::identity::{Enrollment, Identity};
 use pki_server::service::Service;
@@ -128,9 +128,9 @@ impl TestPki {
         &self,
         token: Option<&str>,
         body: Vec<u8>,
-    ) -> pki_common::https::Response {
+    ) -> pki_common::ca::client::Response {
         self.ca_client()
-            .post(pki_common::api::SIGN, token, "application/pkcs10", body)
+            .post(pki_common::ca::api::SIGN, token, "application/pkcs10", body)
             .await
             .unwrap()
     }
@@ -138,7 +138,7 @@ impl TestPki {
     /// A server config enrolling with this CA into `dir`, on 127.0.0.1:0.
     pub fn server_config(&self, dir: &Path, token: Option<String>) -> ServerConfig {
         ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
             certs_dir: dir.to_path_buf(),
             enrollment: Enrollment {
                 ca_url: self.ca_url(),
@@ -170,7 +170,7 @@ impl TestPki {
             server: server.to_string(),
             ca: self.root_path(),
             timeout: Duration::from_secs(10),
-            crl: pki_client::revocation::CrlSource::Fetch {
+            crl: pki_client::CrlSource::Fetch {
                 ca_url: self.ca_url(),
             },
             ..ClientConfig::default()
@@ -205,7 +205,7 @@ impl RunningServer {
     /// Binds a server with a hand-made identity (tests of bad servers).
     pub async fn with_identity(identity: Identity, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
             ..ServerConfig::default()
         };
         tweak(&mut config);
@@ -301,7 +301,7 @@ impl TestPki {
     }
 
     /// Enrolls a client-profile certificate for `name` (a fresh key).
-    pub async fn enroll_client(&self, name: &str) -> pki_common::enroll::Enrolled {
+    pub async fn enroll_client(&self, name: &str) -> pki_common::ca::enroll::Enrolled {
         self.enroll_as(&[name], Profile::Client).await
     }
 }

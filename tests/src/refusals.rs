@@ -51,7 +51,7 @@ pub async fn expect_csr_refusals(pki: &TestPki, cases: Vec<CsrRefusal<'_>>) {
 
 /// The certificate in a successful `/v1/sign` answer; fails the test on
 /// any other answer, showing the body.
-pub fn cert_of(resp: &pki_common::https::Response) -> CertificateDer<'static> {
+pub fn cert_of(resp: &pki_common::ca::client::Response) -> CertificateDer<'static> {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     CertificateDer::from_pem_slice(&resp.body).unwrap()
 }

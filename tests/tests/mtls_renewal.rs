@@ -5,10 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pki_ca::token::Profile;
 use pki_client::{request_once, ClientConfig, ClientError, Connection};
-use pki_common::cert::{CertInfo, Purpose};
-use pki_common::enroll::{renew, EnrollError};
+use pki_common::ca::enroll::{renew, EnrollError};
+use pki_common::cert::CertInfo;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_common::proto::{AlertCode, ProtoError};
 use pki_common::revocation::Reason;
@@ -19,7 +19,7 @@ use rustls::AlertDescription;
 
 fn with_identity(
     mut config: ClientConfig,
-    identity: Option<pki_common::enroll::Enrolled>,
+    identity: Option<pki_common::ca::enroll::Enrolled>,
     id: &str,
 ) -> ClientConfig {
     config.identity = identity;
@@ -129,7 +129,7 @@ async fn a_server_requiring_client_certificates_needs_a_crl() {
         let pki = TestPki::start().await;
         let identity = pki.enroll_identity(&["app.pki.test"]).await;
         let config = pki_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
             client_auth: ClientAuth::Required,
             certs_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
             enrollment: pki_server::identity::Enrollment {
@@ -155,8 +155,9 @@ async fn openssl_s_client_with_a_client_certificate_completes_the_handshake() {
         let AppFixture { pki, server } =
             AppFixture::start_with(|c| c.client_auth = ClientAuth::Required).await;
         let other = TestPki::start().await;
-        let write =
-            |tag: &str, e: &pki_common::enroll::Enrolled| write_identity_files(pki.dir(), tag, e);
+        let write = |tag: &str, e: &pki_common::ca::enroll::Enrolled| {
+            write_identity_files(pki.dir(), tag, e)
+        };
         let ours = write("ours", &pki.enroll_client("client1.pki.test").await);
         let theirs = write("theirs", &other.enroll_client("client1.pki.test").await);
         let root = pki.root_path().to_str().unwrap().to_string();
@@ -226,7 +227,7 @@ async fn renewal_issues_a_linked_certificate_and_refuses_revoked_or_expired_ones
         let root = pki.root();
         let current = pki.enroll_client("client1.pki.test").await;
 
-        let renewed = renew(&pki.ca_url(), None, &root, &current, Purpose::ClientAuth).await.unwrap();
+        let renewed = renew(&pki.ca_url(), None, &root, &current, Profile::Client).await.unwrap();
         assert_ne!(renewed.info.serial_hex, current.info.serial_hex);
         assert_ne!(renewed.info.spki_der, current.info.spki_der, "renewal makes a new key");
         assert_eq!(renewed.info.names(), current.info.names());
@@ -237,7 +238,7 @@ async fn renewal_issues_a_linked_certificate_and_refuses_revoked_or_expired_ones
 
         // Revoked: refused, and the refusal says a new token is needed.
         pki.ca.revoke(&renewed.info.serial_hex, Reason::KeyCompromise).unwrap();
-        let err = renew(&pki.ca_url(), None, &root, &renewed, Purpose::ClientAuth).await.unwrap_err();
+        let err = renew(&pki.ca_url(), None, &root, &renewed, Profile::Client).await.unwrap_err();
         assert!(
             matches!(&err, EnrollError::Refused { status: 403, error, detail } if error == "certificate_revoked" && detail.contains("new token")),
             "{err}"
@@ -246,7 +247,7 @@ async fn renewal_issues_a_linked_certificate_and_refuses_revoked_or_expired_ones
         // Expired: refused before anything is sent.
         let mut expired = current.clone();
         expired.info.not_after = pki_common::unix_now() as i64 - 1;
-        let err = renew(&pki.ca_url(), None, &root, &expired, Purpose::ClientAuth).await.unwrap_err();
+        let err = renew(&pki.ca_url(), None, &root, &expired, Profile::Client).await.unwrap_err();
         assert!(matches!(err, EnrollError::Expired), "{err}");
         assert!(err.to_string().contains("new token"));
 
@@ -326,7 +327,7 @@ async fn a_server_past_two_thirds_renews_on_start_without_a_token() {
             .await
             .unwrap();
         let serial = first.shared().identity().info.serial_hex.clone();
-        let due = first.shared().identity().renewal_due();
+        let due = first.shared().identity().info.renewal_due();
         drop(first);
         while (pki_common::unix_now() as i64) < due {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -347,7 +348,7 @@ async fn enroll_keeps_a_good_certificate_only_when_the_crl_says_it_is_not_revoke
     bounded(async {
         let pki = TestPki::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let files = pki_common::enroll::KeyFiles {
+        let files = pki_common::ca::enroll::KeyFiles {
             key: dir.path().join("client.key"),
             cert: dir.path().join("client.pem"),
         };

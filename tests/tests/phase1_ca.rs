@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use pki_ca::authority::{init_root, InitOutcome};
-use pki_ca::token::Profile;
-use pki_common::cert::{CertInfo, Purpose};
-use pki_common::enroll::{enroll, EnrollError, Retry};
+use pki_common::ca::enroll::{enroll, EnrollError, Retry};
+use pki_common::cert::CertInfo;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_tests::csr::{openssl_csr, openssl_verify_server, p256, write_file as write};
 use pki_tests::refusals::{
@@ -354,7 +354,7 @@ async fn enroll_reports_the_cas_refusal() {
         let pki = TestPki::start().await;
         let token = pki.token(&["app.pki.test"], Profile::Server);
         let names = vec!["other.pki.test".to_string()];
-        let err = enroll(&pki.ca_client(), &pki.root(), &names, &token, Purpose::ServerAuth, Retry::default())
+        let err = enroll(&pki.ca_client(), &pki.root(), &names, &token, Profile::Server, Retry::default())
             .await
             .unwrap_err();
         assert!(

@@ -4,9 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pki_ca::token::Profile;
+use pki_common::ca::enroll::Retry;
 use pki_common::cert::CertInfo;
-use pki_common::enroll::Retry;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_server::identity::{Enrollment, IdentityError};
 use pki_server::{AppServer, ServerError};
@@ -106,7 +106,7 @@ async fn start_order_does_not_matter_the_server_waits_for_the_ca() {
         let server_dir = tempfile::tempdir().unwrap();
         std::fs::copy(paths.root_cert(), server_dir.path().join("ca.pem")).unwrap();
         let config = pki_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
             certs_dir: server_dir.path().to_path_buf(),
             enrollment: Enrollment {
                 ca_url: format!("https://127.0.0.1:{port}"),
@@ -163,7 +163,7 @@ async fn the_server_gives_up_at_its_deadline_with_a_clear_error() {
             matches!(
                 err,
                 ServerError::Identity(IdentityError::Enroll(
-                    pki_common::enroll::EnrollError::Unreachable { .. }
+                    pki_common::ca::enroll::EnrollError::Unreachable { .. }
                 ))
             ),
             "{err}"

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pki_ca::policy::{Decision, KeyKind};
-use pki_ca::token::Profile;
 use pki_client::{request_once, ClientError, Connection};
+use pki_common::cert::Profile;
 use pki_common::proto::handshake::{accept_hello, request_session_id, ClientHello, Clock};
 use pki_common::proto::message::{Response, ServiceRequest, SessionGranted, Status};
 use pki_common::proto::{
@@ -178,8 +178,14 @@ async fn a_step4_signature_by_a_key_other_than_the_certificates_is_refused() {
 async fn tampering_server(identity: Identity, step: u8) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = pki_common::tls::server_config(vec![identity.cert.clone()], identity.key.clone_key())
-        .unwrap();
+    let tls = pki_common::tls::server_config_with_client_auth(
+        vec![identity.cert.clone()],
+        identity.key.clone_key(),
+        &identity.root,
+        Vec::new(),
+        pki_common::tls::ClientAuth::Optional,
+    )
+    .unwrap();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut s = TlsAcceptor::from(Arc::new(tls)).accept(tcp).await.unwrap();
@@ -200,7 +206,7 @@ async fn tampering_server(identity: Identity, step: u8) -> SocketAddr {
         .unwrap();
         write_frame(&mut s, &proof).await.unwrap();
         let r = read_frame(&mut s, MAX).await.unwrap();
-        let registration = reg.on_registration(&r, now_clock()).unwrap();
+        let registration = reg.on_registration(&r, now_clock(), None).unwrap();
         let granted = SessionGranted {
             session_id: [7; 16],
             lifetime_secs: 60,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pki_ca::token::Profile;
 use pki_client::Connection;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_tests::refusals::invalid_certificate;
 use pki_tests::{

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use pki_ca::policy::IssuancePolicy;
-use pki_ca::token::Profile;
 use pki_ca::{Ca, CaPaths};
-use pki_client::revocation::CrlSource;
+use pki_client::CrlSource;
 use pki_client::{request_once, ClientError};
 use pki_common::cert::CertInfo;
+use pki_common::cert::Profile;
 use pki_common::files;
 use pki_common::revocation::{verify_crl, CrlError, Reason};
 use pki_server::identity::IdentityError;

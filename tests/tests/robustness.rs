@@ -36,7 +36,8 @@ async fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
 async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_others_carry_on() {
     bounded(async {
         let AppFixture { pki, server } =
-            AppFixture::start_with(|c| c.handshake_timeout = Duration::from_millis(300)).await;
+            AppFixture::start_with(|c| c.listener.handshake_timeout = Duration::from_millis(300))
+                .await;
         // Connects and sends nothing at all.
         let mut silent = TcpStream::connect(server.addr).await.unwrap();
         // Meanwhile another client is served normally.
@@ -116,7 +117,8 @@ async fn a_session_at_its_request_limit_is_ended_and_the_client_registers_again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excess_connections_are_refused_not_queued() {
     bounded(async {
-        let AppFixture { pki, server } = AppFixture::start_with(|c| c.max_connections = 2).await;
+        let AppFixture { pki, server } =
+            AppFixture::start_with(|c| c.listener.max_connections = 2).await;
         let config = pki.client_config(server.addr);
         let a = Connection::connect(&config).await.unwrap();
         let b = Connection::connect(&config).await.unwrap();
@@ -188,7 +190,7 @@ async fn after_a_server_restart_an_old_session_is_unknown_and_the_client_registe
 
         // Restart: a new server process over the same files and address.
         let mut server_config = pki.server_config(&dir, None);
-        server_config.listen = addr;
+        server_config.listener.listen = addr;
         drop(first);
         let mut restarted = None;
         for _ in 0..100 {
@@ -241,7 +243,7 @@ async fn a_panic_in_one_connection_does_not_take_the_server_down() {
         let mut service = Service::default();
         service.add("boom", |_, _| panic!("a handler bug"));
         let config = pki_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         };
         let server = AppServer::bind(config, identity, service).await.unwrap();
@@ -424,7 +426,8 @@ async fn a_ca_killed_in_the_middle_of_issuing_loses_nothing_and_repeats_no_seria
 
         let root = pki_common::files::read_cert(&paths.root_cert()).unwrap();
         let client =
-            pki_common::https::CaClient::new(&format!("https://{listen}"), None, &root).unwrap();
+            pki_common::ca::client::CaClient::new(&format!("https://{listen}"), None, &root)
+                .unwrap();
         let csr = pki_tests::csr_for("app.pki.test");
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut workers = tokio::task::JoinSet::new();
@@ -540,7 +543,7 @@ async fn sigterm_shuts_the_ca_and_the_server_down_gracefully_with_status_0() {
         let config = pki_client::ClientConfig {
             server: server_listen.clone(),
             ca: paths.root_cert(),
-            crl: pki_client::revocation::CrlSource::Fetch {
+            crl: pki_client::CrlSource::Fetch {
                 ca_url: format!("https://{ca_listen}"),
             },
             ..Default::default()

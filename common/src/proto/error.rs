@@ -75,6 +75,16 @@ pub enum ProtoError {
     Signing(String),
     #[error("cannot bind to the TLS connection: {0}")]
     Exporter(String),
+    /// A primitive failed where its contract says it cannot (HKDF asked for
+    /// 32 bytes, AES-GCM sealing a bounded message). Reported rather than
+    /// hidden, so a broken build or library cannot silently leave a key
+    /// all-zero.
+    #[error("internal cryptographic failure: {0}")]
+    Crypto(&'static str),
+    /// A message could not be serialised (postcard refuses nothing these
+    /// plain structs hold, so this points at a bug, not at the peer).
+    #[error("cannot encode the {0} message")]
+    Encode(&'static str),
     #[error("the peer refused: {message} [{code}]")]
     PeerAlert { code: AlertCode, message: String },
     #[error("the peer closed the connection")]
@@ -85,95 +95,34 @@ pub enum ProtoError {
     Io(#[from] std::io::Error),
 }
 
-/// The code carried by an alert frame, so the peer can tell refusals apart
-/// without parsing sentences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertCode {
-    BadFrame,
-    UnsupportedVersion,
-    FrameTooLarge,
-    Malformed,
-    UnexpectedMessage,
-    DecryptFailed,
-    Replayed,
-    Reordered,
-    StaleTimestamp,
-    BadSignature,
-    WrongServer,
-    ClientIdMismatch,
-    SessionExpired,
-    UnknownSession,
-    KeyAgreement,
-    Busy,
-    Timeout,
-    RequestLimit,
-    ShuttingDown,
-    Internal,
-    Other(u16),
-}
-
-impl AlertCode {
-    pub fn to_u16(self) -> u16 {
-        match self {
-            AlertCode::BadFrame => 1,
-            AlertCode::UnsupportedVersion => 2,
-            AlertCode::FrameTooLarge => 3,
-            AlertCode::Malformed => 4,
-            AlertCode::UnexpectedMessage => 5,
-            AlertCode::DecryptFailed => 6,
-            AlertCode::Replayed => 7,
-            AlertCode::Reordered => 8,
-            AlertCode::StaleTimestamp => 9,
-            AlertCode::BadSignature => 10,
-            AlertCode::WrongServer => 11,
-            AlertCode::ClientIdMismatch => 12,
-            AlertCode::SessionExpired => 13,
-            AlertCode::UnknownSession => 14,
-            AlertCode::KeyAgreement => 15,
-            AlertCode::Busy => 16,
-            AlertCode::Timeout => 17,
-            AlertCode::RequestLimit => 18,
-            AlertCode::ShuttingDown => 19,
-            AlertCode::Internal => 99,
-            AlertCode::Other(n) => n,
-        }
-    }
-
-    pub fn from_u16(n: u16) -> Self {
-        [
-            AlertCode::BadFrame,
-            AlertCode::UnsupportedVersion,
-            AlertCode::FrameTooLarge,
-            AlertCode::Malformed,
-            AlertCode::UnexpectedMessage,
-            AlertCode::DecryptFailed,
-            AlertCode::Replayed,
-            AlertCode::Reordered,
-            AlertCode::StaleTimestamp,
-            AlertCode::BadSignature,
-            AlertCode::WrongServer,
-            AlertCode::ClientIdMismatch,
-            AlertCode::SessionExpired,
-            AlertCode::UnknownSession,
-            AlertCode::KeyAgreement,
-            AlertCode::Busy,
-            AlertCode::Timeout,
-            AlertCode::RequestLimit,
-            AlertCode::ShuttingDown,
-            AlertCode::Internal,
-        ]
-        .into_iter()
-        .find(|c| c.to_u16() == n)
-        .unwrap_or(AlertCode::Other(n))
-    }
-}
-
-impl std::fmt::Display for AlertCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AlertCode::Other(n) => write!(f, "alert {n}"),
-            other => write!(f, "{other:?}"),
-        }
+crate::wire::wire_enum! {
+    /// The code carried by an alert frame, so the peer can tell refusals
+    /// apart without parsing sentences.
+    pub enum AlertCode: u16 {
+        BadFrame = 1 => "BadFrame",
+        UnsupportedVersion = 2 => "UnsupportedVersion",
+        FrameTooLarge = 3 => "FrameTooLarge",
+        Malformed = 4 => "Malformed",
+        UnexpectedMessage = 5 => "UnexpectedMessage",
+        DecryptFailed = 6 => "DecryptFailed",
+        Replayed = 7 => "Replayed",
+        Reordered = 8 => "Reordered",
+        StaleTimestamp = 9 => "StaleTimestamp",
+        BadSignature = 10 => "BadSignature",
+        WrongServer = 11 => "WrongServer",
+        ClientIdMismatch = 12 => "ClientIdMismatch",
+        SessionExpired = 13 => "SessionExpired",
+        UnknownSession = 14 => "UnknownSession",
+        KeyAgreement = 15 => "KeyAgreement",
+        Busy = 16 => "Busy",
+        Timeout = 17 => "Timeout",
+        RequestLimit = 18 => "RequestLimit",
+        ShuttingDown = 19 => "ShuttingDown",
+        Internal = 99 => "Internal",
+        ;
+        /// A code this side does not know (a newer peer's), kept as a
+        /// number so the refusal can still be reported.
+        unknown Other => "alert",
     }
 }
 
@@ -203,7 +152,10 @@ impl ProtoError {
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,
             ProtoError::Busy(_) => AlertCode::Busy,
             ProtoError::Timeout(_) => AlertCode::Timeout,
-            ProtoError::Signing(_) | ProtoError::Exporter(_) => AlertCode::Internal,
+            ProtoError::Signing(_)
+            | ProtoError::Exporter(_)
+            | ProtoError::Crypto(_)
+            | ProtoError::Encode(_) => AlertCode::Internal,
             ProtoError::PeerAlert { .. } | ProtoError::Closed | ProtoError::Io(_) => return None,
         })
     }

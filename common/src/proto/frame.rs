@@ -24,57 +24,31 @@ pub const HEADER_LEN: usize = 8;
 /// Default limit on a frame, header included.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
-/// The message kinds: one per step, plus the alert that carries a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    /// Step 3, C→S.
-    Hello = 3,
-    /// Step 4, S→C.
-    ServerProof = 4,
-    /// Step 5, C→S, sealed.
-    Registration = 5,
-    /// Step 6, S→C, sealed.
-    SessionGranted = 6,
-    /// Step 7, C→S, sealed under the session key.
-    ServiceRequest = 7,
-    /// Step 8, S→C, sealed under the session key.
-    Response = 8,
-    /// Either direction: a refusal, after which the sender closes.
-    Alert = 0x7f,
+crate::wire::wire_enum! {
+    /// The message kinds: one per step, plus the alert that carries a
+    /// refusal. The name is the step as narration and errors call it.
+    pub enum Kind: u8 {
+        /// Step 3, C→S.
+        Hello = 3 => "step 3 (hello)",
+        /// Step 4, S→C.
+        ServerProof = 4 => "step 4 (server proof)",
+        /// Step 5, C→S, sealed.
+        Registration = 5 => "step 5 (registration)",
+        /// Step 6, S→C, sealed.
+        SessionGranted = 6 => "step 6 (session granted)",
+        /// Step 7, C→S, sealed under the session key.
+        ServiceRequest = 7 => "step 7 (service request)",
+        /// Step 8, S→C, sealed under the session key.
+        Response = 8 => "step 8 (response)",
+        /// Either direction: a refusal, after which the sender closes.
+        Alert = 0x7f => "alert",
+    }
 }
 
 impl Kind {
-    pub fn from_u8(b: u8) -> Result<Kind, ProtoError> {
-        Ok(match b {
-            3 => Kind::Hello,
-            4 => Kind::ServerProof,
-            5 => Kind::Registration,
-            6 => Kind::SessionGranted,
-            7 => Kind::ServiceRequest,
-            8 => Kind::Response,
-            0x7f => Kind::Alert,
-            other => return Err(ProtoError::UnknownKind(other)),
-        })
-    }
-
     /// The step name used in narration and errors.
     pub fn step(self) -> &'static str {
-        match self {
-            Kind::Hello => "step 3 (hello)",
-            Kind::ServerProof => "step 4 (server proof)",
-            Kind::Registration => "step 5 (registration)",
-            Kind::SessionGranted => "step 6 (session granted)",
-            Kind::ServiceRequest => "step 7 (service request)",
-            Kind::Response => "step 8 (response)",
-            Kind::Alert => "alert",
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.step())
+        self.name()
     }
 }
 
@@ -102,7 +76,14 @@ impl Frame {
     fn header(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
         let len = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
         [
-            MAGIC[0], MAGIC[1], VERSION, kind as u8, len[0], len[1], len[2], len[3],
+            MAGIC[0],
+            MAGIC[1],
+            VERSION,
+            kind.code(),
+            len[0],
+            len[1],
+            len[2],
+            len[3],
         ]
     }
 
@@ -114,7 +95,7 @@ impl Frame {
         if h[2] != VERSION {
             return Err(ProtoError::UnsupportedVersion { got: h[2] });
         }
-        let kind = Kind::from_u8(h[3])?;
+        let kind = Kind::from_code(h[3]).ok_or(ProtoError::UnknownKind(h[3]))?;
         let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
         if len.saturating_add(HEADER_LEN) > max {
             return Err(ProtoError::FrameTooLarge {

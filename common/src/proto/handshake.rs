@@ -21,6 +21,7 @@ use super::message::{
     SessionGranted, SessionId, SessionSealed,
 };
 use super::seal::{DirectionKey, KeySchedule};
+use crate::cert::CertInfo;
 
 /// Context string of the step-4 signature, so it can never be mistaken for
 /// a signature made for any other purpose with the same key.
@@ -148,7 +149,7 @@ impl ClientHello {
             nonce: random(),
             timestamp: clock.now,
         };
-        let frame = Frame::new(Kind::Hello, encode(&hello));
+        let frame = Frame::new(Kind::Hello, encode(&hello)?);
         Ok((
             ClientHello {
                 secret,
@@ -175,7 +176,7 @@ impl ClientHello {
         let shared = agree(self.secret, &proof.server_share)?;
         let transcript = sha256(&[&self.exporter, &self.hello_frame, &frame.encode()]);
         let schedule = KeySchedule::extract(&shared, &transcript);
-        let (send, recv) = schedule.direction_keys("registration", &transcript, &transcript);
+        let (send, recv) = schedule.direction_keys("registration", &transcript, &transcript)?;
         Ok(ClientRegistering {
             schedule,
             transcript,
@@ -198,8 +199,8 @@ pub struct ClientRegistering {
 impl ClientRegistering {
     /// Step 5: seals the registration.
     pub fn register(&mut self, registration: &Registration) -> Result<Frame, ProtoError> {
-        let (seq, ciphertext) = self.send.seal(Kind::Registration, &encode(registration))?;
-        let frame = Frame::new(Kind::Registration, encode(&Sealed { seq, ciphertext }));
+        let (seq, ciphertext) = self.send.seal(Kind::Registration, &encode(registration)?)?;
+        let frame = Frame::new(Kind::Registration, encode(&Sealed { seq, ciphertext })?);
         self.registration_frame = frame.encode();
         Ok(frame)
     }
@@ -227,10 +228,9 @@ impl ClientRegistering {
         let transcript = sha256(&[&self.transcript, &self.registration_frame, &frame.encode()]);
         let (send, recv) =
             self.schedule
-                .direction_keys("session", &transcript, &granted.session_id);
+                .direction_keys("session", &transcript, &granted.session_id)?;
         let session = ClientSession {
             session_id: granted.session_id,
-            expires_at: clock.now.saturating_add(granted.lifetime_secs),
             send,
             recv,
         };
@@ -241,8 +241,6 @@ impl ClientRegistering {
 /// An established session, client side: steps 7 and 8, as often as needed.
 pub struct ClientSession {
     pub session_id: SessionId,
-    /// When the session expires, by the client's clock.
-    pub expires_at: u64,
     send: DirectionKey,
     recv: DirectionKey,
 }
@@ -250,14 +248,14 @@ pub struct ClientSession {
 impl ClientSession {
     /// Step 7: seals a request under the session key.
     pub fn request(&mut self, request: &ServiceRequest) -> Result<Frame, ProtoError> {
-        let (seq, ciphertext) = self.send.seal(Kind::ServiceRequest, &encode(request))?;
+        let (seq, ciphertext) = self.send.seal(Kind::ServiceRequest, &encode(request)?)?;
         Ok(Frame::new(
             Kind::ServiceRequest,
             encode(&SessionSealed {
                 session_id: self.session_id,
                 seq,
                 ciphertext,
-            }),
+            })?,
         ))
     }
 
@@ -324,10 +322,10 @@ pub fn accept_hello(
     proof.signature = signer
         .sign(&proof_message(&exporter, &hello_frame, &proof))
         .map_err(|e| ProtoError::Signing(e.to_string()))?;
-    let proof_frame = Frame::new(Kind::ServerProof, encode(&proof));
+    let proof_frame = Frame::new(Kind::ServerProof, encode(&proof)?);
     let transcript = sha256(&[&exporter, &hello_frame, &proof_frame.encode()]);
     let schedule = KeySchedule::extract(&shared, &transcript);
-    let (recv, send) = schedule.direction_keys("registration", &transcript, &transcript);
+    let (recv, send) = schedule.direction_keys("registration", &transcript, &transcript)?;
     Ok((
         ServerRegistering {
             schedule,
@@ -342,11 +340,15 @@ pub fn accept_hello(
 }
 
 impl ServerRegistering {
-    /// Step 5: opens and checks the registration.
+    /// Step 5: opens and checks the registration. When TLS verified a
+    /// client certificate (`client_cert`), the client id must be one of its
+    /// DNS names (compared without regard to case): the certificate, not
+    /// the client's word, says who it is.
     pub fn on_registration(
         &mut self,
         frame: &Frame,
         clock: Clock,
+        client_cert: Option<&CertInfo>,
     ) -> Result<Registration, ProtoError> {
         let sealed: Sealed = decode(frame.require(Kind::Registration)?, "registration")?;
         let plain = self
@@ -364,6 +366,14 @@ impl ServerRegistering {
         if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
             return Err(ProtoError::InvalidClientId(id.clone()));
         }
+        if let Some(cert) = client_cert {
+            if !cert.dns_names.iter().any(|n| n.eq_ignore_ascii_case(id)) {
+                return Err(ProtoError::ClientIdNotCertified {
+                    claimed: id.clone(),
+                    certified: cert.names().join(", "),
+                });
+            }
+        }
         self.registration_frame = frame.encode();
         Ok(registration)
     }
@@ -373,12 +383,12 @@ impl ServerRegistering {
         mut self,
         granted: &SessionGranted,
     ) -> Result<(Frame, ServerSessionKeys), ProtoError> {
-        let (seq, ciphertext) = self.send.seal(Kind::SessionGranted, &encode(granted))?;
-        let frame = Frame::new(Kind::SessionGranted, encode(&Sealed { seq, ciphertext }));
+        let (seq, ciphertext) = self.send.seal(Kind::SessionGranted, &encode(granted)?)?;
+        let frame = Frame::new(Kind::SessionGranted, encode(&Sealed { seq, ciphertext })?);
         let transcript = sha256(&[&self.transcript, &self.registration_frame, &frame.encode()]);
         let (recv, send) =
             self.schedule
-                .direction_keys("session", &transcript, &granted.session_id);
+                .direction_keys("session", &transcript, &granted.session_id)?;
         Ok((frame, ServerSessionKeys { recv, send }))
     }
 }
@@ -413,10 +423,10 @@ impl ServerSessionKeys {
 
     /// Step 8: seals a response.
     pub fn seal_response(&mut self, response: &Response) -> Result<Frame, ProtoError> {
-        let (seq, ciphertext) = self.send.seal(Kind::Response, &encode(response))?;
+        let (seq, ciphertext) = self.send.seal(Kind::Response, &encode(response)?)?;
         Ok(Frame::new(
             Kind::Response,
-            encode(&Sealed { seq, ciphertext }),
+            encode(&Sealed { seq, ciphertext })?,
         ))
     }
 }

@@ -105,10 +105,10 @@ pub struct Alert {
     pub message: String,
 }
 
-/// Encodes a message with postcard.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    // Serialising these plain structs to a Vec cannot fail.
-    postcard::to_stdvec(msg).unwrap_or_default()
+/// Encodes a message with postcard. An error (which these plain structs
+/// cannot cause) is reported rather than sent as an empty payload.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {
+    postcard::to_stdvec(msg).map_err(|_| ProtoError::Encode(std::any::type_name::<T>()))
 }
 
 /// Decodes a message, refusing trailing bytes.
@@ -122,15 +122,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T
 impl Frame {
     /// An alert frame for `err`, if the peer should be told.
     pub fn alert_for(err: &ProtoError) -> Option<Frame> {
-        err.alert_code().map(|code| {
-            Frame::new(
-                Kind::Alert,
-                encode(&Alert {
-                    code: code.to_u16(),
-                    message: err.to_string(),
-                }),
-            )
-        })
+        let alert = Alert {
+            code: err.alert_code()?.code(),
+            message: err.to_string(),
+        };
+        encode(&alert)
+            .ok()
+            .map(|payload| Frame::new(Kind::Alert, payload))
     }
 
     /// Checks that this frame is of kind `expected`. An alert becomes
@@ -142,7 +140,7 @@ impl Frame {
         if self.kind == Kind::Alert {
             let alert: Alert = decode(&self.payload, "alert")?;
             return Err(ProtoError::PeerAlert {
-                code: super::AlertCode::from_u16(alert.code),
+                code: super::AlertCode::from_code(alert.code),
                 message: alert.message,
             });
         }

@@ -44,14 +44,16 @@ impl KeySchedule {
     }
 
     /// HKDF-Expand(label || context) to a 32-byte key.
-    fn expand(&self, label: &str, context: &[u8]) -> Zeroizing<[u8; 32]> {
+    fn expand(&self, label: &str, context: &[u8]) -> Result<Zeroizing<[u8; 32]>, ProtoError> {
         let mut okm = Zeroizing::new([0u8; 32]);
         let info = [label.as_bytes(), context].concat();
-        // Expanding 32 bytes from a SHA-256 PRK is always within HKDF's limit.
-        if let Ok(hk) = Hkdf::<Sha256>::from_prk(self.prk.as_ref()) {
-            let _ = hk.expand(&info, okm.as_mut());
-        }
-        okm
+        // Both calls are within HKDF's limits (a 32-byte PRK, 32 bytes out);
+        // a failure is still an error, never a silently all-zero key.
+        Hkdf::<Sha256>::from_prk(self.prk.as_ref())
+            .map_err(|_| ProtoError::Crypto("HKDF-SHA256 refused the PRK"))?
+            .expand(&info, okm.as_mut())
+            .map_err(|_| ProtoError::Crypto("HKDF-SHA256 expand failed"))?;
+        Ok(okm)
     }
 
     /// The sealer and opener for one direction pair, under `label`, bound to
@@ -61,13 +63,13 @@ impl KeySchedule {
         label: &str,
         transcript: &[u8; 32],
         context: &[u8],
-    ) -> (DirectionKey, DirectionKey) {
-        let c2s = self.expand(&format!("pki-auth v1 {label} c2s"), transcript);
-        let s2c = self.expand(&format!("pki-auth v1 {label} s2c"), transcript);
-        (
+    ) -> Result<(DirectionKey, DirectionKey), ProtoError> {
+        let c2s = self.expand(&format!("pki-auth v1 {label} c2s"), transcript)?;
+        let s2c = self.expand(&format!("pki-auth v1 {label} s2c"), transcript)?;
+        Ok((
             DirectionKey::new(&c2s, Direction::ClientToServer, context),
             DirectionKey::new(&s2c, Direction::ServerToClient, context),
-        )
+        ))
     }
 }
 
@@ -100,7 +102,7 @@ impl DirectionKey {
     fn aad(&self, kind: Kind, seq: u64) -> Vec<u8> {
         let mut aad = Vec::with_capacity(32 + self.context.len());
         aad.extend_from_slice(b"pki-auth v1");
-        aad.push(kind as u8);
+        aad.push(kind.code());
         aad.push(self.direction as u8);
         aad.extend_from_slice(&seq.to_be_bytes());
         aad.extend_from_slice(&self.context);
@@ -123,7 +125,7 @@ impl DirectionKey {
                     aad: &aad,
                 },
             )
-            .map_err(|_| ProtoError::SequenceExhausted)?;
+            .map_err(|_| ProtoError::Crypto("AES-256-GCM sealing failed"))?;
         Ok((seq, ct))
     }
 
@@ -168,8 +170,8 @@ mod tests {
 
     fn pair() -> (DirectionKey, DirectionKey) {
         let ks = KeySchedule::extract(&[7; 32], &[1; 32]);
-        let (tx, _) = ks.direction_keys("session", &[2; 32], b"sid");
-        let (rx, _) = ks.direction_keys("session", &[2; 32], b"sid");
+        let (tx, _) = ks.direction_keys("session", &[2; 32], b"sid").unwrap();
+        let (rx, _) = ks.direction_keys("session", &[2; 32], b"sid").unwrap();
         (tx, rx)
     }
 

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::api::ErrorBody;
+use super::api::ErrorBody;
 
 /// The largest response body accepted from the CA.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -68,6 +68,42 @@ impl Response {
     }
 }
 
+/// Splits `https://host:port` into the address to connect to and the host
+/// the CA's certificate must name. Parsing is hyper's (`http::Uri`), so
+/// bracketed IPv6 literals and the rest of RFC 3986 are handled as every
+/// other HTTP client handles them; only what this client cannot honour is
+/// refused: another scheme, a missing port, a path, a query or user info.
+fn parse_ca_url(url: &str) -> Result<(String, String), HttpsError> {
+    let bad = |reason: &str| HttpsError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| bad(&format!("not a URL ({e}); expected https://host:port")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("only https:// URLs are accepted"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| bad("expected https://host:port"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("user information is not accepted in the CA URL"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("expected https://host:port, without a path or query"));
+    }
+    let port = authority
+        .port_u16()
+        .ok_or_else(|| bad("the URL needs an explicit port, e.g. https://127.0.0.1:8443"))?;
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(bad("expected https://host:port"));
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((format!("{host}:{port}"), bare.to_string()))
+}
+
 /// A client for one CA endpoint, `https://host:port`.
 #[derive(Clone)]
 pub struct CaClient {
@@ -115,29 +151,13 @@ impl CaClient {
         root: &CertificateDer<'_>,
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Self, HttpsError> {
-        let bad = |reason: &str| HttpsError::BadUrl {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
-        let rest = url
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("only https:// URLs are accepted"))?;
-        let addr = rest.trim_end_matches('/').to_string();
-        if addr.is_empty() || addr.contains('/') {
-            return Err(bad("expected https://host:port"));
-        }
-        let host = match addr.rsplit_once(':') {
-            Some((h, port)) if port.parse::<u16>().is_ok() => h,
-            _ => {
-                return Err(bad(
-                    "the URL needs an explicit port, e.g. https://127.0.0.1:8443",
-                ))
-            }
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = ca_name.unwrap_or(host);
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|e| bad(&format!("invalid CA name {name:?}: {e}")))?;
+        let (addr, host) = parse_ca_url(url)?;
+        let name = ca_name.unwrap_or(&host);
+        let server_name =
+            ServerName::try_from(name.to_string()).map_err(|e| HttpsError::BadUrl {
+                url: url.to_string(),
+                reason: format!("invalid CA name {name:?}: {e}"),
+            })?;
         let verifier = crate::tls::server_verifier(root, Vec::new())?;
         let config = crate::tls::client_config_with(verifier, identity)?;
         Ok(CaClient {
@@ -175,6 +195,8 @@ impl CaClient {
         .await
     }
 
+    /// Builds the request, then runs the whole exchange (connection
+    /// included) under one deadline.
     async fn request(
         &self,
         method: Method,
@@ -182,23 +204,29 @@ impl CaClient {
         post: Option<(Option<&str>, &str)>,
         body: Bytes,
     ) -> Result<Response, HttpsError> {
-        tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.request_inner(method, path, post, body),
-        )
-        .await
-        .map_err(|_| HttpsError::Timeout {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.addr.as_str());
+        if let Some((bearer, content_type)) = post {
+            req = req.header(hyper::header::CONTENT_TYPE, content_type);
+            if let Some(token) = bearer {
+                req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+        }
+        let req = req.body(Full::new(body)).map_err(|e| HttpsError::Http {
             addr: self.addr.clone(),
-        })?
+            reason: e.to_string(),
+        })?;
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(req))
+            .await
+            .map_err(|_| HttpsError::Timeout {
+                addr: self.addr.clone(),
+            })?
     }
 
-    async fn request_inner(
-        &self,
-        method: Method,
-        path: &str,
-        post: Option<(Option<&str>, &str)>,
-        body: Bytes,
-    ) -> Result<Response, HttpsError> {
+    /// Connects, verifies the CA, sends `req` and reads the answer.
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Response, HttpsError> {
         let addr = self.addr.clone();
         let tcp = TcpStream::connect(&self.addr)
             .await
@@ -224,18 +252,6 @@ impl CaClient {
             .await
             .map_err(|e| http(e.to_string()))?;
         let driver = tokio::spawn(conn);
-        let host = self.addr.clone();
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, host);
-        if let Some((bearer, content_type)) = post {
-            req = req.header(hyper::header::CONTENT_TYPE, content_type);
-            if let Some(token) = bearer {
-                req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-            }
-        }
-        let req = req.body(Full::new(body)).map_err(|e| http(e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
@@ -248,5 +264,39 @@ impl CaClient {
             .to_bytes();
         driver.abort();
         Ok(Response { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ca_url;
+
+    #[test]
+    fn ca_urls() {
+        let ok = |u: &str| parse_ca_url(u).unwrap();
+        assert_eq!(
+            ok("https://127.0.0.1:8443"),
+            ("127.0.0.1:8443".into(), "127.0.0.1".into())
+        );
+        assert_eq!(
+            ok("https://ca.pki.test:8443/"),
+            ("ca.pki.test:8443".into(), "ca.pki.test".into())
+        );
+        assert_eq!(
+            ok("https://[::1]:8443"),
+            ("[::1]:8443".into(), "::1".into())
+        );
+        for bad in [
+            "http://127.0.0.1:8443",
+            "https://127.0.0.1",
+            "https://127.0.0.1:8443/v1",
+            "https://127.0.0.1:8443?x=1",
+            "https://user@127.0.0.1:8443",
+            "127.0.0.1:8443",
+            "https://",
+            "",
+        ] {
+            assert!(parse_ca_url(bad).is_err(), "{bad} should be refused");
+        }
     }
 }

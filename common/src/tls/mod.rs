@@ -4,6 +4,11 @@
 //! compiled in, rustls's implicit default provider panics. The whole tree is
 //! therefore built with ring only, and every config is made here with the
 //! provider passed explicitly.
+//!
+//! [`verify`] holds the two custom certificate verifiers and the one path
+//! validation everything runs.
+
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -36,19 +41,6 @@ pub fn root_store(root: &CertificateDer<'_>) -> Result<RootCertStore, TlsSetupEr
         .add(root.clone().into_owned())
         .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
     Ok(roots)
-}
-
-/// A TLS 1.3-only server config presenting `chain` with `key`.
-pub fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<ServerConfig, TlsSetupError> {
-    ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))
 }
 
 /// Whether a TLS server asks clients for certificates.

@@ -19,10 +19,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tracing::{info, warn};
 
-use crate::api;
-use crate::cert::{verify_leaf, CertInfo, Purpose};
+use super::api;
+use super::client::{CaClient, HttpsError, Response};
+use crate::cert::{verify_leaf, CertInfo, Profile};
 use crate::files;
-use crate::https::{CaClient, HttpsError};
 use crate::revocation::VerifiedCrl;
 
 /// Errors enrolling with or renewing at the CA.
@@ -50,6 +50,8 @@ pub enum EnrollError {
     BadAnswer(String),
     #[error("the certificate to renew has expired; renewal needs a new token (`pki-ca token`, then enroll again)")]
     Expired,
+    #[error("cannot save the new key and certificate: {0}")]
+    Save(String),
 }
 
 /// How long and how often to retry while the CA cannot be reached.
@@ -97,10 +99,16 @@ impl Enrolled {
             .map_err(|e| EnrollError::BadAnswer(format!("unreadable key: {e}")))
     }
 
-    /// Writes the key (mode 0600) and the certificate.
+    /// Writes the key (mode 0600) and the certificate, and says so.
     pub fn save(&self, files: &KeyFiles) -> Result<(), files::FileError> {
         files::write_private_key(&files.key, &self.key_pem)?;
-        files::write_public(&files.cert, &files::cert_to_pem(&self.cert))
+        files::write_public(&files.cert, &files::cert_to_pem(&self.cert))?;
+        info!(
+            "wrote {} (mode 0600) and {}",
+            files.key.display(),
+            files.cert.display()
+        );
+        Ok(())
     }
 }
 
@@ -128,14 +136,15 @@ pub fn check_held(
     files: &KeyFiles,
     root: &CertificateDer<'static>,
     names: &[String],
-    purpose: Purpose,
+    purpose: Profile,
     crl: Option<&VerifiedCrl>,
 ) -> Held {
     match load_held(files, root, names, purpose, crl) {
         Err(reason) => Held::Unusable(reason),
         Ok(held) => {
-            let left = held.info.lifetime_left(crate::unix_now() as i64);
-            if left <= 1.0 / 3.0 {
+            let now = crate::unix_now() as i64;
+            if now >= held.info.renewal_due() {
+                let left = held.info.lifetime_left(now);
                 let reason = format!("only {:.0}% of its lifetime is left", left * 100.0);
                 Held::DueForRenewal(held, reason)
             } else {
@@ -149,7 +158,7 @@ fn load_held(
     files: &KeyFiles,
     root: &CertificateDer<'static>,
     names: &[String],
-    purpose: Purpose,
+    purpose: Profile,
     crl: Option<&VerifiedCrl>,
 ) -> Result<Enrolled, String> {
     if !files.cert.exists() || !files.key.exists() {
@@ -210,7 +219,7 @@ pub async fn enroll(
     root: &CertificateDer<'_>,
     names: &[String],
     token: &str,
-    purpose: Purpose,
+    purpose: Profile,
     retry: Retry,
 ) -> Result<Enrolled, EnrollError> {
     let (key, csr) = key_and_csr(names)?;
@@ -268,7 +277,7 @@ pub async fn renew(
     ca_name: Option<&str>,
     root: &CertificateDer<'static>,
     current: &Enrolled,
-    purpose: Purpose,
+    purpose: Profile,
 ) -> Result<Enrolled, EnrollError> {
     if current.info.not_after <= crate::unix_now() as i64 {
         return Err(EnrollError::Expired);
@@ -303,11 +312,11 @@ pub async fn renew(
 /// Checks the CA's answer: a certificate chaining to the root, for our
 /// key, naming every name we asked for.
 fn check_answer(
-    response: crate::https::Response,
+    response: Response,
     key: KeyPair,
     root: &CertificateDer<'_>,
     names: &[String],
-    purpose: Purpose,
+    purpose: Profile,
 ) -> Result<Enrolled, EnrollError> {
     if !response.status.is_success() {
         let (error, detail) = match response.error_body() {
@@ -345,4 +354,96 @@ fn check_answer(
         cert,
         info,
     })
+}
+
+/// How a party reaches the CA to enroll and renew.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub ca_url: String,
+    /// The name the CA's certificate must carry (default: the URL's host).
+    pub ca_name: Option<String>,
+    /// A one-time token from `pki-ca token`, spent only if enrolling anew
+    /// is needed.
+    pub token: Option<String>,
+    pub retry: Retry,
+}
+
+/// Why no certificate could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ObtainError {
+    /// Nothing usable on disk, and no token to enroll with.
+    #[error("no usable certificate ({reason}) and no enrollment token")]
+    NeedToken { reason: String },
+    #[error("enrollment failed: {0}")]
+    Enroll(#[from] EnrollError),
+    #[error(transparent)]
+    File(#[from] files::FileError),
+}
+
+/// Renews `current` at the CA and saves the new key and certificate.
+pub async fn renew_and_save(
+    enrollment: &Enrollment,
+    root: &CertificateDer<'static>,
+    files: &KeyFiles,
+    current: &Enrolled,
+    purpose: Profile,
+) -> Result<Enrolled, EnrollError> {
+    let ca_name = enrollment.ca_name.as_deref();
+    let renewed = renew(&enrollment.ca_url, ca_name, root, current, purpose).await?;
+    renewed
+        .save(files)
+        .map_err(|e| EnrollError::Save(e.to_string()))?;
+    Ok(renewed)
+}
+
+/// Phase 1 for a party that keeps its certificate in `files`: reuse it
+/// while it is good; past two thirds of its life, renew it with itself;
+/// when it is unusable (missing, revoked per `crl`, from another root,
+/// expired), make a fresh key and enroll with the token.
+///
+/// A certificate that is due but cannot be renewed is still used when
+/// there is no token: it is valid, and renewal is retried later.
+pub async fn obtain(
+    enrollment: &Enrollment,
+    root: &CertificateDer<'static>,
+    files: &KeyFiles,
+    names: &[String],
+    purpose: Profile,
+    crl: Option<&VerifiedCrl>,
+) -> Result<Enrolled, ObtainError> {
+    let reason = match check_held(files, root, names, purpose, crl) {
+        Held::Good(held) => {
+            info!(
+                "phase 1: reusing {} (serial {}, valid until {}, chains to the CA root)",
+                files.cert.display(),
+                held.info.short_serial(),
+                held.info.not_after_rfc3339(),
+            );
+            return Ok(held);
+        }
+        Held::DueForRenewal(held, why) => {
+            info!(
+                "phase 1: {} is due for renewal ({why})",
+                files.cert.display()
+            );
+            match renew_and_save(enrollment, root, files, &held, purpose).await {
+                Ok(renewed) => return Ok(renewed),
+                Err(e) if enrollment.token.is_none() => {
+                    warn!("phase 1: renewal failed ({e}); starting with the current certificate, renewal will be retried");
+                    return Ok(held);
+                }
+                Err(e) => format!("renewal failed: {e}"),
+            }
+        }
+        Held::Unusable(reason) => reason,
+    };
+    let Some(token) = enrollment.token.as_deref() else {
+        return Err(ObtainError::NeedToken { reason });
+    };
+    info!("phase 1: enrolling with the CA ({reason})");
+    let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
+        .map_err(EnrollError::from)?;
+    let enrolled = enroll(&ca, root, names, token, purpose, enrollment.retry).await?;
+    enrolled.save(files)?;
+    Ok(enrolled)
 }

@@ -1,0 +1,217 @@
+//! The two certificate verifiers this project writes itself, side by side,
+//! and the one path validation both they and [`crate::cert::verify_leaf`]
+//! run.
+//!
+//! Everything else uses rustls's WebPKI verifiers unchanged. These two
+//! wrap or reuse the same rustls-webpki code, and differ only where noted:
+//! - [`RecordingVerifier`] (the client): the standard server verifier, but
+//!   it remembers the certificate it was shown, so a "revoked" refusal can
+//!   name the certificate and the CRL's reason.
+//! - [`RenewalClientVerifier`] (the CA): accepts a client certificate with
+//!   either the serverAuth or the clientAuth EKU, since servers renew their
+//!   certificates too.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+
+use super::provider;
+
+/// id-kp-serverAuth (RFC 5280 §4.2.1.12), DER content octets.
+const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// id-kp-clientAuth.
+const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// Path validation of `leaf` to `root` at `now` for `usage`: the code
+/// rustls runs during a handshake, so "chains to the root" means the same
+/// everywhere in this project.
+pub fn verify_chain<'a>(
+    leaf: &'a CertificateDer<'a>,
+    root: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    usage: impl webpki::ExtendedKeyUsageValidator,
+) -> Result<webpki::EndEntityCert<'a>, webpki::Error> {
+    let anchor = webpki::anchor_from_trusted_cert(root)?;
+    let ee = webpki::EndEntityCert::try_from(leaf)?;
+    let algs = provider().signature_verification_algorithms;
+    ee.verify_for_usage(algs.all, &[anchor], intermediates, now, usage, None, None)?;
+    Ok(ee)
+}
+
+/// Delegates to the WebPKI verifier and remembers the end-entity
+/// certificate it was shown, so a refusal can name it.
+#[derive(Debug)]
+pub struct RecordingVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl RecordingVerifier {
+    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
+        RecordingVerifier {
+            inner,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// The last end-entity certificate presented.
+    pub fn seen(&self) -> Option<CertificateDer<'static>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(end_entity.clone().into_owned());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Verifies the optional TLS client certificate on the CA's listener, which
+/// only renewal uses.
+///
+/// It differs from rustls's WebPKI client verifier in one respect: it
+/// accepts a certificate with either the serverAuth or the clientAuth EKU.
+/// The chain to the root and the validity are checked as usual; revocation
+/// and the rest of the renewal rules are judged by the CA from its ledger
+/// after the handshake, so that a refusal can say why.
+#[derive(Debug)]
+pub struct RenewalClientVerifier {
+    root: CertificateDer<'static>,
+}
+
+impl RenewalClientVerifier {
+    /// A verifier accepting certificates issued by `root`.
+    pub fn new(root: CertificateDer<'static>) -> Self {
+        RenewalClientVerifier { root }
+    }
+}
+
+/// Accepts serverAuth or clientAuth.
+struct ServerOrClientAuth;
+
+impl webpki::ExtendedKeyUsageValidator for ServerOrClientAuth {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        for id in iter {
+            let id = id?;
+            if id == webpki::KeyPurposeId::new(SERVER_AUTH)
+                || id == webpki::KeyPurposeId::new(CLIENT_AUTH)
+            {
+                return Ok(());
+            }
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::client_auth(),
+                present: Vec::new(),
+            },
+        ))
+    }
+}
+
+/// rustls's name for a path-validation failure, so the peer gets the
+/// matching TLS alert.
+fn as_rustls(e: webpki::Error) -> rustls::Error {
+    rustls::Error::InvalidCertificate(match e {
+        webpki::Error::CertExpired { .. } => CertificateError::Expired,
+        webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
+        webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
+        webpki::Error::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+        webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    })
+}
+
+impl ClientCertVerifier for RenewalClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        verify_chain(
+            end_entity,
+            &self.root,
+            intermediates,
+            now,
+            ServerOrClientAuth,
+        )
+        .map_err(as_rustls)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Every listener here is TLS 1.3 only.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
