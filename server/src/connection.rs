@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use pki_common::cert::CertInfo;
 use pki_common::framed::ServerFramed;
-use pki_common::proto::handshake::{accept_hello, request_session_id, Clock};
-use pki_common::proto::message::{Response, SessionGranted, SessionSealed, Status};
+use pki_common::proto::handshake::{accept_hello, request_session_id, Clock, ServerRegistering};
+use pki_common::proto::message::{Registration, Response, SessionGranted, SessionSealed, Status};
 use pki_common::proto::{Frame, Kind, ProtoError};
 use pki_common::shutdown::Shutdown;
 
@@ -172,6 +172,18 @@ impl Conn<'_> {
         }
 
         // Step 6.
+        self.grant(registering, &registration, client_cert.is_some())
+            .await
+    }
+
+    /// Step 6: a fresh session id, stored with the session keys, then
+    /// sent sealed under the registration key.
+    async fn grant(
+        &mut self,
+        registering: ServerRegistering,
+        registration: &Registration,
+        client_authenticated: bool,
+    ) -> Result<(), ProtoError> {
         let mut session_id = [0u8; 16];
         rand::rng().fill_bytes(&mut session_id);
         let now = pki_common::unix_now();
@@ -185,7 +197,7 @@ impl Conn<'_> {
         let (grant_frame, keys) = registering.grant(&granted)?;
         let session = Session {
             client_id: registration.client_id.clone(),
-            client_authenticated: client_cert.is_some(),
+            client_authenticated,
             expires_at: now.saturating_add(lifetime.as_secs()),
             deadline: std::time::Instant::now() + lifetime,
             requests: 0,
