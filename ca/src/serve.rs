@@ -73,11 +73,8 @@ impl Default for ServeOptions {
 /// Errors starting the listener.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] pki_common::listener::BindError),
     #[error("cannot prepare the CA's TLS certificate and CRL: {0}")]
     Identity(#[from] crate::CaError),
     #[error(transparent)]
@@ -97,12 +94,7 @@ impl CaServer {
     /// Issues the CA's TLS certificate and binds the listener.
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
         let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
-        let listener = Listener::bind(opts.listener.clone())
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: opts.listener.listen,
-                source,
-            })?;
+        let listener = Listener::bind(opts.listener.clone()).await?;
         ca.publish_crl()?;
         let router = crate::http::router(ca.clone(), opts.max_body);
         Ok(CaServer {

@@ -53,6 +53,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// The longest pause between accept attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The listening address could not be bound (in use, not permitted).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// A bound listening socket with its limits.
 pub struct Listener {
     tcp: TcpListener,
@@ -61,8 +69,13 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `opts.listen`.
-    pub async fn bind(opts: ListenOptions) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind(opts.listen).await?;
+    pub async fn bind(opts: ListenOptions) -> Result<Self, BindError> {
+        let tcp = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| BindError {
+                addr: opts.listen,
+                source,
+            })?;
         Ok(Listener { tcp, opts })
     }
 

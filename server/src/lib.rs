@@ -11,10 +11,14 @@
 //! - [`live`]: the certificate and TLS configuration new connections get,
 //!   swapped whole on renewal or on a new CRL.
 //! - [`connection`]: one connection, steps 3 to 8.
-//! - [`sessions`]: the bounded session table.
+//! - [`sessions`]: the session table, which owns every rule of a
+//!   session's life: the bound on their number, expiry, and the
+//!   per-session request limit.
 //! - [`service`]: the named requests (`memo`, `whoami`, `echo`).
-//! - [`AppServer`]: the listener, connection cap, background renewal and
-//!   CRL refresh, and graceful shutdown.
+//! - [`AppServer`]: start-up (phase 1, then bind), the TLS handshake of
+//!   each accepted connection, and the background tasks (renewal, CRL
+//!   refresh, session sweep). The accept loop, connection cap and graceful
+//!   drain are `pki_common::listener`'s, shared with the CA.
 
 pub mod connection;
 pub mod identity;
@@ -107,11 +111,8 @@ pub enum ServerError {
     Tls(#[from] pki_common::tls::TlsSetupError),
     #[error("client certificates are required, but no current CRL is available to check their revocation; start the CA (or put its ca.crl.pem next to ca.pem) and try again")]
     NoCrl,
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] pki_common::listener::BindError),
 }
 
 /// What every connection task shares.
@@ -175,12 +176,7 @@ impl AppServer {
             warn!("client certificates, if presented, are not checked for revocation: no current CRL yet");
         }
         let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
-        let listener = Listener::bind(config.listener.clone())
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listener.listen,
-                source,
-            })?;
+        let listener = Listener::bind(config.listener.clone()).await?;
         Ok(AppServer {
             listener,
             shared: Arc::new(Shared {
