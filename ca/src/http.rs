@@ -160,14 +160,16 @@ async fn crl(
 ) -> Response {
     let q = match query {
         Ok(Query(q)) => q,
-        Err(rejection) => return problem(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!(
+        Err(rejection) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
                 "{}; the only parameter is format, given at most once: der (the default) or pem",
                 rejection.body_text()
             ),
-        ),
+            )
+        }
     };
     let Some(crl) = ca.current_crl() else {
         return problem(
@@ -299,7 +301,7 @@ async fn sign(
 /// `bearer` and `BEARER` work too; any other scheme is no token.
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (scheme, token) = value.split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_string())

@@ -37,6 +37,7 @@
 //!   drain are `pki_common::listener`'s; the TLS client-certificate check,
 //!   the handshake half of renewal authorization (chain, validity, EKU), is
 //!   `pki_common::tls::verify::RenewalClientVerifier`.
+//! - `stall`: the bound on a write the peer does not read.
 //! - `tasks`: the serving CA's background loops: replacing its own TLS
 //!   certificate, keeping the CRL current.
 //!
@@ -55,6 +56,7 @@ mod paths;
 pub mod policy;
 pub mod reserved;
 pub mod serve;
+mod stall;
 mod tasks;
 pub mod token;
 

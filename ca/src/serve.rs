@@ -9,9 +9,11 @@
 //! A connection holds a slot only while it keeps moving: the TLS handshake
 //! has `handshake_timeout`; the wait for a request's headers (the first
 //! request, and each one after on a kept-alive connection) and the headers
-//! themselves have `request_timeout`, and so does the body after them. A
-//! client that stalls at any point is cut off, so a few hundred stalled
-//! connections cannot lock out `/health` for more than one of those bounds.
+//! themselves have `request_timeout`, and so does the body after them; a
+//! write of the answer that makes no progress for `request_timeout` (the
+//! client does not read) fails too. A client that stalls at any point is
+//! cut off, so a few hundred stalled connections cannot lock out `/health`
+//! for more than one of those bounds.
 //!
 //! Only the listener lives here. What it verifies of a client certificate
 //! is `pki_common::tls::verify::RenewalClientVerifier`; the loops that keep its certificate and the
@@ -33,6 +35,7 @@ use pki_common::listener::{accept_tls, Listener};
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::verify::RenewalClientVerifier;
 
+use crate::stall::WriteDeadline;
 use crate::Ca;
 
 /// The acceptor presenting the CA's own certificate, and when that
@@ -216,7 +219,10 @@ async fn serve_connection(
         // idle, so it bounds idle connections too. The body is bounded by
         // the router (`http::read_body_within`).
         .header_read_timeout(timeouts.request)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(tls, timeouts.request)),
+            service,
+        );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

@@ -282,6 +282,55 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_bound() {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_loses_its_slot() {
+    bounded(async {
+        let timeout = Duration::from_millis(500);
+        let ca = FrontCa::start(|o| {
+            o.listener.max_connections = 1;
+            o.request_timeout = timeout;
+        })
+        .await;
+        // Pipelined requests, answers never read, a small receive buffer:
+        // the CA's writes soon block, with the only slot held.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(ca.addr).await.unwrap();
+        let config = pki_common::tls::client_config(&ca.root()).unwrap();
+        let mut tls = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").unwrap().to_owned(), tcp)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let flood = tokio::spawn(async move {
+            let batch = "GET /v1/root HTTP/1.1\r\nHost: ca\r\n\r\n".repeat(100);
+            for _ in 0..2000 {
+                if tls.write_all(batch.as_bytes()).await.is_err() {
+                    return true;
+                }
+            }
+            false
+        });
+        let client = ca.client();
+        loop {
+            if let Ok(resp) = client.get(api::HEALTH).await {
+                assert_eq!(resp.status, 200);
+                break;
+            }
+            assert!(
+                started.elapsed() < 20 * timeout,
+                "/health did not answer while a client did not read"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            flood.await.unwrap(),
+            "the CA kept reading from a client that never reads"
+        );
+    })
+    .await
+}
+
 // ------------------------------------------- item 16a: JSON problems
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
