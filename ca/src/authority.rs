@@ -203,43 +203,82 @@ impl RootAuthority {
     }
 
     /// Signs the certificate `decision` describes for the key `spki_der`.
+    /// Its only EKU is the profile's: this path never sets the CA-endpoint
+    /// EKU, so no certificate issued to another party can pass for the CA.
     pub fn sign(&self, decision: &Decision, spki_der: &[u8]) -> Result<SignedCert, AuthorityError> {
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        if let Some(first) = decision.names.first() {
-            dn.push(DnType::CommonName, first.as_str());
-        }
-        params.distinguished_name = dn;
-        params.subject_alt_names = decision
-            .names
-            .iter()
-            .map(|n| match n.parse::<IpAddr>() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
-            })
-            .collect::<Result<_, rcgen::Error>>()?;
-        params.serial_number = Some(random_serial());
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = match decision.key {
-            KeyKind::Rsa { .. } => vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ],
-            _ => vec![KeyUsagePurpose::DigitalSignature],
-        };
-        params.extended_key_usages = vec![match decision.profile {
-            Profile::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Profile::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = to_time(decision.not_before)?;
-        params.not_after = to_time(decision.not_after)?;
-        let cert = params.signed_by(&public_key, &self.issuer)?;
+        let params = leaf_params(decision)?;
+        self.signed(params, &public_key)
+    }
+
+    /// Signs the CA's own TLS certificate: as [`sign`](Self::sign) for a
+    /// server, but its extendedKeyUsage is serverAuth plus the CA-endpoint
+    /// EKU ([`CA_ENDPOINT_EKU_OID`](pki_common::tls::verify::CA_ENDPOINT_EKU_OID)),
+    /// by which every party recognises the CA's endpoint. rcgen takes OID
+    /// arcs as u64 and that OID's last arc is a 128-bit UUID, so the
+    /// extension's DER value is added as is (it is a constant).
+    pub fn sign_ca_endpoint(
+        &self,
+        decision: &Decision,
+        spki_der: &[u8],
+    ) -> Result<SignedCert, AuthorityError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let mut params = leaf_params(decision)?;
+        params.extended_key_usages = Vec::new();
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[2, 5, 29, 37],
+                pki_common::tls::verify::CA_ENDPOINT_EKU_EXTENSION.to_vec(),
+            ));
+        self.signed(params, &public_key)
+    }
+
+    fn signed(
+        &self,
+        params: CertificateParams,
+        public_key: &rcgen::SubjectPublicKeyInfo,
+    ) -> Result<SignedCert, AuthorityError> {
+        let cert = params.signed_by(public_key, &self.issuer)?;
         let der = cert.der().clone();
         let info = CertInfo::parse(&der).map_err(|e| AuthorityError::Root(e.to_string()))?;
         Ok(SignedCert { der, info })
     }
+}
+
+/// Every field of an end-entity certificate, as `decision` says.
+fn leaf_params(decision: &Decision) -> Result<CertificateParams, AuthorityError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    if let Some(first) = decision.names.first() {
+        dn.push(DnType::CommonName, first.as_str());
+    }
+    params.distinguished_name = dn;
+    params.subject_alt_names = decision
+        .names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    params.serial_number = Some(random_serial());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = match decision.key {
+        KeyKind::Rsa { .. } => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        _ => vec![KeyUsagePurpose::DigitalSignature],
+    };
+    params.extended_key_usages = vec![match decision.profile {
+        Profile::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        Profile::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = to_time(decision.not_before)?;
+    params.not_after = to_time(decision.not_after)?;
+    Ok(params)
 }
 
 fn rcgen_reason(reason: Reason) -> RevocationReason {

@@ -65,6 +65,7 @@ impl Ca {
             .iter()
             .map(|n| policy::normalize_name(n))
             .collect::<Result<Vec<_>, _>>()?;
+        self.refuse_reserved(&names)?;
         let now = pki_common::unix_now() as i64;
         let tokens: Vec<EnrollmentToken> =
             (0..count).map(|_| EnrollmentToken::generate()).collect();

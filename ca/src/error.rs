@@ -11,6 +11,7 @@ use pki_common::revocation::Reason;
 use crate::authority::AuthorityError;
 use crate::ledger::LedgerError;
 use crate::policy::PolicyError;
+use crate::reserved::NameReserved;
 use crate::token::TokenError;
 
 /// Errors opening the CA or minting tokens.
@@ -28,6 +29,8 @@ pub enum CaError {
     File(#[from] pki_common::files::FileError),
     #[error("invalid serial {0:?}: expected hex digits, as `pki-ca list` prints them")]
     BadSerial(String),
+    #[error(transparent)]
+    NameReserved(#[from] NameReserved),
 }
 
 /// Why a signing request was refused. Each maps to one HTTP status and one
@@ -52,6 +55,8 @@ pub enum SignError {
     RenewRevoked { serial: String, reason: Reason },
     #[error("certificate {0} has expired and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
     RenewExpired(String),
+    #[error(transparent)]
+    NameReserved(#[from] NameReserved),
 }
 
 impl SignError {
@@ -74,6 +79,7 @@ impl SignError {
             SignError::UnknownCertificate(_) => "unknown_certificate",
             SignError::RenewRevoked { .. } => "certificate_revoked",
             SignError::RenewExpired(_) => "certificate_expired",
+            SignError::NameReserved(_) => "name_reserved",
         }
     }
 }

@@ -2,17 +2,25 @@
 //!
 //! Handlers translate between HTTP and [`Ca`] calls. They make
 //! no policy decision: every refusal comes from the CA and is sent as a
-//! JSON problem document `{"error": code, "detail": sentence}`.
+//! JSON problem document `{"error": code, "detail": sentence}`, and so is
+//! every refusal of the HTTP layer that reaches a handler or a middleware
+//! here (unknown path, wrong method, bad query, body too large or too
+//! slow). What hyper refuses before there is a request at all (a request
+//! line or headers that do not parse, headers too large) it answers itself
+//! with a bare status, or by closing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use rustls::pki_types::CertificateDer;
 
 use pki_common::ca::api::{self, ErrorBody};
@@ -23,8 +31,22 @@ use crate::{Ca, SignError};
 /// The largest request body accepted by default; a CSR is a few KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
-/// The API's routes over `ca`, refusing bodies over `max_body` bytes.
-pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
+/// How long a request's body may take to arrive by default, counted from
+/// the end of its headers. A CSR is a few KiB: any client sends it in
+/// well under a second.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a request body may cost the CA: its size and how long it may take
+/// to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_body: usize,
+    pub timeout: Duration,
+}
+
+/// The API's routes over `ca`, refusing bodies over `limits.max_body`
+/// bytes or slower than `limits.timeout`.
+pub fn router(ca: Arc<Ca>, limits: BodyLimits) -> Router {
     Router::new()
         .route(api::HEALTH, get(health))
         .route(api::ROOT, get(root))
@@ -33,8 +55,73 @@ pub fn router(ca: Arc<Ca>, max_body: usize) -> Router {
         .route(api::RENEW, post(renew))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            read_body_within,
+        ))
         .with_state(ca)
+}
+
+/// Reads the whole request body, bounded in size and in time, before any
+/// handler runs.
+///
+/// A client that sends its headers and then trickles the body, or sends
+/// none, would otherwise hold its connection slot for as long as it likes
+/// (hyper bounds only the headers), and enough of them lock everyone out.
+/// Reading the body here, rather than timing the handler, bounds only what
+/// the client controls: a signing call that has started is never cut off
+/// between the ledger commit (which spends the token) and the answer.
+/// The refusals close the connection: the rest of the body is not read.
+async fn read_body_within(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, limits.max_body).collect();
+    let refusal = match tokio::time::timeout(limits.timeout, read).await {
+        Ok(Ok(body)) => {
+            let req = Request::from_parts(parts, Body::from(body.to_bytes()));
+            return next.run(req).await;
+        }
+        Err(_) => {
+            tracing::warn!(
+                target: "audit",
+                "audit: refused a request: request_timeout (its body did not arrive within {})",
+                humantime::format_duration(limits.timeout)
+            );
+            problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {}; send the whole request at once",
+                    humantime::format_duration(limits.timeout)
+                ),
+            )
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => too_large(),
+        Ok(Err(e)) => problem(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("cannot read the request body: {e}"),
+        ),
+    };
+    closing(refusal)
+}
+
+/// `response` with `Connection: close`, for a refusal after which the
+/// connection cannot carry another request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn too_large() -> Response {
+    tracing::warn!(target: "audit", "audit: refused CSR: body_too_large");
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body exceeds the CA's limit; a CSR is a few KiB",
+    )
 }
 
 fn problem(status: StatusCode, error: &str, detail: impl Into<String>) -> Response {
@@ -67,7 +154,23 @@ struct CrlQuery {
     format: Option<String>,
 }
 
-async fn crl(State(ca): State<Arc<Ca>>, Query(q): Query<CrlQuery>) -> Response {
+async fn crl(
+    State(ca): State<Arc<Ca>>,
+    query: Result<Query<CrlQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                "{}; the only parameter is format, given at most once: der (the default) or pem",
+                rejection.body_text()
+            ),
+            )
+        }
+    };
     let Some(crl) = ca.current_crl() else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -123,6 +226,7 @@ fn status_of(err: &SignError) -> StatusCode {
         SignError::UnknownCertificate(_)
         | SignError::RenewRevoked { .. }
         | SignError::RenewExpired(_) => StatusCode::FORBIDDEN,
+        SignError::NameReserved(_) => StatusCode::FORBIDDEN,
     }
 }
 
@@ -136,14 +240,7 @@ pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
 fn csr_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     match body {
         Ok(b) => Ok(b),
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            tracing::warn!(target: "audit", "audit: refused CSR: body_too_large");
-            Err(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body exceeds the CA's limit; a CSR is a few KiB",
-            ))
-        }
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
         Err(rejection) => Err(problem(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -195,10 +292,49 @@ async fn sign(
         Ok(b) => b,
         Err(refusal) => return refusal,
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+    let bearer = bearer_token(&headers);
     signed(move || ca.sign(bearer.as_deref(), &body)).await
+}
+
+/// The token in an `Authorization: Bearer <token>` header. The scheme is
+/// matched without regard to case (RFC 9110 §11.1, formerly RFC 7235), so
+/// `bearer` and `BEARER` work too; any other scheme is no token.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "BeArEr   t ",
+            "bearer\tt",
+        ] {
+            assert_eq!(
+                bearer_token(&with_authorization(value)).as_deref(),
+                Some("t"),
+                "{value:?}"
+            );
+        }
+        for value in ["Basic t", "Bearert", "Bearer", "Token t"] {
+            assert_eq!(bearer_token(&with_authorization(value)), None, "{value:?}");
+        }
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
 }

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::authority::{AuthorityError, SignedCert};
 use crate::ledger::{IssuedRecord, LedgerError};
 use crate::policy::{self, Decision, PolicyError, VerifiedCsr};
+use crate::reserved::NameReserved;
 use crate::token::{EnrollmentToken, TokenError};
 use crate::{Ca, CaError, SignError};
 use pki_common::cert::Profile;
@@ -29,6 +30,8 @@ enum IssueError {
     Authority(#[from] AuthorityError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Reserved(#[from] NameReserved),
 }
 
 impl From<IssueError> for SignError {
@@ -43,6 +46,7 @@ impl From<IssueError> for SignError {
             }
             .into(),
             IssueError::Ledger(e) => SignError::Ledger(e),
+            IssueError::Reserved(e) => SignError::NameReserved(e),
         }
     }
 }
@@ -53,6 +57,7 @@ impl From<IssueError> for CaError {
             IssueError::Policy(e) => CaError::Policy(e),
             IssueError::Authority(e) => CaError::Authority(e),
             IssueError::Ledger(e) => CaError::Ledger(e),
+            IssueError::Reserved(e) => CaError::NameReserved(e),
         }
     }
 }
@@ -66,6 +71,9 @@ struct Grounds<'a> {
     token_id: Option<&'a str>,
     /// The serial of the certificate this one renews, if any.
     renewed_from: Option<&'a str>,
+    /// Whether this is the CA's own TLS certificate: the only one that may
+    /// carry the reserved names and the CA-endpoint EKU.
+    ca_endpoint: bool,
 }
 
 /// The ledger's record of `cert`, signed as `decision` said at `now`: the
@@ -123,6 +131,7 @@ impl Ca {
             profile: grant.profile,
             token_id: Some(&grant.id),
             renewed_from: None,
+            ca_endpoint: false,
         };
         Ok(self.issue(&verified, &grounds)?)
     }
@@ -168,6 +177,7 @@ impl Ca {
             profile: record.profile,
             token_id: None,
             renewed_from: Some(&record.serial_hex),
+            ca_endpoint: false,
         };
         Ok(self.issue(&verified, &grounds)?)
     }
@@ -183,6 +193,9 @@ impl Ca {
             .iter()
             .map(|n| policy::normalize_name(n))
             .collect::<Result<Vec<_>, _>>()?;
+        // Whatever the CA's endpoint answers to is reserved before it is
+        // certified, so no one else can be issued the same names.
+        self.reserve_endpoint_names(&names)?;
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(AuthorityError::Sign)?;
         use rcgen::PublicKeyData;
@@ -196,6 +209,7 @@ impl Ca {
             profile: Profile::Server,
             token_id: None,
             renewed_from: None,
+            ca_endpoint: true,
         };
         let cert = self.issue(&verified, &grounds)?;
         info!(
@@ -215,6 +229,10 @@ impl Ca {
         verified: &VerifiedCsr,
         grounds: &Grounds<'_>,
     ) -> Result<SignedCert, IssueError> {
+        if !grounds.ca_endpoint {
+            // Defence in depth: the token may predate the reservation.
+            self.refuse_reserved(grounds.names)?;
+        }
         let now = pki_common::unix_now() as i64;
         let decision = self.policy.decide(
             verified,
@@ -223,7 +241,11 @@ impl Ca {
             self.root.info.not_after,
             now,
         )?;
-        let cert = self.root.sign(&decision, &verified.spki_der)?;
+        let cert = if grounds.ca_endpoint {
+            self.root.sign_ca_endpoint(&decision, &verified.spki_der)?
+        } else {
+            self.root.sign(&decision, &verified.spki_der)?
+        };
         let record = issued_record(&cert, &decision, grounds, now);
         self.ledger.record_issuance(&record, grounds.token_id)?;
         Ok(cert)

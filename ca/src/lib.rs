@@ -20,6 +20,8 @@
 //!   (`authorize_renewal`).
 //! - [`policy`]: what may be issued: CSR verification, accepted keys,
 //!   authorized names, validity. No HTTP here, no signing.
+//! - [`reserved`]: the names the CA's own endpoint answers to, which are
+//!   never minted or issued to anyone else.
 //! - [`authority`]: the root (creation, loading) and the signing of the
 //!   certificates the policy decided, and of CRLs.
 //! - `issue`: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
@@ -35,6 +37,7 @@
 //!   drain are `pki_common::listener`'s; the TLS client-certificate check,
 //!   the handshake half of renewal authorization (chain, validity, EKU), is
 //!   `pki_common::tls::verify::RenewalClientVerifier`.
+//! - `stall`: the bound on a write the peer does not read.
 //! - `tasks`: the serving CA's background loops: replacing its own TLS
 //!   certificate, keeping the CRL current.
 //!
@@ -51,7 +54,9 @@ mod issue;
 pub mod ledger;
 mod paths;
 pub mod policy;
+pub mod reserved;
 pub mod serve;
+mod stall;
 mod tasks;
 pub mod token;
 
@@ -60,6 +65,7 @@ use std::sync::{Arc, RwLock};
 use authority::RootAuthority;
 use ledger::{Ledger, SqliteLedger};
 use policy::IssuancePolicy;
+use reserved::ReservedNames;
 
 pub use crl::Crl;
 pub use error::{CaError, SignError};
@@ -76,6 +82,8 @@ pub struct Ca {
     ledger: Arc<dyn Ledger>,
     /// The CRL currently served; replaced whole, never edited.
     crl: RwLock<Option<Arc<Crl>>>,
+    /// The names the CA's own endpoint answers to, never issued to others.
+    reserved: RwLock<ReservedNames>,
 }
 
 impl Ca {
@@ -93,12 +101,14 @@ impl Ca {
         ledger: Arc<dyn Ledger>,
     ) -> Result<Self, CaError> {
         let root = RootAuthority::load(paths)?;
+        let reserved = ReservedNames::load(&paths.endpoint_names())?;
         Ok(Ca {
             paths: paths.clone(),
             root,
             policy,
             ledger,
             crl: RwLock::new(None),
+            reserved: RwLock::new(reserved),
         })
     }
 

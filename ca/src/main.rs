@@ -96,9 +96,14 @@ struct ServeArgs {
     /// Connections served at once; more are closed at once.
     #[arg(long, default_value_t = ServeOptions::default().listener.max_connections)]
     max_connections: usize,
-    /// How long a TLS handshake, and reading a request's headers, may take.
+    /// How long a TLS handshake may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     handshake_timeout: Duration,
+    /// How long a request's headers may take to arrive (after the
+    /// handshake, or while a kept-alive connection is idle), and again its
+    /// body after them; a slower client is cut off (408 for a slow body).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -184,6 +189,7 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
     opts.max_body = args.max_body;
     opts.listener.max_connections = args.max_connections;
     opts.listener.handshake_timeout = args.handshake_timeout;
+    opts.request_timeout = args.request_timeout;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let shutdown = pki_common::shutdown::on_os_signal();

@@ -32,4 +32,9 @@ impl CaPaths {
     pub fn crl(&self) -> PathBuf {
         self.dir.join("ca.crl.pem")
     }
+    /// The names the CA's endpoint has presented, reserved for it: written
+    /// by `pki-ca serve`, read by every `pki-ca` command (see `reserved`).
+    pub fn endpoint_names(&self) -> PathBuf {
+        self.dir.join("ca-endpoint-names.txt")
+    }
 }

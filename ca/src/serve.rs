@@ -2,8 +2,18 @@
 //!
 //! The listener presents a certificate the CA issues from its own root at
 //! start-up, so callers verify the CA endpoint against `ca.pem` like any
-//! other server. Connections are capped; on shutdown the listener stops
-//! accepting and lets in-flight requests finish within a deadline.
+//! other server, plus the CA-endpoint EKU only that certificate carries.
+//! Connections are capped; on shutdown the listener stops accepting and
+//! lets in-flight requests finish within a deadline.
+//!
+//! A connection holds a slot only while it keeps moving: the TLS handshake
+//! has `handshake_timeout`; the wait for a request's headers (the first
+//! request, and each one after on a kept-alive connection) and the headers
+//! themselves have `request_timeout`, and so does the body after them; a
+//! write of the answer that makes no progress for `request_timeout` (the
+//! client does not read) fails too. A client that stalls at any point is
+//! cut off, so a few hundred stalled connections cannot lock out `/health`
+//! for more than one of those bounds.
 //!
 //! Only the listener lives here. What it verifies of a client certificate
 //! is `pki_common::tls::verify::RenewalClientVerifier`; the loops that keep its certificate and the
@@ -25,6 +35,7 @@ use pki_common::listener::{accept_tls, Listener};
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::verify::RenewalClientVerifier;
 
+use crate::stall::WriteDeadline;
 use crate::Ca;
 
 /// The acceptor presenting the CA's own certificate, and when that
@@ -36,9 +47,13 @@ pub(crate) type OwnAcceptor = Arc<RwLock<(TlsAcceptor, i64)>>;
 /// How the CA listens.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Address, connection cap, TLS handshake deadline (also the deadline
-    /// for a request's headers), and the shutdown grace.
+    /// Address, connection cap, TLS handshake deadline, and the shutdown
+    /// grace.
     pub listener: ListenOptions,
+    /// How long the CA waits for a request's headers (after the handshake,
+    /// or after the previous answer on a kept-alive connection, so it is
+    /// also the idle bound), and again for its body after them.
+    pub request_timeout: Duration,
     /// Names on the CA's own TLS certificate.
     pub names: Vec<String>,
     pub max_body: usize,
@@ -57,7 +72,11 @@ impl ServeOptions {
                 max_connections: 256,
                 ..ListenOptions::on(listen)
             },
-            names: vec!["ca.pki.test".into(), "127.0.0.1".into()],
+            request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
+            names: crate::reserved::DEFAULT_ENDPOINT_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
             max_body: crate::http::DEFAULT_MAX_BODY,
             crl_poll: Duration::from_secs(1),
         }
@@ -96,7 +115,11 @@ impl CaServer {
         let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
         let listener = Listener::bind(opts.listener.clone()).await?;
         ca.publish_crl()?;
-        let router = crate::http::router(ca.clone(), opts.max_body);
+        let limits = crate::http::BodyLimits {
+            max_body: opts.max_body,
+            timeout: opts.request_timeout,
+        };
+        let router = crate::http::router(ca.clone(), limits);
         Ok(CaServer {
             ca,
             listener,
@@ -133,24 +156,27 @@ impl CaServer {
         info!("CA listening on https://{addr} (TLS 1.3)");
         self.spawn_tasks(&shutdown);
         let (acceptor, router) = (self.acceptor, self.router);
-        let handshake_timeout = self.opts.listener.handshake_timeout;
+        let timeouts = Timeouts {
+            handshake: self.opts.listener.handshake_timeout,
+            request: self.opts.request_timeout,
+        };
         self.listener
             .serve(shutdown, |tcp, peer, conn_shutdown| {
                 // The certificate current at accept time; a rotation
                 // applies to later connections.
                 let acceptor = acceptor.read().unwrap_or_else(|p| p.into_inner()).0.clone();
-                serve_connection(
-                    tcp,
-                    peer,
-                    acceptor,
-                    router.clone(),
-                    handshake_timeout,
-                    conn_shutdown,
-                )
+                serve_connection(tcp, peer, acceptor, router.clone(), timeouts, conn_shutdown)
             })
             .await;
         info!("CA stopped accepting");
     }
+}
+
+/// The bounds on a connection's phases (see the module doc).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    handshake: Duration,
+    request: Duration,
 }
 
 /// Runs the TLS handshake, then serves HTTP/1.1 requests until the peer
@@ -160,10 +186,10 @@ async fn serve_connection(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     router: axum::Router,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
     mut shutdown: Shutdown,
 ) {
-    let deadline = tokio::time::Instant::now() + handshake_timeout;
+    let deadline = tokio::time::Instant::now() + timeouts.handshake;
     let Some(tls) = accept_tls(&acceptor, tcp, peer, deadline).await else {
         return;
     };
@@ -180,8 +206,15 @@ async fn serve_connection(
     );
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
-        .serve_connection(TokioIo::new(tls), service);
+        // hyper arms this timer whenever it waits for a request head: right
+        // after the handshake and whenever a kept-alive connection goes
+        // idle, so it bounds idle connections too. The body is bounded by
+        // the router (`http::read_body_within`).
+        .header_read_timeout(timeouts.request)
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(tls, timeouts.request)),
+            service,
+        );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

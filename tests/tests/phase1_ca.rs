@@ -22,7 +22,7 @@ async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() 
     bounded(async {
         let pki = TestPki::start().await;
         let enrolled = pki
-            .enroll_as(&["app.pki.test", "127.0.0.1"], Profile::Server)
+            .enroll_as(&["app.pki.test", "127.0.0.2"], Profile::Server)
             .await;
         let pem = write(
             pki.dir(),
@@ -38,7 +38,7 @@ async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() 
         let text = openssl_ok(&["x509", "-in", &pem, "-noout", "-text"]);
         for expected in [
             "Subject: CN = app.pki.test",
-            "DNS:app.pki.test, IP Address:127.0.0.1",
+            "DNS:app.pki.test, IP Address:127.0.0.2",
             "X509v3 Basic Constraints: critical\n                CA:FALSE",
             "X509v3 Key Usage: critical\n                Digital Signature\n",
             "X509v3 Extended Key Usage: \n                TLS Web Server Authentication",

@@ -3,7 +3,10 @@
 //! The parties talk to the CA a handful of times (enrollment), so each
 //! request opens its own TLS 1.3 connection; there is no pool to reason
 //! about. The CA endpoint is verified against `certs/ca.pem` like any other
-//! server: chain, name and validity.
+//! server (chain, name, validity, serverAuth), and must also carry the
+//! CA-endpoint EKU that only the CA's own TLS certificate has
+//! ([`CaEndpointVerifier`]): a certificate the CA issued to someone else for
+//! the CA's address does not pass, so no token goes to an impostor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::api::ErrorBody;
+use crate::tls::verify::{not_ca_endpoint, CaEndpointVerifier};
 
 /// The largest response body accepted from the CA.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -35,6 +39,13 @@ pub enum HttpsError {
     },
     #[error("TLS handshake with {addr} failed: {reason}")]
     Tls { addr: String, reason: String },
+    /// The endpoint proved a certificate from our CA for the CA's name,
+    /// but not the CA's own endpoint certificate: final, never retried.
+    #[error("refusing {addr}: {source}")]
+    NotCaEndpoint {
+        addr: String,
+        source: crate::tls::verify::NotCaEndpoint,
+    },
     #[error("HTTP exchange with {addr} failed: {reason}")]
     Http { addr: String, reason: String },
     #[error("request to {addr} timed out")]
@@ -158,7 +169,7 @@ impl CaClient {
                 url: url.to_string(),
                 reason: format!("invalid CA name {name:?}: {e}"),
             })?;
-        let verifier = crate::tls::server_verifier(root, Vec::new())?;
+        let verifier = Arc::new(CaEndpointVerifier::new(root)?);
         let config = crate::tls::client_config_with(verifier, identity)?;
         Ok(CaClient {
             addr,
@@ -238,12 +249,7 @@ impl CaClient {
             .connector
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| HttpsError::Tls {
-                addr: addr.clone(),
-                reason: crate::tls::tls_error_in(&e)
-                    .map(crate::tls::describe_tls_error)
-                    .unwrap_or_else(|| e.to_string()),
-            })?;
+            .map_err(|e| tls_failure(&addr, &e))?;
         let http = |reason: String| HttpsError::Http {
             addr: addr.clone(),
             reason,
@@ -264,6 +270,24 @@ impl CaClient {
             .to_bytes();
         driver.abort();
         Ok(Response { status, body })
+    }
+}
+
+/// The error for a failed handshake with the CA at `addr`: an impostor
+/// (a certificate without the CA-endpoint EKU) gets its own variant.
+fn tls_failure(addr: &str, e: &std::io::Error) -> HttpsError {
+    let tls = crate::tls::tls_error_in(e);
+    if tls.and_then(not_ca_endpoint).is_some() {
+        return HttpsError::NotCaEndpoint {
+            addr: addr.to_string(),
+            source: crate::tls::verify::NotCaEndpoint,
+        };
+    }
+    HttpsError::Tls {
+        addr: addr.to_string(),
+        reason: tls
+            .map(crate::tls::describe_tls_error)
+            .unwrap_or_else(|| e.to_string()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! therefore built with ring only, and every config is made here with the
 //! provider passed explicitly.
 //!
-//! [`verify`] holds the two custom certificate verifiers and the one path
+//! [`verify`] holds the custom certificate verifiers and the one path
 //! validation everything runs.
 
 pub mod verify;
@@ -160,6 +160,9 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
             }
             CertificateError::BadSignature => {
                 "certificate verification failed: bad signature (the certificate names your CA root as issuer but was not signed by it)".into()
+            }
+            CertificateError::Other(o) if o.0.is::<verify::NotCaEndpoint>() => {
+                format!("certificate verification failed: {}", o.0)
             }
             other => format!("certificate verification failed: {other:?}"),
         },

@@ -1,6 +1,5 @@
-//! The two certificate verifiers this project writes itself, side by side,
-//! and the one path validation both they and [`crate::cert::verify_leaf`]
-//! run.
+//! The certificate verifiers this project writes itself, side by side,
+//! and the one path validation they and [`crate::cert::verify_leaf`] run.
 //!
 //! Everything else uses rustls's WebPKI verifiers unchanged. These two
 //! wrap or reuse the same rustls-webpki code, and differ only where noted:
@@ -10,6 +9,9 @@
 //! - [`RenewalClientVerifier`] (the CA): accepts a client certificate with
 //!   either the serverAuth or the clientAuth EKU, since servers renew their
 //!   certificates too.
+//! - [`CaEndpointVerifier`] (every party talking to the CA): the standard
+//!   server verifier, plus the CA-endpoint EKU ([`CA_ENDPOINT_EKU_OID`]),
+//!   which only the CA's own TLS certificate carries.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +26,33 @@ use super::provider;
 const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 /// id-kp-clientAuth.
 const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// The extended key usage that marks the CA's own TLS certificate, in
+/// dotted form: a UUID OID (ITU-T X.667, arc 2.25), which needs no
+/// registration and cannot collide with anyone else's.
+///
+/// The CA puts it, next to serverAuth, on its own endpoint certificate
+/// only; the issuance path for every other certificate cannot set it. So a
+/// certificate the CA issued to a token holder, even one naming the CA's
+/// address, does not pass [`CaEndpointVerifier`].
+pub const CA_ENDPOINT_EKU_OID: &str = "2.25.125654714155661035733071156709513752857";
+
+/// [`CA_ENDPOINT_EKU_OID`], DER content octets (what rustls-webpki compares).
+pub const CA_ENDPOINT_EKU: &[u8] = &[
+    0x69, 0x81, 0xbd, 0x88, 0x9b, 0xee, 0x9b, 0xda, 0xfa, 0xac, 0x9f, 0xb4, 0x99, 0x90, 0xe7, 0xde,
+    0x81, 0x9f, 0xe2, 0x19,
+];
+
+/// The value of the extendedKeyUsage extension on the CA's own TLS
+/// certificate: `SEQUENCE { id-kp-serverAuth, CA_ENDPOINT_EKU }`, DER.
+/// rcgen encodes OID arcs as u64 and a UUID arc is 128 bits, so the CA
+/// writes this value as is; a test checks that openssl reads it back as
+/// those two purposes.
+pub const CA_ENDPOINT_EKU_EXTENSION: &[u8] = &[
+    0x30, 0x20, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01, 0x06, 0x14, 0x69, 0x81,
+    0xbd, 0x88, 0x9b, 0xee, 0x9b, 0xda, 0xfa, 0xac, 0x9f, 0xb4, 0x99, 0x90, 0xe7, 0xde, 0x81, 0x9f,
+    0xe2, 0x19,
+];
 
 /// Path validation of `leaf` to `root` at `now` for `usage`: the code
 /// rustls runs during a handshake, so "chains to the root" means the same
@@ -213,5 +242,125 @@ impl ClientCertVerifier for RenewalClientVerifier {
         provider()
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Why [`CaEndpointVerifier`] refused a certificate that is otherwise a
+/// valid server certificate for the CA's name.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the endpoint's certificate is not the CA's own: it chains to the CA root and names the CA, \
+     but lacks the CA-endpoint extended key usage {CA_ENDPOINT_EKU_OID}, which only the CA's own \
+     TLS certificate carries; another process may be answering on the CA's address, so nothing \
+     (no token, no CSR) was sent to it; check --ca-url"
+)]
+pub struct NotCaEndpoint;
+
+/// The CA-endpoint refusal inside a rustls error, if that is what it is.
+pub fn not_ca_endpoint(err: &rustls::Error) -> Option<&NotCaEndpoint> {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<NotCaEndpoint>()
+        }
+        _ => None,
+    }
+}
+
+/// Requires serverAuth and the CA-endpoint EKU together.
+struct CaEndpointUsage;
+
+impl webpki::ExtendedKeyUsageValidator for CaEndpointUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let (mut server_auth, mut endpoint) = (false, false);
+        for id in iter {
+            let id = id?;
+            server_auth |= id == webpki::KeyPurposeId::new(SERVER_AUTH);
+            endpoint |= id == webpki::KeyPurposeId::new(CA_ENDPOINT_EKU);
+        }
+        if server_auth && endpoint {
+            return Ok(());
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::required(CA_ENDPOINT_EKU),
+                present: Vec::new(),
+            },
+        ))
+    }
+}
+
+/// Verifies the CA's TLS endpoint: everything rustls's WebPKI server
+/// verifier checks (chain to the root, validity, the expected name,
+/// serverAuth), and then that the certificate carries the CA-endpoint EKU.
+///
+/// Chain and name alone are not enough to know we are talking to the CA:
+/// the CA certifies other parties' names too, and a party holding a
+/// certificate for the CA's address (or a process on that address while
+/// the CA is down) would otherwise receive enrollment tokens and CSRs.
+#[derive(Debug)]
+pub struct CaEndpointVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    root: CertificateDer<'static>,
+}
+
+impl CaEndpointVerifier {
+    /// A verifier for the CA endpoint whose certificate chains to `root`.
+    pub fn new(root: &CertificateDer<'_>) -> Result<Self, super::TlsSetupError> {
+        Ok(CaEndpointVerifier {
+            inner: super::server_verifier(root, Vec::new())?,
+            root: root.clone().into_owned(),
+        })
+    }
+}
+
+impl ServerCertVerifier for CaEndpointVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The standard checks first, so their refusals (unknown issuer,
+        // name mismatch, expired) read as they do everywhere else.
+        self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        match verify_chain(end_entity, &self.root, intermediates, now, CaEndpointUsage) {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    rustls::OtherError(Arc::new(NotCaEndpoint)),
+                )))
+            }
+            Err(other) => Err(as_rustls(other)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
