@@ -42,6 +42,12 @@ pub enum FileError {
         "{path}: private key is accessible to group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
     KeyTooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "{path}: token file is accessible to group or others (mode {mode:o}); an unspent token is as secret as a key: run `chmod 600 {path}`"
+    )]
+    TokenFileTooOpen { path: PathBuf, mode: u32 },
+    #[error("{path}: the token file is empty; put the token from `pki-ca token` in it")]
+    EmptyToken { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
@@ -131,22 +137,56 @@ pub fn write_public(path: &Path, pem: &str) -> Result<(), FileError> {
     write_atomic(path, pem.as_bytes(), 0o644)
 }
 
-/// Reads a private key file as PEM text, refusing one that group or others
-/// can read.
-pub fn read_private_key_pem(path: &Path) -> Result<String, FileError> {
+/// The permission bits of `path` if group or others have any access to
+/// it; `None` if only the owner does (or on systems without modes).
+fn open_to_others(path: &Path) -> Result<Option<u32>, FileError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let meta = fs::metadata(path).map_err(io_err(path))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(FileError::KeyTooOpen {
-                path: path.to_path_buf(),
-                mode,
-            });
+            return Ok(Some(mode));
         }
     }
+    Ok(None)
+}
+
+/// Reads a private key file as PEM text, refusing one that group or others
+/// can read.
+pub fn read_private_key_pem(path: &Path) -> Result<String, FileError> {
+    if let Some(mode) = open_to_others(path)? {
+        return Err(FileError::KeyTooOpen {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
     fs::read_to_string(path).map_err(io_err(path))
+}
+
+/// The warning both enrolling programs log when `--token` is given on the
+/// command line; one wording, so scripts and tests can look for it.
+pub const TOKEN_ON_COMMAND_LINE: &str = "--token on the command line can be read by every local user (ps, /proc/<pid>/cmdline); pass the token in the PKI_TOKEN environment variable or in a file with --token-file (mode 0600) instead";
+
+/// Reads an enrollment token from a file (`--token-file`), the way to pass
+/// one without putting it in the process table. Like a key file it must be
+/// private to its owner; surrounding whitespace (the newline `pki-ca token
+/// > file` leaves) is dropped.
+pub fn read_token_file(path: &Path) -> Result<String, FileError> {
+    if let Some(mode) = open_to_others(path)? {
+        return Err(FileError::TokenFileTooOpen {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(FileError::EmptyToken {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(token.to_string())
 }
 
 /// Reads a private key file into the DER form rustls takes.
@@ -304,6 +344,29 @@ mod tests {
         let err = write_private_key(&not_dir.join("k.key"), KEY).unwrap_err();
         assert!(err.to_string().contains("plain"), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn token_files_must_be_private_and_not_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        fs::write(&path, "abc.def\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&path).unwrap(), "abc.def");
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_token_file(&path).unwrap_err();
+        assert!(
+            matches!(err, FileError::TokenFileTooOpen { mode: 0o640, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+
+        fs::write(&path, " \n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read_token_file(&path).unwrap_err();
+        assert!(matches!(err, FileError::EmptyToken { .. }), "{err}");
     }
 
     #[test]
