@@ -6,7 +6,7 @@
 //!              [--ca-url https://127.0.0.1:8443 | --crl FILE | --insecure-skip-revocation]
 //!              request memo
 //!   pki-client enroll [--token-file F] [--as client1.pki.test]   certs/client.{key,pem}
-//!   pki-client renew                                    renew them with themselves
+//!   pki-client renew                                             renew them with themselves
 //!
 //! `request` prints the response data on stdout and narrates steps 3 to 8
 //! on stderr. It presents certs/client.pem when it exists. Every command
