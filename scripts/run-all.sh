@@ -5,6 +5,9 @@
 #   authenticated by certificate.
 # The CA and the server are stopped on exit, failure or Ctrl-C; the exit status
 # is the client's. Readiness is polled, never assumed after a fixed sleep.
+# Tokens reach the programs in PKI_TOKEN, set for that one command only: an
+# argument such as `--token …` would sit in /proc/<pid>/cmdline, where every
+# local user can read it, while a process's environment is its owner's only.
 set -uo pipefail
 
 CERTS=${CERTS:-certs}
@@ -56,17 +59,17 @@ wait_for_port pki-ca "${pids[0]}" "$CA_LISTEN" || exit 1
 
 step "client certificate for $CLIENT_NAME (kept if still good, else enrolled with a client token)"
 CLIENT_TOKEN=$("$BIN/pki-ca" token --name "$CLIENT_NAME" --profile client) || exit 1
-"$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
+PKI_TOKEN="$CLIENT_TOKEN" "$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
   --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
-  enroll --token "$CLIENT_TOKEN" --as "$CLIENT_NAME" 2>&1 | sed -u 's/^/[client] /' >&2
+  enroll --as "$CLIENT_NAME" 2>&1 | sed -u 's/^/[client] /' >&2
 [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 
 step "minting a one-time server token for $SERVER_NAME"
 TOKEN=$("$BIN/pki-ca" token --name "$SERVER_NAME" --profile server) || exit 1
 
 step "starting the server on $SERVER_LISTEN (phase 1: reuse or enroll)"
-"$BIN/pki-server" --listen "$SERVER_LISTEN" --name "$SERVER_NAME" \
-  --ca-url "https://$CA_LISTEN" --token "$TOKEN" --require-client-cert \
+PKI_TOKEN="$TOKEN" "$BIN/pki-server" --listen "$SERVER_LISTEN" --name "$SERVER_NAME" \
+  --ca-url "https://$CA_LISTEN" --require-client-cert \
   > >(sed -u 's/^/[server] /' >&2) 2>&1 &
 pids+=($!)
 wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || exit 1

@@ -6,14 +6,14 @@
 //!   pki-bench idle-server --listen ADDR --cert F --key F --root F   (the memory baseline)
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use pki_bench::report::Report;
+use pki_bench::report::{Figure, Report};
 use pki_bench::{baseline, scenarios};
 
 #[derive(Parser)]
@@ -65,20 +65,9 @@ fn main() -> anyhow::Result<()> {
         cert,
         key,
         root,
-    }) = cli.command
+    }) = &cli.command
     {
-        return runtime.block_on(async move {
-            let config = pki_common::tls::server_config_with_client_auth(
-                vec![pki_common::files::read_cert(&cert)?],
-                pki_common::files::read_private_key(&key)?,
-                &pki_common::files::read_cert(&root)?,
-                Vec::new(),
-                pki_common::tls::ClientAuth::Optional,
-            )?;
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            baseline::serve(listener, Arc::new(config), baseline::Behaviour::Idle).await;
-            Ok(())
-        });
+        return runtime.block_on(idle_server(*listen, cert, key, root));
     }
     let repo = std::env::current_dir()?;
     let bin_dir = std::env::current_exe()?
@@ -90,31 +79,8 @@ fn main() -> anyhow::Result<()> {
         "pki-bench: {cores} cores, {:?} per throughput measurement",
         cli.duration
     );
-    let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
-    let mut figures = Vec::new();
-    runtime.block_on(async {
-        if wanted("issuance") {
-            eprintln!("1/5 CA issuance…");
-            figures.extend(scenarios::issuance(cli.duration, cli.clients).await?);
-        }
-        if wanted("sessions") || wanted("requests") {
-            let fixture = scenarios::Fixture::start().await?;
-            if wanted("sessions") {
-                eprintln!("2/5 session establishment…");
-                figures.extend(scenarios::sessions(&fixture, cli.duration, cli.clients).await?);
-            }
-            if wanted("requests") {
-                eprintln!("3/5 service requests…");
-                figures.extend(scenarios::requests(&fixture, cli.duration, cli.clients).await?);
-            }
-        }
-        if wanted("memory") {
-            eprintln!("4/5 memory with {} idle sessions…", cli.sessions);
-            figures.extend(scenarios::memory(cli.sessions, &bin_dir).await?);
-        }
-        anyhow::Ok(())
-    })?;
-    if wanted("programs") {
+    let mut figures = runtime.block_on(in_process_figures(&cli, &bin_dir))?;
+    if cli.wanted("programs") {
         eprintln!("5/5 whole programs…");
         figures.extend(scenarios::run_all(&repo, &bin_dir)?);
     }
@@ -127,4 +93,59 @@ fn main() -> anyhow::Result<()> {
         figures,
     };
     report.publish(&cli.out)
+}
+
+impl Cli {
+    /// Whether the figure `name` is to be measured: every figure unless
+    /// `--only` names some.
+    fn wanted(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+}
+
+/// The memory baseline's server (`pki-bench idle-server`): a plain
+/// tokio-rustls server presenting the given certificate, holding every
+/// connection idle until the harness kills it.
+async fn idle_server(
+    listen: SocketAddr,
+    cert: &Path,
+    key: &Path,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let config = pki_common::tls::server_config_with_client_auth(
+        vec![pki_common::files::read_cert(cert)?],
+        pki_common::files::read_private_key(key)?,
+        &pki_common::files::read_cert(root)?,
+        Vec::new(),
+        pki_common::tls::ClientAuth::Optional,
+    )?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    baseline::serve(listener, Arc::new(config), baseline::Behaviour::Idle).await;
+    Ok(())
+}
+
+/// Figures 1 to 4, measured inside this process's runtime (the memory
+/// figure runs the servers as processes but drives them from here).
+async fn in_process_figures(cli: &Cli, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    if cli.wanted("issuance") {
+        eprintln!("1/5 CA issuance…");
+        figures.extend(scenarios::issuance(cli.duration, cli.clients).await?);
+    }
+    if cli.wanted("sessions") || cli.wanted("requests") {
+        let fixture = scenarios::Fixture::start().await?;
+        if cli.wanted("sessions") {
+            eprintln!("2/5 session establishment…");
+            figures.extend(scenarios::sessions(&fixture, cli.duration, cli.clients).await?);
+        }
+        if cli.wanted("requests") {
+            eprintln!("3/5 service requests…");
+            figures.extend(scenarios::requests(&fixture, cli.duration, cli.clients).await?);
+        }
+    }
+    if cli.wanted("memory") {
+        eprintln!("4/5 memory with {} idle sessions…", cli.sessions);
+        figures.extend(scenarios::memory(cli.sessions, bin_dir).await?);
+    }
+    Ok(figures)
 }

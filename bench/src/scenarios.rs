@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use pki_ca::policy::{verify_csr, IssuancePolicy};
 use pki_client::{ClientConfig, ClientTls, Connection};
 use pki_common::cert::Profile;
+use pki_common::proto::handshake::ClientSession;
 use pki_tests::{RunningServer, TestPki};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,71 +74,10 @@ pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<
     // Prepared in advance: the load generator only sends it.
     let csr = pki_tests::csr_for("app.pki.test");
     let names = vec!["app.pki.test".to_string()];
-
-    // Baseline: parse and verify the CSR, decide, sign, encode; one core.
-    let policy = IssuancePolicy::default();
-    let root = pki.ca.root();
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_secs(2) {
-        let v = verify_csr(&csr)?;
-        let now = pki_common::unix_now() as i64;
-        let d = policy.decide(&v, &names, Profile::Server, root.info.not_after, now)?;
-        let c = root.sign(&d, &v.spki_der)?;
-        std::hint::black_box(pki_common::files::cert_to_pem(&c.der));
-        n += 1;
-    }
-    let one_core = n as f64 / start.elapsed().as_secs_f64();
-    let limit = one_core * cores() as f64;
-
-    // End to end: tokens minted at once, keep-alive connections.
+    let limit = one_core_issuance_rate(&pki, &csr, &names)? * cores() as f64;
+    // Enough tokens for the whole run at the limit, and then some.
     let count = ((limit * duration.as_secs_f64() * 1.5) as usize).clamp(1000, 200_000);
-    let tokens: Vec<String> = pki
-        .ca
-        .mint_tokens(&names, Profile::Server, Duration::from_secs(3600), count)?
-        .into_iter()
-        .map(|t| t.to_string())
-        .collect();
-    let tokens = Arc::new(Mutex::new(tokens));
-    let mut senders = Vec::new();
-    for _ in 0..workers {
-        senders.push(Arc::new(tokio::sync::Mutex::new(
-            keepalive(pki.ca_addr, &pki.root()).await?,
-        )));
-    }
-    let host = pki.ca_addr.to_string();
-    let csr = Bytes::from(csr);
-    let samples = drive(workers, duration, move |w| {
-        let (sender, tokens, csr, host) = (
-            senders[w].clone(),
-            tokens.clone(),
-            csr.clone(),
-            host.clone(),
-        );
-        async move {
-            let token = tokens
-                .lock()
-                .map_err(|_| anyhow!("poisoned"))?
-                .pop()
-                .ok_or_else(|| anyhow!("out of tokens"))?;
-            let mut sender = sender.lock().await;
-            sender.ready().await?;
-            let req = hyper::Request::post(pki_common::ca::api::SIGN)
-                .header(hyper::header::HOST, host)
-                .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
-                .body(Full::new(csr))?;
-            let resp = sender.send_request(req).await?;
-            let ok = resp.status().is_success();
-            let _ = resp.into_body().collect().await?;
-            if ok {
-                Ok(())
-            } else {
-                Err(anyhow!("refused"))
-            }
-        }
-    })
-    .await;
+    let samples = issue_over_https(&pki, csr, &names, count, duration, workers).await?;
     if samples.errors > 0 {
         eprintln!("CA issuance: {} requests failed", samples.errors);
     }
@@ -153,6 +93,93 @@ pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<
         Figure::plain("CA issuance p50 latency", "ms", samples.percentile_ms(50.0)),
         Figure::plain("CA issuance p99 latency", "ms", samples.percentile_ms(99.0)),
     ])
+}
+
+/// The baseline: issuances per second on one core, in process, for two
+/// seconds (parse and verify the CSR, decide, sign, encode).
+fn one_core_issuance_rate(pki: &TestPki, csr: &[u8], names: &[String]) -> anyhow::Result<f64> {
+    let policy = IssuancePolicy::default();
+    let root = pki.ca.root();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        let v = verify_csr(csr)?;
+        let now = pki_common::unix_now() as i64;
+        let d = policy.decide(&v, names, Profile::Server, root.info.not_after, now)?;
+        let c = root.sign(&d, &v.spki_der)?;
+        std::hint::black_box(pki_common::files::cert_to_pem(&c.der));
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// End to end: `count` tokens minted at once, then `workers` keep-alive
+/// connections each posting the same CSR with a fresh token for `duration`.
+async fn issue_over_https(
+    pki: &TestPki,
+    csr: Vec<u8>,
+    names: &[String],
+    count: usize,
+    duration: Duration,
+    workers: usize,
+) -> anyhow::Result<Samples> {
+    let tokens: Vec<String> = pki
+        .ca
+        .mint_tokens(names, Profile::Server, Duration::from_secs(3600), count)?
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect();
+    let tokens = Arc::new(Mutex::new(tokens));
+    let mut senders = Vec::new();
+    for _ in 0..workers {
+        senders.push(Arc::new(tokio::sync::Mutex::new(
+            keepalive(pki.ca_addr, &pki.root()).await?,
+        )));
+    }
+    let host = pki.ca_addr.to_string();
+    let csr = Bytes::from(csr);
+    Ok(drive(workers, duration, move |w| {
+        let (sender, tokens, csr, host) = (
+            senders[w].clone(),
+            tokens.clone(),
+            csr.clone(),
+            host.clone(),
+        );
+        async move {
+            let token = tokens
+                .lock()
+                .map_err(|_| anyhow!("poisoned"))?
+                .pop()
+                .ok_or_else(|| anyhow!("out of tokens"))?;
+            let mut sender = sender.lock().await;
+            sign_once(&mut sender, host, &token, csr).await
+        }
+    })
+    .await)
+}
+
+/// One `POST /v1/sign` on a keep-alive connection; an error unless the CA
+/// issued.
+async fn sign_once(
+    sender: &mut Sender,
+    host: String,
+    token: &str,
+    csr: Bytes,
+) -> anyhow::Result<()> {
+    sender.ready().await?;
+    let req = hyper::Request::post(pki_common::ca::api::SIGN)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
+        .body(Full::new(csr))?;
+    let resp = sender.send_request(req).await?;
+    let ok = resp.status().is_success();
+    let _ = resp.into_body().collect().await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("refused"))
+    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -334,6 +361,9 @@ impl Drop for OpensslServer {
 
 // ------------------------------------------------ 3. service requests
 
+/// An established session, shared between the phases of a measurement.
+type SharedSession = Arc<tokio::sync::Mutex<(Connection, ClientSession)>>;
+
 /// Steps 7 and 8 over many established sessions, against the same sizes
 /// through a plain tokio-rustls echo server; then p99 at half the peak.
 pub async fn requests(
@@ -342,12 +372,7 @@ pub async fn requests(
     sessions: usize,
 ) -> anyhow::Result<Vec<Figure>> {
     let body = vec![0x42u8; 32];
-    let mut conns = Vec::new();
-    for _ in 0..sessions {
-        let mut conn = Connection::connect_with(&f.tls, &f.config).await?;
-        let session = conn.register().await?;
-        conns.push(Arc::new(tokio::sync::Mutex::new((conn, session))));
-    }
+    let conns = establish(f, sessions).await?;
     let peak = drive(sessions, duration, {
         let (conns, body) = (conns.clone(), body.clone());
         move |w| {
@@ -361,84 +386,10 @@ pub async fn requests(
         }
     })
     .await;
-    // Half the peak, open loop: each session sends on a fixed schedule and
-    // latency is measured from the send, not from the schedule.
-    let half_rate = peak.rate() / 2.0;
-    let pace = Duration::from_secs_f64(sessions as f64 / half_rate.max(1.0));
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (w, c) in conns.iter().enumerate() {
-        let (c, body) = (c.clone(), body.clone());
-        // Spread the sessions' schedules over one interval.
-        let offset = pace.mul_f64(w as f64 / sessions as f64);
-        tasks.spawn(async move {
-            let mut s = Samples::default();
-            let mut k = 0u32;
-            loop {
-                let at = start + offset + pace * k;
-                if at.duration_since(start) >= duration {
-                    break;
-                }
-                tokio::time::sleep_until(at.into()).await;
-                let t = Instant::now();
-                let mut guard = c.lock().await;
-                let (conn, session) = &mut *guard;
-                match conn.request(session, "echo", &body).await {
-                    Ok(_) => s.record(t.elapsed()),
-                    Err(_) => s.errors += 1,
-                }
-                k += 1;
-            }
-            s
-        });
-    }
-    let mut half = Samples::default();
-    while let Some(s) = tasks.join_next().await {
-        if let Ok(s) = s {
-            half.merge(s);
-        }
-    }
-    half.elapsed = start.elapsed();
-
-    // The request frame's size on the wire, for the echo baseline.
-    let frame_len = {
-        let mut guard = conns[0].lock().await;
-        let (_, session) = &mut *guard;
-        let req = pki_common::proto::message::ServiceRequest {
-            name: "echo".into(),
-            body: body.clone(),
-            timestamp: pki_common::unix_now(),
-        };
-        session.request(&req)?.encode().len()
-    };
+    let half = paced(&conns, &body, peak.rate() / 2.0, duration).await;
+    let frame_len = request_frame_len(&conns[0], &body).await?;
     drop(conns);
-    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await?;
-    let mut streams = Vec::new();
-    for _ in 0..sessions {
-        let tcp = TcpStream::connect(echo).await?;
-        tcp.set_nodelay(true)?;
-        let s = TlsConnector::from(f.tls.config.clone())
-            .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
-            .await?;
-        streams.push(Arc::new(tokio::sync::Mutex::new(s)));
-    }
-    let payload = vec![0x42u8; frame_len];
-    let base = drive(sessions, duration, move |w| {
-        let (s, payload) = (streams[w].clone(), payload.clone());
-        async move {
-            let mut s = s.lock().await;
-            let mut msg = (payload.len() as u32).to_be_bytes().to_vec();
-            msg.extend_from_slice(&payload);
-            s.write_all(&msg).await?;
-            s.flush().await?;
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let mut back = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut back).await?;
-            Ok(())
-        }
-    })
-    .await;
+    let base = echo_baseline(f, sessions, frame_len, duration).await?;
     if peak.errors + half.errors + base.errors > 0 {
         eprintln!(
             "service requests: {} / {} / {} failed (peak / half / baseline)",
@@ -465,6 +416,124 @@ pub async fn requests(
             None,
         ),
     ])
+}
+
+/// `sessions` registered sessions with the fixture's server, one per
+/// connection.
+async fn establish(f: &Fixture, sessions: usize) -> anyhow::Result<Vec<SharedSession>> {
+    let mut conns = Vec::new();
+    for _ in 0..sessions {
+        let mut conn = Connection::connect_with(&f.tls, &f.config).await?;
+        let session = conn.register().await?;
+        conns.push(Arc::new(tokio::sync::Mutex::new((conn, session))));
+    }
+    Ok(conns)
+}
+
+/// Open loop at `rate` requests per second in all: each session sends on a
+/// fixed schedule, the sessions' schedules spread over one interval, and
+/// latency is measured from the send, not from the schedule.
+async fn paced(conns: &[SharedSession], body: &[u8], rate: f64, duration: Duration) -> Samples {
+    let sessions = conns.len();
+    let pace = Duration::from_secs_f64(sessions as f64 / rate.max(1.0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, c) in conns.iter().enumerate() {
+        let offset = pace.mul_f64(w as f64 / sessions as f64);
+        let schedule = Schedule {
+            first: start + offset,
+            end: start + duration,
+            pace,
+        };
+        tasks.spawn(paced_session(c.clone(), body.to_vec(), schedule));
+    }
+    let mut all = Samples::default();
+    while let Some(s) = tasks.join_next().await {
+        if let Ok(s) = s {
+            all.merge(s);
+        }
+    }
+    all.elapsed = start.elapsed();
+    all
+}
+
+/// When one session sends: at `first`, then every `pace`, until `end`.
+struct Schedule {
+    first: Instant,
+    end: Instant,
+    pace: Duration,
+}
+
+/// One session's part of [`paced`].
+async fn paced_session(c: SharedSession, body: Vec<u8>, schedule: Schedule) -> Samples {
+    let mut s = Samples::default();
+    let mut k = 0u32;
+    loop {
+        let at = schedule.first + schedule.pace * k;
+        if at >= schedule.end {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let t = Instant::now();
+        let mut guard = c.lock().await;
+        let (conn, session) = &mut *guard;
+        match conn.request(session, "echo", &body).await {
+            Ok(_) => s.record(t.elapsed()),
+            Err(_) => s.errors += 1,
+        }
+        k += 1;
+    }
+    s
+}
+
+/// The request frame's size on the wire, for the echo baseline.
+async fn request_frame_len(c: &SharedSession, body: &[u8]) -> anyhow::Result<usize> {
+    let mut guard = c.lock().await;
+    let (_, session) = &mut *guard;
+    let req = pki_common::proto::message::ServiceRequest {
+        name: "echo".into(),
+        body: body.to_vec(),
+        timestamp: pki_common::unix_now(),
+    };
+    Ok(session.request(&req)?.encode().len())
+}
+
+/// The baseline: `sessions` TLS connections to a plain tokio-rustls echo
+/// server with our server's TLS configuration, each sending
+/// length-prefixed messages of `frame_len` bytes and reading the echo.
+async fn echo_baseline(
+    f: &Fixture,
+    sessions: usize,
+    frame_len: usize,
+    duration: Duration,
+) -> anyhow::Result<Samples> {
+    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await?;
+    let mut streams = Vec::new();
+    for _ in 0..sessions {
+        let tcp = TcpStream::connect(echo).await?;
+        tcp.set_nodelay(true)?;
+        let s = TlsConnector::from(f.tls.config.clone())
+            .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
+            .await?;
+        streams.push(Arc::new(tokio::sync::Mutex::new(s)));
+    }
+    let payload = vec![0x42u8; frame_len];
+    Ok(drive(sessions, duration, move |w| {
+        let (s, payload) = (streams[w].clone(), payload.clone());
+        async move {
+            let mut s = s.lock().await;
+            let mut msg = (payload.len() as u32).to_be_bytes().to_vec();
+            msg.extend_from_slice(&payload);
+            s.write_all(&msg).await?;
+            s.flush().await?;
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await?;
+            let mut back = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut back).await?;
+            Ok(())
+        }
+    })
+    .await)
 }
 
 // -------------------------------------------------------------- 4. memory
@@ -515,71 +584,15 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let pki = TestPki::start().await;
     let dir = tempfile::tempdir()?;
     std::fs::copy(pki.root_path(), dir.path().join("ca.pem"))?;
-    let token = pki.token(&["app.pki.test"], Profile::Server);
-    let port = pki_tests::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let server = Reaped(
-        Command::new(bin_dir.join("pki-server"))
-            .arg("--dir")
-            .arg(dir.path())
-            .args([
-                "--listen",
-                &listen,
-                "--ca-url",
-                &pki.ca_url(),
-                "--token",
-                &token,
-            ])
-            .args(["--max-connections", "1000000", "--max-sessions", "10000000"])
-            .args(["--idle-timeout", "1h", "--handshake-timeout", "60s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("pki-server (run `cargo build --release` first)")?,
-    );
-    let addr: SocketAddr = listen.parse()?;
-    pki_tests::wait_for_port(addr, Duration::from_secs(30)).await;
+    let (server, addr) = start_pki_server(&pki, dir.path(), bin_dir).await?;
     let config = pki.client_config(addr);
     let tls = Arc::new(ClientTls::prepare(&config).await?);
-    // Warm up, then measure.
-    let _warm = open_many(64, || open_session(tls.clone(), config.clone())).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(server.0.id())?;
-    let held = open_many(n, || open_session(tls.clone(), config.clone())).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(server.0.id())?;
-    let ours = (after.saturating_sub(before)) as f64 / n as f64;
-    drop(held);
+    let ours = rss_per_connection(&server, n, || open_session(tls.clone(), config.clone())).await?;
 
     // Baseline: the same number of idle TLS connections to a plain server
     // presenting the same certificate.
-    let bport = pki_tests::free_port();
-    let blisten = format!("127.0.0.1:{bport}");
-    let plain = Reaped(
-        Command::new(std::env::current_exe()?)
-            .args(["idle-server", "--listen", &blisten])
-            .arg("--cert")
-            .arg(dir.path().join("server.pem"))
-            .arg("--key")
-            .arg(dir.path().join("server.key"))
-            .arg("--root")
-            .arg(dir.path().join("ca.pem"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let baddr: SocketAddr = blisten.parse()?;
-    pki_tests::wait_for_port(baddr, Duration::from_secs(30)).await;
-    let _warm = open_many(64, || open_tls(tls.clone(), baddr)).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(plain.0.id())?;
-    let held = open_many(n, || open_tls(tls.clone(), baddr)).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(plain.0.id())?;
-    let tls_only = (after.saturating_sub(before)) as f64 / n as f64;
-    drop(held);
+    let (plain, baddr) = start_idle_server(dir.path()).await?;
+    let tls_only = rss_per_connection(&plain, n, || open_tls(tls.clone(), baddr)).await?;
 
     Ok(vec![
         Figure::compared(
@@ -597,6 +610,78 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
             None,
         ),
     ])
+}
+
+/// `pki-server` from `bin_dir` over `dir` (which holds `ca.pem`), enrolled
+/// with `pki` and with its limits raised out of the way; once it listens.
+/// The token goes in `PKI_TOKEN`, as it should in any deployment: an
+/// argument would be visible in the process table.
+async fn start_pki_server(
+    pki: &TestPki,
+    dir: &Path,
+    bin_dir: &Path,
+) -> anyhow::Result<(Reaped, SocketAddr)> {
+    let token = pki.token(&["app.pki.test"], Profile::Server);
+    let listen = format!("127.0.0.1:{}", pki_tests::free_port());
+    let server = Reaped(
+        Command::new(bin_dir.join("pki-server"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["--listen", &listen, "--ca-url", &pki.ca_url()])
+            .env("PKI_TOKEN", &token)
+            .args(["--max-connections", "1000000", "--max-sessions", "10000000"])
+            .args(["--idle-timeout", "1h", "--handshake-timeout", "60s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("pki-server (run `cargo build --release` first)")?,
+    );
+    let addr: SocketAddr = listen.parse()?;
+    pki_tests::wait_for_port(addr, Duration::from_secs(30)).await;
+    Ok((server, addr))
+}
+
+/// This program as `idle-server`, presenting the certificate and key the
+/// pki-server enrolled into `dir`; once it listens.
+async fn start_idle_server(dir: &Path) -> anyhow::Result<(Reaped, SocketAddr)> {
+    let listen = format!("127.0.0.1:{}", pki_tests::free_port());
+    let plain = Reaped(
+        Command::new(std::env::current_exe()?)
+            .args(["idle-server", "--listen", &listen])
+            .arg("--cert")
+            .arg(dir.join("server.pem"))
+            .arg("--key")
+            .arg(dir.join("server.key"))
+            .arg("--root")
+            .arg(dir.join("ca.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let addr: SocketAddr = listen.parse()?;
+    pki_tests::wait_for_port(addr, Duration::from_secs(30)).await;
+    Ok((plain, addr))
+}
+
+/// How much `server`'s resident set grows, in KiB per connection, when
+/// `n` connections opened with `open` are held: 64 are opened first as a
+/// warm-up, and each reading waits for the process to settle.
+async fn rss_per_connection<T, F, Fut>(server: &Reaped, n: usize, open: F) -> anyhow::Result<f64>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let _warm = open_many(64, &open).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.0.id())?;
+    let held = open_many(n, &open).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(server.0.id())?;
+    drop(held);
+    Ok((after.saturating_sub(before)) as f64 / n as f64)
 }
 
 async fn open_session(

@@ -43,6 +43,8 @@ pub enum ClientError {
     Proto(#[from] ProtoError),
     #[error(transparent)]
     Enroll(#[from] pki_common::ca::enroll::EnrollError),
-    #[error("the client certificate cannot be used ({0}); it needs a new token: `pki-ca token --profile client --name …`, then `pki-client enroll --token …`")]
+    #[error("the client certificate cannot be used ({0}); it needs a new token: `pki-ca token --profile client --name …`, then `PKI_TOKEN=… pki-client enroll` (or `--token-file FILE`, mode 0600)")]
     NeedToken(String),
+    #[error("no enrollment token: set PKI_TOKEN, or pass --token-file FILE (mode 0600)")]
+    NoToken,
 }

@@ -5,18 +5,22 @@
 //!              [--ca certs/ca.pem] [--id client1]
 //!              [--ca-url https://127.0.0.1:8443 | --crl FILE | --insecure-skip-revocation]
 //!              request memo
-//!   pki-client enroll --token <t> [--as client1.pki.test]   certs/client.{key,pem}
-//!   pki-client renew                                        renew them with themselves
+//!   pki-client enroll [--token-file F] [--as client1.pki.test]   certs/client.{key,pem}
+//!   pki-client renew                                             renew them with themselves
 //!
 //! `request` prints the response data on stdout and narrates steps 3 to 8
 //! on stderr. It presents certs/client.pem when it exists. Every command
 //! exits 0 on success, otherwise non-zero with a one-line reason.
+//!
+//! `enroll` takes its token from `PKI_TOKEN` or a mode-0600 `--token-file`;
+//! `--token` works but warns, as the process table shows it to every user.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rustls::pki_types::CertificateDer;
 
 use pki_client::CrlSource;
@@ -79,8 +83,18 @@ enum Command {
     /// Make a key here and enroll for a client certificate with a token.
     Enroll {
         /// A client-profile token from `pki-ca token --profile client`.
-        #[arg(long, env = "PKI_TOKEN")]
-        token: String,
+        /// Prefer the PKI_TOKEN variable or --token-file: other local users
+        /// can read a value given here in the process table.
+        #[arg(
+            long,
+            env = "PKI_TOKEN",
+            hide_env_values = true,
+            required_unless_present = "token_file"
+        )]
+        token: Option<String>,
+        /// A file holding the token (mode 0600, like a key file).
+        #[arg(long, env = "PKI_TOKEN_FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
         /// The identity to enroll for; it becomes the client id.
         #[arg(long = "as", default_value = "client1.pki.test")]
         identity: String,
@@ -94,7 +108,15 @@ enum Command {
 
 fn main() -> ExitCode {
     pki_common::logging::init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let token_on_command_line = matches
+        .subcommand_matches("enroll")
+        .and_then(|m| m.value_source("token"))
+        == Some(ValueSource::CommandLine);
+    if token_on_command_line {
+        tracing::warn!("{}", pki_common::files::TOKEN_ON_COMMAND_LINE);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -120,10 +142,17 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     match &cli.command {
         Command::Enroll {
             token,
+            token_file,
             identity,
             force,
         } => {
-            let e = enroll_client(&cli.ca_url, &root, &files, identity, token, *force).await?;
+            let token = match (token_file, token) {
+                (Some(path), _) => pki_common::files::read_token_file(path)?,
+                (None, Some(token)) => token.clone(),
+                // clap requires one of the two; this only guards a change.
+                (None, None) => return Err(ClientError::NoToken),
+            };
+            let e = enroll_client(&cli.ca_url, &root, &files, identity, &token, *force).await?;
             println!(
                 "{} (serial {}, valid until {})",
                 files.cert.display(),

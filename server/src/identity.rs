@@ -32,7 +32,7 @@ pub enum IdentityError {
     NoRoot(String),
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("no usable certificate ({reason}) and no enrollment token; mint one with `pki-ca token --name {name}` and pass it with --token")]
+    #[error("no usable certificate ({reason}) and no enrollment token; mint one with `pki-ca token --name {name}` and pass it in PKI_TOKEN or with --token-file FILE (mode 0600)")]
     NeedToken { reason: String, name: String },
     #[error("enrollment failed: {0}")]
     Enroll(#[from] EnrollError),

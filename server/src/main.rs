@@ -2,18 +2,22 @@
 //!
 //! Usage:
 //!   pki-server [--listen 127.0.0.1:9443] [--name app.pki.test]
-//!              [--ca-url https://127.0.0.1:8443] [--token <t>]
+//!              [--ca-url https://127.0.0.1:8443] [--token-file F]
 //!              [--require-client-cert] [limits: see --help]
 //!
 //! Phase 1 reuses certs/server.{key,pem} or enrolls with the token; then the
 //! server serves phases 2 and 3 until SIGINT or SIGTERM.
+//!
+//! The token is best passed in `PKI_TOKEN` or a mode-0600 `--token-file`:
+//! a `--token` value is in the process table for every local user to read.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use pki_common::ca::enroll::Retry;
 use pki_server::identity::Enrollment;
@@ -37,8 +41,13 @@ struct Cli {
     #[arg(long)]
     ca_name: Option<String>,
     /// An enrollment token from `pki-ca token`, used if enrollment is needed.
-    #[arg(long, env = "PKI_TOKEN")]
+    /// Prefer the PKI_TOKEN variable or --token-file: other local users can
+    /// read a value given here in the process table.
+    #[arg(long, env = "PKI_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the enrollment token (mode 0600, like a key file).
+    #[arg(long, env = "PKI_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// How long to keep retrying while the CA cannot be reached.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     enroll_deadline: Duration,
@@ -73,7 +82,8 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     pki_common::logging::init();
-    let cli = Cli::parse();
+    let (cli, token_on_command_line) = parse_cli();
+    let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
     let config = ServerConfig {
         listener: ListenOptions {
             listen: cli.listen,
@@ -86,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         enrollment: Enrollment {
             ca_url: cli.ca_url,
             ca_name: cli.ca_name,
-            token: cli.token,
+            token,
             retry: Retry {
                 deadline: cli.enroll_deadline,
                 ..Retry::default()
@@ -119,4 +129,32 @@ fn main() -> anyhow::Result<()> {
         tracing::info!("server stopped");
         Ok(())
     })
+}
+
+/// Parses the command line, and tells whether `--token` was given on it
+/// (rather than in `PKI_TOKEN`), which deserves a warning.
+fn parse_cli() -> (Cli, bool) {
+    let matches = Cli::command().get_matches();
+    let on_command_line = matches.value_source("token") == Some(ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, on_command_line)
+}
+
+/// The enrollment token from `--token`/`PKI_TOKEN` or `--token-file`,
+/// warning when it was typed on the command line, where `ps` and
+/// `/proc/<pid>/cmdline` show it to every local user until the server exits.
+fn enrollment_token(
+    token: Option<String>,
+    token_file: Option<&Path>,
+    on_command_line: bool,
+) -> anyhow::Result<Option<String>> {
+    if on_command_line {
+        tracing::warn!("{}", pki_common::files::TOKEN_ON_COMMAND_LINE);
+    }
+    match token_file {
+        Some(path) => Ok(Some(
+            pki_common::files::read_token_file(path).context("pki-server cannot start")?,
+        )),
+        None => Ok(token),
+    }
 }
