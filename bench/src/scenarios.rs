@@ -55,14 +55,7 @@ where
             s
         });
     }
-    let mut all = Samples::default();
-    while let Some(s) = tasks.join_next().await {
-        if let Ok(s) = s {
-            all.merge(s);
-        }
-    }
-    all.elapsed = start.elapsed();
-    all
+    gather(tasks, start).await
 }
 
 // ------------------------------------------------------------ 1. issuance
@@ -447,14 +440,7 @@ async fn paced(conns: &[SharedSession], body: &[u8], rate: f64, duration: Durati
         };
         tasks.spawn(paced_session(c.clone(), body.to_vec(), schedule));
     }
-    let mut all = Samples::default();
-    while let Some(s) = tasks.join_next().await {
-        if let Ok(s) = s {
-            all.merge(s);
-        }
-    }
-    all.elapsed = start.elapsed();
-    all
+    gather(tasks, start).await
 }
 
 /// When one session sends: at `first`, then every `pace`, until `end`.
@@ -777,4 +763,17 @@ pub fn clean_build(repo: &Path) -> anyhow::Result<Figure> {
         target: "—".into(),
         met: None,
     })
+}
+
+/// Merges the samples of every finished task; the elapsed time runs from
+/// `start`, when the first task began.
+async fn gather(mut tasks: tokio::task::JoinSet<Samples>, start: Instant) -> Samples {
+    let mut all = Samples::default();
+    while let Some(s) = tasks.join_next().await {
+        if let Ok(s) = s {
+            all.merge(s);
+        }
+    }
+    all.elapsed = start.elapsed();
+    all
 }
