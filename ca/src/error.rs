@@ -6,6 +6,7 @@
 //! stable [`code`](SignError::code), because clients act on the code, not
 //! on the sentence, which may be reworded.
 
+use pki_common::cert::Profile;
 use pki_common::revocation::Reason;
 
 use crate::authority::AuthorityError;
@@ -28,6 +29,16 @@ pub enum CaError {
     File(#[from] pki_common::files::FileError),
     #[error("invalid serial {0:?}: expected hex digits, as `pki-ca list` prints them")]
     BadSerial(String),
+    /// The CRL was signed and is served, but its file could not be
+    /// written: the file is behind, the served CRL is not. Kept apart from
+    /// [`CaError::File`] so that callers can tell "nothing was published"
+    /// from "published, but the file is stale".
+    #[error("CRL #{number} is published and served, but {path} could not be written ({source}); the file keeps an older CRL until it can be written: fix its permissions or free disk space, the serving CA retries every poll")]
+    CrlFile {
+        number: u64,
+        path: String,
+        source: pki_common::files::FileError,
+    },
 }
 
 /// Why a signing request was refused. Each maps to one HTTP status and one
@@ -52,6 +63,12 @@ pub enum SignError {
     RenewRevoked { serial: String, reason: Reason },
     #[error("certificate {0} has expired and cannot renew; it needs a new token: `pki-ca token`, then enroll again")]
     RenewExpired(String),
+    #[error("certificate {serial} was already renewed, as {by}; a certificate renews only once, so renew {by} instead (or, if it was lost, get a new token: `pki-ca token`, then enroll again)")]
+    AlreadyRenewed { serial: String, by: String },
+    #[error("the token is for a {token} certificate, but the request asks for a {requested} certificate; nothing was issued and the token is still usable: enroll with the {token} profile, or ask for a {requested} token (`pki-ca token --profile {requested}`)")]
+    ProfileMismatch { token: Profile, requested: Profile },
+    #[error("bad query {0:?}: POST /v1/sign takes one parameter, profile=server or profile=client, at most once")]
+    BadProfile(String),
 }
 
 impl SignError {
@@ -68,12 +85,17 @@ impl SignError {
             SignError::Policy(PolicyError::UnsupportedKey(_)) => "unsupported_key",
             SignError::Policy(PolicyError::NameNotAuthorized { .. }) => "name_not_authorized",
             SignError::Policy(PolicyError::InvalidName(_)) => "invalid_name",
+            SignError::Policy(PolicyError::UnsupportedSignature(_)) => "unsupported_signature",
+            SignError::Policy(PolicyError::IssuerExpiring { .. }) => "issuer_expiring",
             SignError::Ledger(_) => "ledger_unavailable",
             SignError::Authority(_) => "internal",
             SignError::NoClientCertificate => "client_certificate_required",
             SignError::UnknownCertificate(_) => "unknown_certificate",
             SignError::RenewRevoked { .. } => "certificate_revoked",
             SignError::RenewExpired(_) => "certificate_expired",
+            SignError::AlreadyRenewed { .. } => "already_renewed",
+            SignError::ProfileMismatch { .. } => "profile_mismatch",
+            SignError::BadProfile(_) => "bad_profile",
         }
     }
 }

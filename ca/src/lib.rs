@@ -55,6 +55,7 @@ pub mod serve;
 mod tasks;
 pub mod token;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use authority::RootAuthority;
@@ -76,6 +77,9 @@ pub struct Ca {
     ledger: Arc<dyn Ledger>,
     /// The CRL currently served; replaced whole, never edited.
     crl: RwLock<Option<Arc<Crl>>>,
+    /// The number of the CRL last written to `ca.crl.pem` (0: none yet),
+    /// so that a file left behind by a failed write is written again.
+    crl_written: AtomicU64,
 }
 
 impl Ca {
@@ -99,6 +103,7 @@ impl Ca {
             policy,
             ledger,
             crl: RwLock::new(None),
+            crl_written: AtomicU64::new(0),
         })
     }
 
