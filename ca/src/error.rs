@@ -33,7 +33,7 @@ pub enum CaError {
     /// written: the file is behind, the served CRL is not. Kept apart from
     /// [`CaError::File`] so that callers can tell "nothing was published"
     /// from "published, but the file is stale".
-    #[error("CRL #{number} is published and served, but {path} could not be written ({source}); the file keeps an older CRL until it can be written: fix its permissions or free disk space, the serving CA retries every poll")]
+    #[error("CRL #{number} is signed and served at /v1/crl by a serving CA, but {path} could not be written ({source}); the file keeps an older CRL until it can be written: fix the path or free disk space (a serving CA retries every poll)")]
     CrlFile {
         number: u64,
         path: String,

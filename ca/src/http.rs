@@ -208,11 +208,11 @@ async fn sign(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    signed(move || {
-        let requested = requested_profile(query.as_deref())?;
-        ca.sign_for(bearer.as_deref(), requested, &body)
-    })
-    .await
+    let requested = match requested_profile(query.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return problem(status_of(&e), e.code(), e.to_string()),
+    };
+    signed(move || ca.sign_for(bearer.as_deref(), requested, &body)).await
 }
 
 /// The profile a `POST /v1/sign` states it expects (`?profile=client`),

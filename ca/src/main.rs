@@ -214,7 +214,9 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
     let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
     // Also refresh the CRL file, so it is current even when no CA
     // is serving.
-    let crl = ca.publish_crl().context("cannot write the CRL")?;
+    let crl = ca
+        .publish_crl()
+        .context("the revocation is recorded, but the CRL could not be published")?;
     println!(
         "revoked {serial} ({reason}); {} is CRL #{}",
         paths.crl().display(),

@@ -117,8 +117,8 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
 /// The CSR signature algorithms accepted: SHA-2 with RSA PKCS#1 v1.5 or
 /// ECDSA, and Ed25519. SHA-1 (and MD5) are refused: a collision-prone hash
 /// makes the proof of possession forgeable in principle, and no current
-/// tool needs it. RSA-PSS is refused too: the signer cannot issue for a
-/// PSS key, and an rsaEncryption key signs PKCS#1 v1.5 everywhere.
+/// tool needs it. RSA-PSS is not on the list either: no tool needs it to
+/// sign a CSR, and its parameters would need checks of their own.
 fn check_signature_algorithm(
     alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
 ) -> Result<(), PolicyError> {
