@@ -95,8 +95,14 @@ impl Ca {
     }
 
     /// Every rule for enrollment: the bearer token is well-formed, known,
-    /// its secret matches, and it is neither used nor expired. Answers the
-    /// grant, whose names and profile the certificate gets.
+    /// its secret matches, it is neither used nor expired, and its profile
+    /// is the one the request asks for (`requested`, when the caller
+    /// states one). Answers the grant, whose names and profile the
+    /// certificate gets.
+    ///
+    /// The profile is checked here, before anything is signed, because a
+    /// certificate of the wrong profile is useless to the caller, who
+    /// would discard it: issuing it would only spend the token.
     ///
     /// The token is not consumed here: it is marked used in the same ledger
     /// transaction that records the certificate, so a request that fails
@@ -105,6 +111,7 @@ impl Ca {
     pub(crate) fn authorize_enrollment(
         &self,
         bearer: Option<&str>,
+        requested: Option<Profile>,
     ) -> Result<TokenGrant, SignError> {
         let presented = EnrollmentToken::parse(bearer.ok_or(SignError::MissingToken)?)?;
         let grant = self
@@ -114,13 +121,21 @@ impl Ca {
             .ok_or(TokenError::Unknown)?;
         let now = pki_common::unix_now() as i64;
         grant.check(&presented, now)?;
-        Ok(grant)
+        match requested {
+            Some(requested) if requested != grant.profile => Err(SignError::ProfileMismatch {
+                token: grant.profile,
+                requested,
+            }),
+            _ => Ok(grant),
+        }
     }
 
     /// Every ledger rule for renewal (the chain and EKU were checked by
     /// the TLS verifier, see the module doc): a certificate was presented,
-    /// this CA recorded exactly it, and it is neither revoked nor expired.
-    /// Answers its record, whose names and profile the new certificate
+    /// this CA recorded exactly it, it is neither revoked nor expired, and
+    /// it was not renewed before (a certificate renews once: otherwise a
+    /// stolen key could fork into certificates that outlive the revocation
+    /// of the one it was stolen with). Answers its record, whose names and profile the new certificate
     /// keeps. Revocation outranks expiry, as in [`IssuedRecord::status`].
     pub(crate) fn authorize_renewal(
         &self,
@@ -139,12 +154,27 @@ impl Ca {
             .ok_or_else(|| SignError::UnknownCertificate(info.serial_hex.clone()))?;
         let now = pki_common::unix_now() as i64;
         match record.status(now) {
-            Status::Revoked(reason) => Err(SignError::RenewRevoked {
-                serial: record.serial_hex,
-                reason,
-            }),
-            Status::Expired => Err(SignError::RenewExpired(record.serial_hex)),
-            Status::Valid => Ok(record),
+            Status::Revoked(reason) => {
+                return Err(SignError::RenewRevoked {
+                    serial: record.serial_hex,
+                    reason,
+                })
+            }
+            Status::Expired => return Err(SignError::RenewExpired(record.serial_hex)),
+            Status::Valid => {}
         }
+        // Checked early to refuse before any signing; the ledger checks
+        // again when it records the renewal, where the rule is decided.
+        if let Some(by) = self
+            .ledger
+            .renewed_by(&record.serial_hex)
+            .map_err(SignError::Ledger)?
+        {
+            return Err(SignError::AlreadyRenewed {
+                serial: record.serial_hex,
+                by,
+            });
+        }
+        Ok(record)
     }
 }

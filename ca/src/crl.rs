@@ -7,6 +7,7 @@
 //! a new CRL. A CRL is replaced whole, never edited, so readers never see
 //! one half-built.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +53,12 @@ impl Ca {
         Ok(hex)
     }
 
-    /// Revokes a certificate. The revocation is committed to the ledger
-    /// before this returns; a running CA notices the ledger's new revision
-    /// and publishes a new CRL within a second.
+    /// Revokes a certificate and every certificate renewed from it,
+    /// transitively, in one ledger transaction (a renewal is the same
+    /// holder's, possibly made with the key the revocation is about). The
+    /// revocation is committed to the ledger before this returns; a running
+    /// CA notices the ledger's new revision and publishes a new CRL within
+    /// a second.
     pub fn revoke(&self, serial: &str, reason: Reason) -> Result<String, CaError> {
         let serial = Self::normalize_serial(serial)?;
         self.ledger.revoke(
@@ -65,7 +69,27 @@ impl Ca {
             },
         )?;
         warn!(target: "audit", "audit: revoked serial {serial} ({reason})");
+        for (renewed, from) in self.renewals_of(&serial)? {
+            warn!(target: "audit", "audit: revoked serial {renewed} ({reason}), renewed from {from}");
+        }
         Ok(serial)
+    }
+
+    /// Every certificate renewed from `serial`, transitively, with the
+    /// serial each renewed, in renewal order: the chain after `serial`.
+    pub fn renewals_of(&self, serial: &str) -> Result<Vec<(String, String)>, CaError> {
+        let mut chain = Vec::new();
+        let mut at = serial.to_string();
+        // The ledger allows one renewal per certificate, so the chain is a
+        // line; the bound stops at a damaged ledger's cycle.
+        while let Some(next) = self.ledger.renewed_by(&at)? {
+            if chain.len() > 10_000 {
+                break;
+            }
+            chain.push((next.clone(), at));
+            at = next;
+        }
+        Ok(chain)
     }
 
     /// Signs a CRL valid from `this_update` for `interval`, numbered from
@@ -93,11 +117,18 @@ impl Ca {
         })
     }
 
-    /// Signs a CRL now, makes it the one served, and writes `ca.crl.pem`.
+    /// Signs a CRL now, makes it the one served, then writes `ca.crl.pem`.
+    ///
+    /// Served first, written second: a revocation is committed to the
+    /// ledger before the CRL is signed, so once signed it must reach
+    /// `/v1/crl` whatever happens to the file (a full disk, a broken
+    /// mount, a directory in its place). A failed write answers
+    /// [`CaError::CrlFile`] with the CRL already served; the serving CA
+    /// writes the file again on its next poll ([`Ca::refresh_crl`]).
     pub fn publish_crl(&self) -> Result<Arc<Crl>, CaError> {
         let crl =
             Arc::new(self.sign_crl_at(pki_common::unix_now() as i64, self.policy.crl_interval)?);
-        pki_common::files::write_public(&self.paths.crl(), &crl.pem())?;
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
         info!(
             target: "audit",
             "audit: published CRL #{} listing {} revoked certificate(s), next update {}",
@@ -105,8 +136,20 @@ impl Ca {
             crl.entries,
             pki_common::cert::rfc3339(crl.next_update)
         );
-        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl.clone());
+        self.write_crl_file(&crl)?;
         Ok(crl)
+    }
+
+    /// Writes `crl` to `ca.crl.pem` and remembers that it did.
+    fn write_crl_file(&self, crl: &Crl) -> Result<(), CaError> {
+        let path = self.paths.crl();
+        pki_common::files::write_public(&path, &crl.pem()).map_err(|source| CaError::CrlFile {
+            number: crl.number,
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.crl_written.store(crl.number, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The CRL currently served, if one has been published.
@@ -116,20 +159,30 @@ impl Ca {
 
     /// Publishes a new CRL if there is none, if the ledger has a revocation
     /// the current one lacks, or if half its validity has passed (so a
-    /// fresh CRL is out well before nextUpdate).
+    /// fresh CRL is out well before nextUpdate). Otherwise, if the served
+    /// CRL never reached `ca.crl.pem`, tries writing it again.
     pub fn refresh_crl(&self) -> Result<Option<Arc<Crl>>, CaError> {
         let now = pki_common::unix_now() as i64;
-        let stale = match self.current_crl() {
+        let current = self.current_crl();
+        let stale = match &current {
             None => true,
             Some(crl) => {
                 crl.revision != self.ledger.revision()?
                     || now >= crl.this_update + (crl.next_update - crl.this_update) / 2
             }
         };
-        if stale {
-            self.publish_crl().map(Some)
-        } else {
-            Ok(None)
+        match current {
+            _ if stale => self.publish_crl().map(Some),
+            Some(crl) if self.crl_written.load(Ordering::SeqCst) != crl.number => {
+                self.write_crl_file(&crl)?;
+                info!(
+                    "wrote CRL #{} to {}",
+                    crl.number,
+                    self.paths.crl().display()
+                );
+                Ok(None)
+            }
+            _ => Ok(None),
         }
     }
 }

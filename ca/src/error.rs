@@ -6,6 +6,7 @@
 //! stable [`code`](SignError::code), because clients act on the code, not
 //! on the sentence, which may be reworded.
 
+use pki_common::cert::Profile;
 use pki_common::revocation::Reason;
 
 use crate::authority::AuthorityError;
@@ -31,6 +32,16 @@ pub enum CaError {
     BadSerial(String),
     #[error(transparent)]
     NameReserved(#[from] NameReserved),
+    /// The CRL was signed and is served, but its file could not be
+    /// written: the file is behind, the served CRL is not. Kept apart from
+    /// [`CaError::File`] so that callers can tell "nothing was published"
+    /// from "published, but the file is stale".
+    #[error("CRL #{number} is signed and served at /v1/crl by a serving CA, but {path} could not be written ({source}); the file keeps an older CRL until it can be written: fix the path or free disk space (a serving CA retries every poll)")]
+    CrlFile {
+        number: u64,
+        path: String,
+        source: pki_common::files::FileError,
+    },
 }
 
 /// Why a signing request was refused. Each maps to one HTTP status and one
@@ -57,6 +68,12 @@ pub enum SignError {
     RenewExpired(String),
     #[error(transparent)]
     NameReserved(#[from] NameReserved),
+    #[error("certificate {serial} was already renewed, as {by}; a certificate renews only once, so renew {by} instead (or, if it was lost, get a new token: `pki-ca token`, then enroll again)")]
+    AlreadyRenewed { serial: String, by: String },
+    #[error("the token is for a {token} certificate, but the request asks for a {requested} certificate; nothing was issued and the token is still usable: enroll with the {token} profile, or ask for a {requested} token (`pki-ca token --profile {requested}`)")]
+    ProfileMismatch { token: Profile, requested: Profile },
+    #[error("bad query {0:?}: POST /v1/sign takes one parameter, profile=server or profile=client, at most once")]
+    BadProfile(String),
 }
 
 impl SignError {
@@ -73,6 +90,8 @@ impl SignError {
             SignError::Policy(PolicyError::UnsupportedKey(_)) => "unsupported_key",
             SignError::Policy(PolicyError::NameNotAuthorized { .. }) => "name_not_authorized",
             SignError::Policy(PolicyError::InvalidName(_)) => "invalid_name",
+            SignError::Policy(PolicyError::UnsupportedSignature(_)) => "unsupported_signature",
+            SignError::Policy(PolicyError::IssuerExpiring { .. }) => "issuer_expiring",
             SignError::Ledger(_) => "ledger_unavailable",
             SignError::Authority(_) => "internal",
             SignError::NoClientCertificate => "client_certificate_required",
@@ -80,6 +99,9 @@ impl SignError {
             SignError::RenewRevoked { .. } => "certificate_revoked",
             SignError::RenewExpired(_) => "certificate_expired",
             SignError::NameReserved(_) => "name_reserved",
+            SignError::AlreadyRenewed { .. } => "already_renewed",
+            SignError::ProfileMismatch { .. } => "profile_mismatch",
+            SignError::BadProfile(_) => "bad_profile",
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use rustls::pki_types::CertificateDer;
 
 use pki_common::ca::api::{self, ErrorBody};
+use pki_common::cert::Profile;
 use pki_common::files::cert_to_pem;
 
 use crate::{Ca, SignError};
@@ -219,7 +220,13 @@ fn status_of(err: &SignError) -> StatusCode {
         SignError::Policy(crate::policy::PolicyError::NameNotAuthorized { .. }) => {
             StatusCode::FORBIDDEN
         }
-        SignError::Policy(_) => StatusCode::BAD_REQUEST,
+        SignError::Policy(crate::policy::PolicyError::IssuerExpiring { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        SignError::Policy(_) | SignError::BadProfile(_) => StatusCode::BAD_REQUEST,
+        SignError::AlreadyRenewed { .. } | SignError::ProfileMismatch { .. } => {
+            StatusCode::CONFLICT
+        }
         SignError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
         SignError::Authority(_) => StatusCode::INTERNAL_SERVER_ERROR,
         SignError::NoClientCertificate => StatusCode::UNAUTHORIZED,
@@ -286,6 +293,7 @@ async fn renew(
 async fn sign(
     State(ca): State<Arc<Ca>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match csr_body(body) {
@@ -293,7 +301,33 @@ async fn sign(
         Err(refusal) => return refusal,
     };
     let bearer = bearer_token(&headers);
-    signed(move || ca.sign(bearer.as_deref(), &body)).await
+    let requested = match requested_profile(query.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return problem(status_of(&e), e.code(), e.to_string()),
+    };
+    signed(move || ca.sign_for(bearer.as_deref(), requested, &body)).await
+}
+
+/// The profile a `POST /v1/sign` states it expects (`?profile=client`),
+/// so the CA refuses a token of another profile before spending it. A
+/// request without one (an older client) is served as before. Any other
+/// query parameter, or the profile twice, is refused: a request must say
+/// one thing.
+fn requested_profile(query: Option<&str>) -> Result<Option<Profile>, SignError> {
+    let mut profile = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("profile", value)) if profile.is_none() => {
+                profile = Some(
+                    value
+                        .parse::<Profile>()
+                        .map_err(|_| SignError::BadProfile(value.to_string()))?,
+                );
+            }
+            _ => return Err(SignError::BadProfile(pair.to_string())),
+        }
+    }
+    Ok(profile)
 }
 
 /// The token in an `Authorization: Bearer <token>` header. The scheme is

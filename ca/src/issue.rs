@@ -45,6 +45,14 @@ impl From<IssueError> for SignError {
                 at: "just now, by a concurrent request".into(),
             }
             .into(),
+            // A concurrent renewal of the same certificate committed
+            // first, or a revocation reached it meanwhile.
+            IssueError::Ledger(LedgerError::AlreadyRenewed { serial, by }) => {
+                SignError::AlreadyRenewed { serial, by }
+            }
+            IssueError::Ledger(LedgerError::RevokedMeanwhile { serial, reason }) => {
+                SignError::RenewRevoked { serial, reason }
+            }
             IssueError::Ledger(e) => SignError::Ledger(e),
             IssueError::Reserved(e) => SignError::NameReserved(e),
         }
@@ -99,15 +107,27 @@ fn issued_record(
 }
 
 impl Ca {
-    /// Phase 1 at the CA: checks the token, verifies the CSR, applies the
-    /// policy, signs, and records the certificate (consuming the token)
-    /// before answering it. Every outcome is audited.
+    /// Phase 1 at the CA, for a caller that does not state the profile it
+    /// expects (older clients): [`Ca::sign_for`] without the profile check.
     pub fn sign(&self, bearer: Option<&str>, csr: &[u8]) -> Result<SignedCert, SignError> {
+        self.sign_for(bearer, None, csr)
+    }
+
+    /// Phase 1 at the CA: checks the token (and that its profile is
+    /// `requested`, if given), verifies the CSR, applies the policy, signs,
+    /// and records the certificate (consuming the token) before answering
+    /// it. Every outcome is audited.
+    pub fn sign_for(
+        &self,
+        bearer: Option<&str>,
+        requested: Option<Profile>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
         let token_id = bearer
             .and_then(|b| EnrollmentToken::parse(b).ok())
             .map(|t| t.id().to_string())
             .unwrap_or_else(|| "-".into());
-        let result = self.sign_inner(bearer, csr);
+        let result = self.sign_inner(bearer, requested, csr);
         audit(
             &result,
             |cert| {
@@ -123,8 +143,13 @@ impl Ca {
         result
     }
 
-    fn sign_inner(&self, bearer: Option<&str>, csr: &[u8]) -> Result<SignedCert, SignError> {
-        let grant = self.authorize_enrollment(bearer)?;
+    fn sign_inner(
+        &self,
+        bearer: Option<&str>,
+        requested: Option<Profile>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
+        let grant = self.authorize_enrollment(bearer, requested)?;
         let verified = policy::verify_csr(csr)?;
         let grounds = Grounds {
             names: &grant.names,
@@ -218,7 +243,28 @@ impl Ca {
             cert.info.serial_hex,
             names.join(", ")
         );
+        if cert.info.not_after >= self.root.info.not_after {
+            warn!(
+                "the CA's own TLS certificate ends with the root, at {}: create a new root (`pki-ca init --force`) and re-enroll every party before then",
+                cert.info.not_after_rfc3339()
+            );
+        }
         Ok((cert, key))
+    }
+
+    /// When the CA's own certificate `info` is due for replacement: at two
+    /// thirds of its life, like any certificate, unless it already ends
+    /// with the root. Such a certificate cannot be bettered, since every
+    /// replacement would end at the same instant, each shorter than the
+    /// last (and, with the backdating, born past its own renewal point):
+    /// replacing it would only add ledger rows, once a second. So it is
+    /// due when it expires, and the rotation's refusal then backs off.
+    pub(crate) fn own_renewal_due(&self, info: &pki_common::cert::CertInfo) -> i64 {
+        if info.not_after >= self.root.info.not_after {
+            info.not_after
+        } else {
+            info.renewal_due()
+        }
     }
 
     /// Decides, signs and records a certificate; the record is committed

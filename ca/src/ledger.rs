@@ -7,15 +7,26 @@
 //!
 //! Storage sits behind the narrow [`Ledger`] trait; [`SqliteLedger`] is the
 //! embedded implementation. A networked database for several CA replicas
-//! would be a second implementation of the same nine operations (eight to
-//! write: [`Ledger::add_tokens`] has a default): tokens (add, look up),
-//! certificates (record an issuance, list, look up, revoke), and the two
-//! counters behind the CRL (the revision, the next CRL number).
+//! would be a second implementation of the same ten operations (eight to
+//! write: [`Ledger::add_tokens`] and [`Ledger::renewed_by`] have defaults):
+//! tokens (add, look up), certificates (record an issuance, list, look up,
+//! find the renewal of one, revoke), and the two counters behind the CRL
+//! (the revision, the next CRL number).
+//!
+//! # Renewal chains
+//! A certificate renews at most once, and revoking one revokes every
+//! certificate renewed from it, transitively. Both rules are decided inside
+//! the write transaction (see [`Ledger::record_issuance`] and
+//! [`Ledger::revoke`]), so that no interleaving of a renewal and a
+//! revocation, in this process or another, leaves a renewed certificate
+//! valid while its ancestor is revoked: otherwise a stolen key could renew
+//! itself into certificates its revocation does not reach.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tracing::warn;
 
 use crate::token::TokenGrant;
 use pki_common::cert::Profile;
@@ -40,6 +51,10 @@ pub enum LedgerError {
         reason: Reason,
         at: String,
     },
+    #[error("certificate {serial} was already renewed, as {by}; a certificate renews only once")]
+    AlreadyRenewed { serial: String, by: String },
+    #[error("certificate {serial} was revoked ({reason}) while its renewal was under way")]
+    RevokedMeanwhile { serial: String, reason: Reason },
 }
 
 /// A revocation as the ledger keeps it.
@@ -110,6 +125,14 @@ pub trait Ledger: Send + Sync {
     /// Records an issued certificate and, in the same transaction, marks
     /// `token_id` used. Fails with [`LedgerError::TokenAlreadyUsed`] if the
     /// token was used meanwhile; then nothing is recorded.
+    ///
+    /// A renewal (`record.renewed_from` set) is checked in the same
+    /// transaction: it fails with [`LedgerError::AlreadyRenewed`] if the
+    /// certificate it renews was renewed before, and with
+    /// [`LedgerError::RevokedMeanwhile`] if that certificate, or any it was
+    /// renewed from, is revoked. So of two concurrent renewals of one
+    /// certificate exactly one is recorded, and a renewal racing a
+    /// revocation either lands before it (and is revoked with it) or fails.
     fn record_issuance(
         &self,
         record: &IssuedRecord,
@@ -119,8 +142,24 @@ pub trait Ledger: Send + Sync {
     fn certificates(&self) -> Result<Vec<IssuedRecord>, LedgerError>;
     /// One certificate by serial (lower-case hex).
     fn certificate(&self, serial: &str) -> Result<Option<IssuedRecord>, LedgerError>;
-    /// Revokes the certificate with `serial` (lower-case hex). Committed
-    /// before it returns.
+    /// The serial of the certificate renewed from `serial`, if it was
+    /// renewed. (The default reads every record; a store with an index on
+    /// `renewed_from` answers directly.)
+    fn renewed_by(&self, serial: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .certificates()?
+            .into_iter()
+            .find(|r| r.renewed_from.as_deref() == Some(serial))
+            .map(|r| r.serial_hex))
+    }
+    /// Revokes the certificate with `serial` (lower-case hex) and, in the
+    /// same transaction, every certificate renewed from it, transitively,
+    /// with the same reason and time. Committed before it returns.
+    ///
+    /// Revoking a certificate that is already revoked fails with
+    /// [`LedgerError::AlreadyRevoked`], unless a certificate renewed from
+    /// it is not yet revoked (a ledger written before renewals were
+    /// revoked with their origin): then those are revoked.
     fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError>;
     /// A counter that changes with every revocation, so a running CA can
     /// tell that its CRL is out of date.
@@ -198,6 +237,20 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// The database's own guard of the one-renewal rule: a unique index on
+/// `renewed_from` (SQLite lets NULLs repeat), which also serves the
+/// lookups of renewals. A ledger written before the rule may hold two
+/// renewals of one certificate; there the index cannot be built, and the
+/// check inside the issuing transaction (`check_renewable`), which holds
+/// on its own, is the only guard.
+fn one_renewal_index(conn: &Connection) {
+    if let Err(e) = conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS one_renewal_each ON certificates(renewed_from)",
+    ) {
+        warn!("the ledger holds certificates renewed more than once, from before renewal was limited to once; the limit still holds for new renewals ({e})");
+    }
+}
+
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
@@ -220,6 +273,7 @@ impl SqliteLedger {
         conn.execute_batch(SCHEMA)?;
         let mut conn = conn;
         migrate(&mut conn)?;
+        one_renewal_index(&conn);
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteLedger {
@@ -241,7 +295,10 @@ impl SqliteLedger {
 /// not undo the others; if the commit itself fails, every item fails.
 fn commit_batch(conn: &mut Connection, batch: &[PendingIssuance]) -> Vec<Result<(), LedgerError>> {
     let run = |conn: &mut Connection| -> Result<Vec<Result<(), LedgerError>>, rusqlite::Error> {
-        let tx = conn.transaction()?;
+        // IMMEDIATE: the write lock is taken before the renewal checks
+        // read, so what they read cannot change before the commit, even
+        // from another process (`pki-ca revoke`).
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         for item in batch {
             results.push(insert_issuance(&tx, &item.record, item.token_id.as_deref()));
@@ -269,6 +326,9 @@ fn insert_issuance(
     rec: &IssuedRecord,
     token_id: Option<&str>,
 ) -> Result<(), LedgerError> {
+    if let Some(parent) = rec.renewed_from.as_deref() {
+        check_renewable(conn, parent)?;
+    }
     if let Some(id) = token_id {
         // Cached statements: issuance is the hot path, and parsing the SQL
         // each time showed in the profile.
@@ -302,6 +362,59 @@ fn insert_issuance(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// The ledger's half of the one-renewal rule, run inside the issuing
+/// transaction: `parent` has not been renewed yet, and neither it nor any
+/// certificate it was renewed from is revoked.
+fn check_renewable(conn: &Connection, parent: &str) -> Result<(), LedgerError> {
+    let by: Option<String> = conn
+        .prepare_cached("SELECT serial FROM certificates WHERE renewed_from = ?1 LIMIT 1")?
+        .query_row([parent], |r| r.get(0))
+        .optional()?;
+    if let Some(by) = by {
+        return Err(LedgerError::AlreadyRenewed {
+            serial: parent.to_string(),
+            by,
+        });
+    }
+    // UNION, not UNION ALL: a damaged ledger with a cycle still ends.
+    let revoked: Option<(String, String)> = conn
+        .prepare_cached(
+            "WITH RECURSIVE up(serial, parent, reason) AS (
+                 SELECT serial, renewed_from, revocation_reason FROM certificates WHERE serial = ?1
+                 UNION
+                 SELECT c.serial, c.renewed_from, c.revocation_reason
+                 FROM certificates c JOIN up ON c.serial = up.parent)
+             SELECT serial, reason FROM up WHERE reason IS NOT NULL LIMIT 1",
+        )?
+        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match revoked {
+        Some((serial, reason)) => Err(LedgerError::RevokedMeanwhile {
+            serial,
+            reason: reason.parse().map_err(LedgerError::Corrupt)?,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Revokes, on `tx`, every certificate renewed from `serial`, transitively,
+/// that is not revoked yet; answers how many.
+fn revoke_renewals(
+    tx: &Connection,
+    serial: &str,
+    revocation: Revocation,
+) -> Result<usize, LedgerError> {
+    Ok(tx.execute(
+        "WITH RECURSIVE down(serial) AS (
+             SELECT serial FROM certificates WHERE renewed_from = ?3
+             UNION
+             SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
+         UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2
+         WHERE serial IN (SELECT serial FROM down) AND revoked_at IS NULL",
+        params![revocation.revoked_at, revocation.reason.as_str(), serial],
+    )?)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -429,9 +542,18 @@ impl Ledger for SqliteLedger {
             .next())
     }
 
+    fn renewed_by(&self, serial: &str) -> Result<Option<String>, LedgerError> {
+        let reader = lock(&self.reader);
+        let by = reader
+            .prepare_cached("SELECT serial FROM certificates WHERE renewed_from = ?1 LIMIT 1")?
+            .query_row([serial], |r| r.get(0))
+            .optional()?;
+        Ok(by)
+    }
+
     fn revoke(&self, serial: &str, revocation: Revocation) -> Result<(), LedgerError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: Option<(Option<i64>, Option<String>)> = tx
             .query_row(
                 "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
@@ -442,18 +564,24 @@ impl Ledger for SqliteLedger {
         match current {
             None => return Err(LedgerError::NoSuchSerial(serial.to_string())),
             Some((Some(at), Some(reason))) => {
-                return Err(LedgerError::AlreadyRevoked {
-                    serial: serial.to_string(),
-                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
-                    at: pki_common::cert::rfc3339(at),
-                })
+                // Already revoked: only renewals that escaped it (written
+                // before revocation reached them) are left to revoke.
+                if revoke_renewals(&tx, serial, revocation)? == 0 {
+                    return Err(LedgerError::AlreadyRevoked {
+                        serial: serial.to_string(),
+                        reason: reason.parse().map_err(LedgerError::Corrupt)?,
+                        at: pki_common::cert::rfc3339(at),
+                    });
+                }
             }
-            Some(_) => {}
+            Some(_) => {
+                tx.execute(
+                    "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+                    params![revocation.revoked_at, revocation.reason.as_str(), serial],
+                )?;
+                revoke_renewals(&tx, serial, revocation)?;
+            }
         }
-        tx.execute(
-            "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
-            params![revocation.revoked_at, revocation.reason.as_str(), serial],
-        )?;
         tx.execute(
             "UPDATE counters SET value = value + 1 WHERE name = 'revision'",
             [],
@@ -690,6 +818,94 @@ mod tests {
         for n in ok {
             assert!(stored.iter().any(|r| r.serial_hex == format!("{n:04x}")));
         }
+    }
+
+    fn renewal(serial: &str, from: &str) -> IssuedRecord {
+        IssuedRecord {
+            renewed_from: Some(from.into()),
+            ..record(serial, None)
+        }
+    }
+
+    #[test]
+    fn a_certificate_renews_once_and_revocation_follows_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        l.record_issuance(&record("a0", None), None).unwrap();
+        l.record_issuance(&renewal("a1", "a0"), None).unwrap();
+        assert!(matches!(
+            l.record_issuance(&renewal("f1", "a0"), None),
+            Err(LedgerError::AlreadyRenewed { serial, by }) if serial == "a0" && by == "a1"
+        ));
+        l.record_issuance(&renewal("a2", "a1"), None).unwrap();
+        assert_eq!(l.renewed_by("a0").unwrap().as_deref(), Some("a1"));
+        assert_eq!(l.renewed_by("a2").unwrap(), None);
+
+        let revocation = Revocation {
+            reason: Reason::KeyCompromise,
+            revoked_at: 42,
+        };
+        l.revoke("a0", revocation).unwrap();
+        for serial in ["a0", "a1", "a2"] {
+            let r = l.certificate(serial).unwrap().unwrap();
+            assert_eq!(r.revoked, Some(revocation), "{serial}");
+        }
+        // The end of a revoked chain cannot renew: not even by a request
+        // that passed its checks before the revocation.
+        assert!(matches!(
+            l.record_issuance(&renewal("a3", "a2"), None),
+            Err(LedgerError::RevokedMeanwhile { serial, reason: Reason::KeyCompromise }) if serial == "a2"
+        ));
+        assert!(matches!(
+            l.revoke("a0", revocation),
+            Err(LedgerError::AlreadyRevoked { .. })
+        ));
+    }
+
+    #[test]
+    fn revoking_again_reaches_a_renewal_that_escaped() {
+        // A ledger from before renewals were revoked with their origin.
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        l.record_issuance(&record("b0", None), None).unwrap();
+        l.record_issuance(&renewal("b1", "b0"), None).unwrap();
+        let revocation = Revocation {
+            reason: Reason::KeyCompromise,
+            revoked_at: 7,
+        };
+        l.conn()
+            .execute(
+                "UPDATE certificates SET revoked_at = 7, revocation_reason = 'keyCompromise' WHERE serial = 'b0'",
+                [],
+            )
+            .unwrap();
+        l.revoke("b0", revocation).unwrap();
+        assert_eq!(
+            l.certificate("b1").unwrap().unwrap().revoked,
+            Some(revocation)
+        );
+    }
+
+    #[test]
+    fn of_concurrent_renewals_of_one_certificate_exactly_one_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap());
+        l.record_issuance(&record("c0", None), None).unwrap();
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    l.record_issuance(&renewal(&format!("c{:02x}", i + 1), "c0"), None)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, LedgerError::AlreadyRenewed { .. })));
+        assert_eq!(l.certificates().unwrap().len(), 2);
     }
 
     #[test]

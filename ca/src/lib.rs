@@ -60,6 +60,7 @@ mod stall;
 mod tasks;
 pub mod token;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use authority::RootAuthority;
@@ -84,6 +85,9 @@ pub struct Ca {
     crl: RwLock<Option<Arc<Crl>>>,
     /// The names the CA's own endpoint answers to, never issued to others.
     reserved: RwLock<ReservedNames>,
+    /// The number of the CRL last written to `ca.crl.pem` (0: none yet),
+    /// so that a file left behind by a failed write is written again.
+    crl_written: AtomicU64,
 }
 
 impl Ca {
@@ -109,6 +113,7 @@ impl Ca {
             ledger,
             crl: RwLock::new(None),
             reserved: RwLock::new(reserved),
+            crl_written: AtomicU64::new(0),
         })
     }
 

@@ -5,7 +5,7 @@
 //!   pki-ca token --name app.pki.test [--profile server] [--ttl 15m]
 //!   pki-ca serve [--listen 127.0.0.1:8443]      the HTTPS API
 //!   pki-ca revoke --serial <hex>|--cert FILE [--reason keyCompromise] [--ca-url URL]
-//!   pki-ca list [--json]                        every certificate and its status
+//!   pki-ca list [--json]                        every certificate, its status and renewal chain
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -220,7 +220,9 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
     let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
     // Also refresh the CRL file, so it is current even when no CA
     // is serving.
-    let crl = ca.publish_crl().context("cannot write the CRL")?;
+    let crl = ca
+        .publish_crl()
+        .context("the revocation is recorded, but the CRL could not be published")?;
     println!(
         "revoked {serial} ({reason}); {} is CRL #{}",
         paths.crl().display(),
@@ -265,30 +267,49 @@ fn list(paths: &CaPaths, args: ListArgs) -> anyhow::Result<()> {
         .certificates()
         .context("cannot read the ledger")?;
     if args.json {
-        let rows: Vec<_> = records.iter().map(|r| json_row(r, now)).collect();
+        let renewed_by = renewals(&records);
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| json_row(r, renewed_by.get(r.serial_hex.as_str()).copied(), now))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let renewed_by = renewals(&records);
     println!(
-        "{:<32}  {:<7}  {:<20}  {:<25}  NAMES",
-        "SERIAL", "PROFILE", "EXPIRES", "STATUS"
+        "{:<32}  {:<7}  {:<20}  {:<25}  {:<32}  {:<32}  NAMES",
+        "SERIAL", "PROFILE", "EXPIRES", "STATUS", "RENEWED_FROM", "RENEWED_BY"
     );
     for r in &records {
         println!(
-            "{:<32}  {:<7}  {:<20}  {:<25}  {}",
+            "{:<32}  {:<7}  {:<20}  {:<25}  {:<32}  {:<32}  {}",
             r.serial_hex,
             r.profile.as_str(),
             pki_common::cert::rfc3339(r.not_after),
             r.status(now).to_string(),
+            r.renewed_from.as_deref().unwrap_or("-"),
+            renewed_by
+                .get(r.serial_hex.as_str())
+                .copied()
+                .unwrap_or("-"),
             r.names.join(",")
         );
     }
     Ok(())
 }
 
+/// Which certificate renewed each one (serial → serial), from the
+/// `renewed_from` links: with `renewed_from`, the renewal chain both ways.
+fn renewals(records: &[IssuedRecord]) -> std::collections::HashMap<&str, &str> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.renewed_from.as_deref()?, r.serial_hex.as_str())))
+        .collect()
+}
+
 /// One certificate as `pki-ca list --json` prints it; scripts read these
 /// field names, so they are stable.
-fn json_row(r: &IssuedRecord, now: i64) -> serde_json::Value {
+fn json_row(r: &IssuedRecord, renewed_by: Option<&str>, now: i64) -> serde_json::Value {
     serde_json::json!({
         "serial": r.serial_hex,
         "names": r.names,
@@ -304,5 +325,6 @@ fn json_row(r: &IssuedRecord, now: i64) -> serde_json::Value {
         "revoked_at": r.revoked.map(|v| pki_common::cert::rfc3339(v.revoked_at)),
         "token_id": r.token_id,
         "renewed_from": r.renewed_from,
+        "renewed_by": renewed_by,
     })
 }

@@ -16,7 +16,9 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_SIG_ED25519,
+    OID_PKCS1_SHA1WITHRSA, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA,
+    OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 
@@ -35,6 +37,14 @@ pub enum PolicyError {
     NameNotAuthorized { name: String, authorized: String },
     #[error("invalid name {0:?}: expected a DNS name or an IP address")]
     InvalidName(String),
+    #[error("unsupported CSR signature: {0}; sign the CSR with SHA-256, SHA-384 or SHA-512 (RSA PKCS#1 v1.5 or ECDSA), or with Ed25519")]
+    UnsupportedSignature(String),
+    #[error("the CA's root expires at {root_not_after}, so a certificate issued now would be valid for only {remaining_secs} s, below the minimum of {minimum_secs} s; the operator must create a new root (`pki-ca init --force`) and re-enroll every party")]
+    IssuerExpiring {
+        root_not_after: String,
+        remaining_secs: i64,
+        minimum_secs: i64,
+    },
 }
 
 /// The kinds of subject key this CA certifies.
@@ -69,6 +79,7 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
     }
     let info = &csr.certification_request_info;
     let key = classify_key(&info.subject_pki)?;
+    check_signature_algorithm(&csr.signature_algorithm)?;
     csr.verify_signature()
         .map_err(|_| PolicyError::BadSignature)?;
 
@@ -103,7 +114,51 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
     })
 }
 
+/// The CSR signature algorithms accepted: SHA-2 with RSA PKCS#1 v1.5 or
+/// ECDSA, and Ed25519. SHA-1 (and MD5) are refused: a collision-prone hash
+/// makes the proof of possession forgeable in principle, and no current
+/// tool needs it. RSA-PSS is not on the list either: no tool needs it to
+/// sign a CSR, and its parameters would need checks of their own.
+fn check_signature_algorithm(
+    alg: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<(), PolicyError> {
+    let oid = &alg.algorithm;
+    let accepted = [
+        OID_PKCS1_SHA256WITHRSA,
+        OID_PKCS1_SHA384WITHRSA,
+        OID_PKCS1_SHA512WITHRSA,
+        OID_SIG_ECDSA_WITH_SHA256,
+        OID_SIG_ECDSA_WITH_SHA384,
+        OID_SIG_ECDSA_WITH_SHA512,
+        OID_SIG_ED25519,
+    ];
+    if accepted.contains(oid) {
+        return Ok(());
+    }
+    let name = match oid {
+        o if *o == OID_PKCS1_SHA1WITHRSA => "sha1WithRSAEncryption (SHA-1)".to_string(),
+        o if o.to_id_string() == "1.2.840.10045.4.1" => "ecdsa-with-SHA1 (SHA-1)".to_string(),
+        o => format!("signature algorithm {o}"),
+    };
+    Err(PolicyError::UnsupportedSignature(name))
+}
+
+/// Classifies the CSR's key, and refuses any key the signer could not put
+/// into a certificate as it came: the AlgorithmIdentifier must be exactly
+/// the one its algorithm specifies (RSA with NULL parameters, Ed25519
+/// without any, ECDSA with a named curve), and the key must be one rcgen
+/// accepts. Every key-shaped input is judged here, so that no client key
+/// reaches the signer and fails there as an internal error.
 fn classify_key(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<KeyKind, PolicyError> {
+    let kind = classify_algorithm(spki)?;
+    rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
+        .map_err(|e| PolicyError::UnsupportedKey(format!("a key the CA cannot certify ({e})")))?;
+    Ok(kind)
+}
+
+fn classify_algorithm(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Result<KeyKind, PolicyError> {
     let alg = &spki.algorithm.algorithm;
@@ -123,19 +178,56 @@ fn classify_key(
         };
     }
     if *alg == OID_SIG_ED25519 {
+        // RFC 8410 §3: the parameters MUST be absent.
+        if spki.algorithm.parameters.is_some() {
+            return Err(PolicyError::UnsupportedKey(
+                "an Ed25519 key with algorithm parameters (RFC 8410 requires none)".into(),
+            ));
+        }
         return Ok(KeyKind::Ed25519);
     }
     if *alg == OID_PKCS1_RSAENCRYPTION {
-        let bits = match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => modulus_bits(rsa.modulus),
-            _ => return Err(PolicyError::UnsupportedKey("malformed RSA key".into())),
-        };
-        if !(2048..=4096).contains(&bits) {
-            return Err(PolicyError::UnsupportedKey(format!("RSA-{bits}")));
-        }
-        return Ok(KeyKind::Rsa { bits });
+        return classify_rsa(spki);
     }
     Err(PolicyError::UnsupportedKey(format!("key algorithm {alg}")))
+}
+
+/// An RSA key: NULL parameters, 2048 to 4096 bits, exponent 65537.
+fn classify_rsa(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<KeyKind, PolicyError> {
+    // RFC 3279 §2.3.1: the parameters MUST be present and NULL.
+    let null = spki.algorithm.parameters.as_ref().is_some_and(|p| {
+        p.tag() == x509_parser::der_parser::asn1_rs::Tag::Null && p.data.is_empty()
+    });
+    if !null {
+        return Err(PolicyError::UnsupportedKey(
+            "an RSA key without NULL algorithm parameters (RFC 3279 requires them)".into(),
+        ));
+    }
+    let rsa = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa,
+        _ => return Err(PolicyError::UnsupportedKey("malformed RSA key".into())),
+    };
+    let bits = modulus_bits(rsa.modulus);
+    if !(2048..=4096).contains(&bits) {
+        return Err(PolicyError::UnsupportedKey(format!("RSA-{bits}")));
+    }
+    // 65537 only: small exponents have a history of attacks on weak
+    // padding, and every current tool makes 65537.
+    let exponent = strip_leading_zeros(rsa.exponent);
+    if exponent != [0x01, 0x00, 0x01] {
+        return Err(PolicyError::UnsupportedKey(format!(
+            "RSA public exponent 0x{} (only 65537 is accepted)",
+            hex::encode(exponent)
+        )));
+    }
+    Ok(KeyKind::Rsa { bits })
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 fn modulus_bits(modulus: &[u8]) -> usize {
@@ -182,6 +274,13 @@ pub struct IssuancePolicy {
     /// How long each CRL is valid (nextUpdate − thisUpdate). A new one is
     /// published after half of it, and on every revocation.
     pub crl_interval: Duration,
+    /// The least validity a certificate may be issued with (1 hour by
+    /// default; never more than `lifetime`). A certificate never outlives
+    /// the root, so near the root's expiry every certificate is cut short;
+    /// below this minimum the CA refuses to issue (`issuer_expiring`)
+    /// rather than hand out certificates that expire at once, or already
+    /// have.
+    pub min_validity: Duration,
 }
 
 impl Default for IssuancePolicy {
@@ -190,13 +289,16 @@ impl Default for IssuancePolicy {
             lifetime: Duration::from_secs(30 * 24 * 3600),
             backdate: Duration::from_secs(5 * 60),
             crl_interval: Duration::from_secs(24 * 3600),
+            min_validity: Duration::from_secs(3600),
         }
     }
 }
 
 impl IssuancePolicy {
     /// Decides the certificate for `csr` under a token authorizing `names`
-    /// for `profile`. The lifetime never runs past `root_not_after`.
+    /// for `profile`. The lifetime never runs past `root_not_after`, and a
+    /// certificate that would be left with less than `min_validity` is
+    /// refused ([`PolicyError::IssuerExpiring`]).
     pub fn decide(
         &self,
         csr: &VerifiedCsr,
@@ -225,13 +327,39 @@ impl IssuancePolicy {
         let backdate = i64::try_from(self.backdate.as_secs())
             .unwrap_or(0)
             .min(lifetime / 10);
+        let not_after = now.saturating_add(lifetime).min(root_not_after);
+        self.check_min_validity(not_after, root_not_after, now)?;
         Ok(Decision {
             names: names.to_vec(),
             profile,
             key: csr.key,
             not_before: now.saturating_sub(backdate),
-            not_after: now.saturating_add(lifetime).min(root_not_after),
+            not_after,
         })
+    }
+
+    /// Refuses a certificate that would be valid from `now` to `not_after`
+    /// for less than the minimum. The minimum is `min_validity`, or the
+    /// lifetime itself when that is shorter, so a policy of short-lived
+    /// certificates still issues: only the cut by the root's expiry can
+    /// bring a certificate below it.
+    fn check_min_validity(
+        &self,
+        not_after: i64,
+        root_not_after: i64,
+        now: i64,
+    ) -> Result<(), PolicyError> {
+        let minimum = self.min_validity.min(self.lifetime).as_secs();
+        let minimum = i64::try_from(minimum).unwrap_or(i64::MAX);
+        let remaining = not_after.saturating_sub(now);
+        if remaining < minimum {
+            return Err(PolicyError::IssuerExpiring {
+                root_not_after: pki_common::cert::rfc3339(root_not_after),
+                remaining_secs: remaining.max(0),
+                minimum_secs: minimum,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -292,6 +420,59 @@ mod tests {
             .decide(&csr_with(&[]), &authorized(), Profile::Client, 5000, 1000)
             .unwrap();
         assert_eq!(d.not_after, 5000);
+    }
+
+    #[test]
+    fn near_the_roots_expiry_nothing_is_issued() {
+        let policy = IssuancePolicy::default();
+        // One second short of the default hour, and an expired root.
+        for root_not_after in [1000 + 3599, 1000, 10] {
+            let err = policy
+                .decide(
+                    &csr_with(&[]),
+                    &authorized(),
+                    Profile::Client,
+                    root_not_after,
+                    1000,
+                )
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    PolicyError::IssuerExpiring {
+                        minimum_secs: 3600,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+        assert!(policy
+            .decide(
+                &csr_with(&[]),
+                &authorized(),
+                Profile::Client,
+                1000 + 3600,
+                1000
+            )
+            .is_ok());
+        // A lifetime shorter than the minimum is its own minimum.
+        let short = IssuancePolicy {
+            lifetime: Duration::from_secs(6),
+            ..IssuancePolicy::default()
+        };
+        assert!(short
+            .decide(
+                &csr_with(&[]),
+                &authorized(),
+                Profile::Client,
+                i64::MAX,
+                1000
+            )
+            .is_ok());
+        assert!(short
+            .decide(&csr_with(&[]), &authorized(), Profile::Client, 1005, 1000)
+            .is_err());
     }
 
     #[test]

@@ -241,5 +241,6 @@ pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i6
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(vec![cert.der.clone()], key)
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
-    Ok((TlsAcceptor::from(Arc::new(config)), cert.info.renewal_due()))
+    let due = ca.own_renewal_due(&cert.info);
+    Ok((TlsAcceptor::from(Arc::new(config)), due))
 }

@@ -13,6 +13,7 @@
 //! - [`raw`]: a client that speaks the protocol frame by frame;
 //! - [`refusals`]: assertions that a refusal carries its specific error.
 
+pub mod crafted_csr;
 pub mod csr;
 pub mod fixtures;
 pub mod raw;

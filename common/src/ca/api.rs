@@ -8,11 +8,26 @@ pub const HEALTH: &str = "/health";
 pub const ROOT: &str = "/v1/root";
 /// `POST`: a PKCS#10 CSR (PEM or DER) with `Authorization: Bearer <token>`;
 /// answers the issued certificate, PEM.
+///
+/// The query `?profile=server` or `?profile=client` states the profile the
+/// caller expects (see [`sign_path`]). A token of another profile is then
+/// refused with `409 profile_mismatch` before it is spent: nothing is
+/// issued and the token stays usable with its own profile. Without the
+/// query (older callers) the token's profile is issued, whatever it is.
+/// Any other query is refused with `400 bad_profile`.
 pub const SIGN: &str = "/v1/sign";
+
+/// The path of `POST /v1/sign` stating the expected `profile`; every
+/// enrolling party of this workspace sends it.
+pub fn sign_path(profile: crate::cert::Profile) -> String {
+    format!("{SIGN}?profile={}", profile.as_str())
+}
 
 /// `POST`: a CSR for the same names as the TLS client certificate the
 /// caller presents, which must be neither expired nor revoked; answers
-/// the renewed certificate, PEM.
+/// the renewed certificate, PEM. A certificate renews once: a second
+/// renewal of it is refused with `409 already_renewed` (renew the newer
+/// certificate instead), and revoking a certificate revokes its renewals.
 pub const RENEW: &str = "/v1/renew";
 /// `GET`: the current CRL, DER; `?format=pem` for PEM.
 pub const CRL: &str = "/v1/crl";

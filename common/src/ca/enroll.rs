@@ -223,6 +223,9 @@ pub async fn enroll(
     retry: Retry,
 ) -> Result<Enrolled, EnrollError> {
     let (key, csr) = key_and_csr(names)?;
+    // State the profile we need, so that the CA refuses a token of
+    // another profile before spending it on a certificate we would discard.
+    let path = api::sign_path(purpose);
     let started = tokio::time::Instant::now();
     let mut backoff = retry.initial_backoff;
     let mut attempts = 0;
@@ -235,7 +238,7 @@ pub async fn enroll(
         );
         match ca
             .post(
-                api::SIGN,
+                &path,
                 Some(token),
                 "application/pkcs10",
                 csr.clone().into_bytes(),
