@@ -77,3 +77,17 @@ pub fn check_timestamp(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn log_safe_escapes_what_could_forge_or_hide_a_line() {
+        assert_eq!(log_safe("client1.pki.test: ok"), "client1.pki.test: ok");
+        assert_eq!(log_safe("a\nFAKE\r\tb"), "a\\nFAKE\\r\\tb");
+        assert_eq!(log_safe("a\\nb"), "a\\\\nb");
+        assert_eq!(log_safe("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
+        assert_eq!(log_safe("\u{1b}[31m"), "\\u{1b}[31m");
+    }
+}
