@@ -209,6 +209,9 @@ impl Fixture {
             .start_server(|c| {
                 c.listener.max_connections = 1_000_000;
                 c.max_sessions = 10_000_000;
+                // Every benchmark client is anonymous and on 127.0.0.1.
+                c.max_anonymous_sessions = Some(10_000_000);
+                c.max_sessions_per_address = usize::MAX;
                 c.max_requests_per_session = u64::MAX;
             })
             .await;

@@ -65,6 +65,8 @@ impl SessionClient {
                     AlertCode::UnknownSession | AlertCode::SessionExpired | AlertCode::RequestLimit,
                 message,
             })) => {
+                // The server's text, escaped: a peer cannot forge log lines.
+                let message = pki_common::proto::log_safe(&message);
                 info!("the server ended our session ({message}); registering again");
                 // The server closes the connection after an alert.
                 self.conn = None;

@@ -61,14 +61,34 @@ pub enum CrlError {
     Expired { next_update: String },
     #[error("the CRL has no nextUpdate, so its freshness cannot be judged")]
     NoNextUpdate,
+    #[error("the CRL has no CRL number (or one above 2^64), so it cannot be ordered against the CRL in use")]
+    NoNumber,
+    /// A CRL older than the one in use: installing it would bring back
+    /// certificates revoked since (a rollback).
+    #[error("CRL #{offered} is older than CRL #{current}, which is in use; an older CRL is never installed (it would un-revoke certificates)")]
+    Rollback { offered: u64, current: u64 },
+    /// Two different CRLs signed with the same number: the CA never does
+    /// this, so one of them is not what the CA published in that order.
+    #[error("CRL #{number} differs from the CRL #{number} in use; a CRL number names one CRL only, so the new one is refused")]
+    Conflict { number: u64 },
+}
+
+/// How a verified CRL relates to the one in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Succession {
+    /// A higher number: it replaces the one in use.
+    Newer,
+    /// The very CRL in use (same number, same bytes): nothing to do.
+    Same,
 }
 
 /// A CRL that has been checked against the root and the clock.
 #[derive(Debug, Clone)]
 pub struct VerifiedCrl {
     pub der: CertificateRevocationListDer<'static>,
-    /// The CRL number, in decimal.
-    pub number: String,
+    /// The CRL number (RFC 5280 §5.2.3): the CA numbers its CRLs from a
+    /// counter in its ledger, so a higher number is a later CRL.
+    pub number: u64,
     pub this_update: i64,
     pub next_update: i64,
     /// Revoked serials (lower-case hex) and their reasons, if given.
@@ -90,6 +110,40 @@ impl VerifiedCrl {
     pub fn is_empty(&self) -> bool {
         self.revoked.is_empty()
     }
+
+    /// The one rule for replacing a CRL, whatever its source (the CA, a
+    /// file, a cache): only a higher CRL number replaces the CRL in use.
+    /// A lower number is a rollback, and the same number with other bytes
+    /// a conflict; both are refused, so a revoked certificate can never be
+    /// accepted again by feeding a party an older CRL (say, a stale
+    /// `ca.crl.pem` while the CA is unreachable). Both CRLs must already be
+    /// verified against the root and the clock.
+    pub fn succeeds(&self, current: Option<&VerifiedCrl>) -> Result<Succession, CrlError> {
+        let Some(current) = current else {
+            return Ok(Succession::Newer);
+        };
+        match self.number.cmp(&current.number) {
+            std::cmp::Ordering::Greater => Ok(Succession::Newer),
+            std::cmp::Ordering::Less => Err(CrlError::Rollback {
+                offered: self.number,
+                current: current.number,
+            }),
+            std::cmp::Ordering::Equal if self.der == current.der => Ok(Succession::Same),
+            std::cmp::Ordering::Equal => Err(CrlError::Conflict {
+                number: self.number,
+            }),
+        }
+    }
+}
+
+/// The newest of several verified CRLs (from the CA and from a file, say),
+/// by the rule of [`VerifiedCrl::succeeds`]: the highest number wins; of
+/// two with the same number, the one listed first is kept.
+pub fn newest(candidates: impl IntoIterator<Item = VerifiedCrl>) -> Option<VerifiedCrl> {
+    candidates.into_iter().fold(None, |best, next| match best {
+        Some(best) if next.succeeds(Some(&best)) != Ok(Succession::Newer) => Some(best),
+        _ => Some(next),
+    })
 }
 
 /// Accepts a CRL in PEM (`X509 CRL`) or DER.
@@ -140,11 +194,12 @@ pub fn verify_crl(
             (hex::encode(entry.raw_serial()), reason)
         })
         .collect();
+    let number = parsed
+        .crl_number()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or(CrlError::NoNumber)?;
     Ok(VerifiedCrl {
-        number: parsed
-            .crl_number()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "-".into()),
+        number,
         this_update: parsed.last_update().timestamp(),
         next_update,
         revoked,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rand::RngCore;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
@@ -22,6 +23,7 @@ use pki_common::proto::{Frame, Kind, ProtoError};
 use pki_common::shutdown::Shutdown;
 
 use crate::identity::Identity;
+use crate::live::{self, Live};
 use crate::service::RequestContext;
 use crate::sessions::Session;
 use crate::Shared;
@@ -43,10 +45,19 @@ pub async fn serve(
     let framed = ServerFramed::open(stream, shared.config.max_frame, shared.config.idle_timeout);
     let mut conn = match framed {
         Ok(conn) => Conn {
+            // The certificate this connection was authenticated with, if
+            // any: when a new CRL lists it, the connection ends.
+            serials: conn
+                .peer_cert()
+                .and_then(|c| CertInfo::parse(c).ok())
+                .map(|c| c.serial_hex)
+                .into_iter()
+                .collect(),
             framed: conn,
             peer,
             shared: &shared,
             shutdown,
+            live: shared.live.subscribe(),
         },
         Err(e) => {
             warn!("refused {peer}: {}", ProtoError::Exporter(e.to_string()));
@@ -73,6 +84,11 @@ struct Conn<'a> {
     peer: SocketAddr,
     shared: &'a Shared,
     shutdown: Shutdown,
+    /// Told of every new CRL.
+    live: watch::Receiver<Arc<Live>>,
+    /// Serials of the client certificates this connection relies on: the
+    /// one it presented, and those of the sessions it has used.
+    serials: Vec<String>,
 }
 
 impl Conn<'_> {
@@ -89,7 +105,9 @@ impl Conn<'_> {
 
     /// Reads the next frame, waiting until `until` at the latest. Shutdown
     /// interrupts only this wait: a request already read is answered
-    /// before the connection closes.
+    /// before the connection closes. So does a new CRL that lists a
+    /// certificate this connection relies on: the connection ends with
+    /// [`ProtoError::CertificateRevoked`].
     async fn next_frame(
         &mut self,
         until: Instant,
@@ -98,6 +116,9 @@ impl Conn<'_> {
         tokio::select! {
             read = self.framed.recv_until(until, waiting_for) => read,
             _ = self.shutdown.wait() => Err(ProtoError::ShuttingDown),
+            serial = live::revoked_among(&mut self.live, &self.serials) => {
+                Err(ProtoError::CertificateRevoked { serial })
+            }
         }
     }
 
@@ -113,7 +134,10 @@ impl Conn<'_> {
         }
         loop {
             let (session_id, sealed) = request_session_id(&frame)?;
-            let response = self.answer(&session_id, &sealed)?;
+            let (response, serial) = self.answer(&session_id, &sealed)?;
+            if let Some(serial) = serial.filter(|s| !self.serials.contains(s)) {
+                self.serials.push(serial);
+            }
             self.framed.send(&response).await?;
             frame = match self.next_frame(self.idle(), "a service request").await {
                 Err(ProtoError::Closed) => return Ok(()),
@@ -145,7 +169,7 @@ impl Conn<'_> {
             self.clock(),
         )?;
         info!(
-            "phase 2 · step 3: hello from {peer} for {}",
+            "phase 2 · step 3: hello from {peer} for {:?}",
             registering.hello.expected_server
         );
         self.framed.send(&proof).await?;
@@ -172,8 +196,8 @@ impl Conn<'_> {
         }
 
         // Step 6.
-        self.grant(registering, &registration, client_cert.is_some())
-            .await
+        let client_serial = client_cert.map(|c| c.serial_hex);
+        self.grant(registering, &registration, client_serial).await
     }
 
     /// Step 6: a fresh session id, stored with the session keys, then
@@ -182,8 +206,16 @@ impl Conn<'_> {
         &mut self,
         registering: ServerRegistering,
         registration: &Registration,
-        client_authenticated: bool,
+        client_serial: Option<String>,
     ) -> Result<(), ProtoError> {
+        // A CRL installed since the TLS handshake may list the certificate.
+        if let Some(serial) = client_serial.as_ref() {
+            if self.shared.live.current().is_revoked(serial) {
+                return Err(ProtoError::CertificateRevoked {
+                    serial: serial.clone(),
+                });
+            }
+        }
         let mut session_id = [0u8; 16];
         rand::rng().fill_bytes(&mut session_id);
         let now = pki_common::unix_now();
@@ -197,16 +229,14 @@ impl Conn<'_> {
         let (grant_frame, keys) = registering.grant(&granted)?;
         let session = Session {
             client_id: registration.client_id.clone(),
-            client_authenticated,
+            client_serial,
+            source: self.peer.ip(),
             expires_at: now.saturating_add(lifetime.as_secs()),
             deadline: std::time::Instant::now() + lifetime,
             requests: 0,
             keys,
         };
-        let stored = (self.shared.sessions).insert(session_id, session, std::time::Instant::now());
-        if !stored {
-            return Err(ProtoError::Busy("the session table is full"));
-        }
+        (self.shared.sessions).insert(session_id, session, std::time::Instant::now())?;
         self.framed.send(&grant_frame).await?;
         info!(
             "phase 2 · step 6: granted session {} to {:?} for {}s",
@@ -217,13 +247,21 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Steps 7 and 8 for one request.
-    fn answer(&self, session_id: &[u8; 16], sealed: &SessionSealed) -> Result<Frame, ProtoError> {
+    /// Steps 7 and 8 for one request; answers the response and the serial
+    /// of the certificate the session is bound to, if any. A session whose
+    /// certificate the current CRL lists is refused, on any connection.
+    fn answer(
+        &self,
+        session_id: &[u8; 16],
+        sealed: &SessionSealed,
+    ) -> Result<(Frame, Option<String>), ProtoError> {
         let clock = self.clock();
         let now = std::time::Instant::now();
+        let live = self.shared.live.current();
+        let revoked = |serial: &str| live.is_revoked(serial);
         self.shared
             .sessions
-            .with_session(session_id, now, |session| {
+            .with_session(session_id, now, revoked, |session| {
                 let request = session.open_request(sealed, clock)?;
                 info!(
                     "phase 3 · step 7: request {:?} from {:?} on session {}",
@@ -233,7 +271,7 @@ impl Conn<'_> {
                 );
                 let ctx = RequestContext {
                     client_id: &session.client_id,
-                    client_authenticated: session.client_authenticated,
+                    client_authenticated: session.client_authenticated(),
                     expires_at: session.expires_at,
                     requests: session.requests,
                 };
@@ -255,7 +293,7 @@ impl Conn<'_> {
                         Status::BadRequest => "bad request",
                     }
                 );
-                Ok(frame)
+                Ok((frame, session.client_serial.clone()))
             })
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
-use tracing::warn;
+use tracing::{info, warn};
 
 use pki_common::ca::client::CaClient;
 use pki_common::ca::crl::{fetch_crl, read_crl};
@@ -23,7 +23,7 @@ pub use pki_common::ca::enroll::Enrollment;
 use pki_common::ca::enroll::{self, EnrollError, Enrolled, KeyFiles, ObtainError};
 use pki_common::cert::{CertInfo, Profile};
 use pki_common::files::{self, FileError};
-use pki_common::revocation::VerifiedCrl;
+use pki_common::revocation::{newest, VerifiedCrl};
 
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +120,11 @@ impl Identity {
     }
 }
 
-/// The current CRL: fetched from the CA, or else the `ca.crl.pem` file next
-/// to the root; `None` (with a warning) when neither is available.
+/// The newest CRL the server can verify: the CA's (`GET /v1/crl`) and the
+/// `ca.crl.pem` file next to the root are both read, and the one with the
+/// higher CRL number wins ([`newest`], the rule every CRL replacement
+/// follows), so a stale file can never stand in for the CA's newer list.
+/// `None` (with a warning) when neither is available.
 pub async fn current_crl(
     files: &IdentityFiles,
     enrollment: &Enrollment,
@@ -131,20 +134,37 @@ pub async fn current_crl(
         Ok(ca) => fetch_crl(&ca, root).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let fetch_error = match fetched {
-        Ok(crl) => return Some(crl),
-        Err(e) => e,
-    };
     let file = files.crl();
-    match read_crl(&file, root) {
-        Ok(crl) => Some(crl),
-        Err(file_error) => {
-            warn!(
-                "no current CRL (CA: {fetch_error}; {}: {file_error})",
-                file.display()
-            );
-            None
+    let from_file = read_crl(&file, root).map_err(|e| e.to_string());
+    if let (Err(fetch_error), Err(file_error)) = (&fetched, &from_file) {
+        warn!(
+            "no current CRL (CA: {fetch_error}; {}: {file_error})",
+            file.display()
+        );
+    }
+    newest([fetched.ok(), from_file.ok()].into_iter().flatten())
+}
+
+/// [`current_crl`], tried again with backoff (as enrollment retries) until
+/// `deadline`: a server that must check client certificates cannot serve
+/// without a CRL, and the CA it just enrolled with may be only starting.
+pub async fn current_crl_until(
+    files: &IdentityFiles,
+    enrollment: &Enrollment,
+    root: &CertificateDer<'static>,
+    deadline: tokio::time::Instant,
+) -> Option<VerifiedCrl> {
+    let mut backoff = enrollment.retry.initial_backoff;
+    loop {
+        if let Some(crl) = current_crl(files, enrollment, root).await {
+            return Some(crl);
         }
+        if tokio::time::Instant::now() + backoff >= deadline {
+            return None;
+        }
+        info!("no CRL yet; trying again in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(enrollment.retry.max_backoff);
     }
 }
 

@@ -28,7 +28,7 @@ pub mod sessions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use pki_common::ca::enroll::Retry;
 pub use pki_common::listener::ListenOptions;
 use pki_common::listener::{accept_tls, Listener};
-use pki_common::shutdown::Shutdown;
+use pki_common::shutdown::{Shutdown, ShutdownTrigger};
 pub use pki_common::tls::ClientAuth;
 
 use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
@@ -69,12 +69,32 @@ pub struct ServerConfig {
     /// write may wait for the client to read.
     pub idle_timeout: Duration,
     pub max_sessions: usize,
+    /// Sessions of clients without a certificate, in all; `None`: half of
+    /// `max_sessions`. Registering anonymously costs nothing, so anonymous
+    /// clients never get the whole table (and an authenticated client
+    /// takes the oldest anonymous session's place when it is full).
+    pub max_anonymous_sessions: Option<usize>,
+    /// Sessions of clients without a certificate from one source (IP)
+    /// address.
+    pub max_sessions_per_address: usize,
     /// Requests one session may carry; then the client registers again.
     pub max_requests_per_session: u64,
     /// How often the CRL used for client certificates is refreshed.
     pub crl_refresh: Duration,
     /// How long to wait before retrying a failed renewal.
     pub renew_retry: Duration,
+}
+
+impl ServerConfig {
+    /// The session table's bounds.
+    pub fn session_limits(&self) -> sessions::Limits {
+        sessions::Limits {
+            max_sessions: self.max_sessions,
+            max_anonymous: self.max_anonymous_sessions.unwrap_or(self.max_sessions / 2),
+            max_per_address: self.max_sessions_per_address,
+            max_requests: self.max_requests_per_session,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -95,6 +115,8 @@ impl Default for ServerConfig {
             max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
             max_sessions: 100_000,
+            max_anonymous_sessions: None,
+            max_sessions_per_address: 1_000,
             max_requests_per_session: 100_000,
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
@@ -111,6 +133,14 @@ pub enum ServerError {
     Tls(#[from] pki_common::tls::TlsSetupError),
     #[error("client certificates are required, but no current CRL is available to check their revocation; start the CA (or put its ca.crl.pem next to ca.pem) and try again")]
     NoCrl,
+    #[error("this server's certificate {serial} was revoked and could not be replaced ({source}); the server stopped rather than keep presenting it. Mint a token with `pki-ca token --name {name}` and start the server with it")]
+    OwnCertificateRevoked {
+        /// The revoked certificate's serial, shortened.
+        serial: String,
+        /// The server's primary name.
+        name: String,
+        source: IdentityError,
+    },
     #[error(transparent)]
     Bind(#[from] pki_common::listener::BindError),
 }
@@ -121,12 +151,25 @@ pub struct Shared {
     pub live: LiveState,
     pub sessions: SessionTable,
     pub service: Service,
+    /// Stops the server from within (see [`Shared::fail`]).
+    stop: ShutdownTrigger,
+    /// Why the server stopped itself, if it did.
+    failure: Mutex<Option<ServerError>>,
 }
 
 impl Shared {
     /// The certificate new connections get now.
     pub fn identity(&self) -> Arc<Identity> {
         self.live.current().identity.clone()
+    }
+
+    /// Stops the server because it cannot go on serving safely (its own
+    /// certificate was revoked and could not be replaced): the listener
+    /// stops accepting, open connections drain, and [`AppServer::run`]
+    /// answers `error`.
+    pub fn fail(&self, error: ServerError) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.stop.trigger();
     }
 }
 
@@ -137,16 +180,34 @@ pub struct AppServer {
     /// Whether to renew the certificate in the background (servers that
     /// enrolled themselves; not hand-made test identities).
     renews: bool,
+    /// Fires when the server stops itself ([`Shared::fail`]).
+    stopped: Shutdown,
 }
 
 impl AppServer {
     /// Phase 1 (reuse, renew or enroll), then binds the listener.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        // Enrollment and the CRL fetched after it share one deadline, so
+        // either start order (server or CA first) works in every mode.
+        let deadline = tokio::time::Instant::now() + config.enrollment.retry.deadline;
         let files = IdentityFiles::in_dir(&config.certs_dir);
         let root = identity::read_root(&files)?;
-        let crl = identity::current_crl(&files, &config.enrollment, &root).await;
+        let mut crl = identity::current_crl(&files, &config.enrollment, &root).await;
         let identity =
             identity::obtain(&files, &config.names, &config.enrollment, crl.as_ref()).await?;
+        if crl.is_none() {
+            // The CA may have come up while we enrolled. A server that
+            // must check client certificates keeps trying until the
+            // deadline; one that need not tries once more.
+            crl = match config.client_auth {
+                ClientAuth::Required => {
+                    identity::current_crl_until(&files, &config.enrollment, &root, deadline).await
+                }
+                ClientAuth::Optional => {
+                    identity::current_crl(&files, &config.enrollment, &root).await
+                }
+            };
+        }
         let mut server = Self::bind_with_crl(config, identity, Service::default(), crl).await?;
         server.renews = true;
         Ok(server)
@@ -177,15 +238,19 @@ impl AppServer {
         }
         let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
         let listener = Listener::bind(config.listener.clone()).await?;
+        let (stop, stopped) = pki_common::shutdown::channel();
         Ok(AppServer {
             listener,
             shared: Arc::new(Shared {
-                sessions: SessionTable::new(config.max_sessions, config.max_requests_per_session),
+                sessions: SessionTable::new(config.session_limits()),
                 live: LiveState::new(live),
                 config,
                 service,
+                stop,
+                failure: Mutex::new(None),
             }),
             renews: false,
+            stopped,
         })
     }
 
@@ -198,8 +263,9 @@ impl AppServer {
         self.shared.clone()
     }
 
-    /// Serves until `shutdown` fires, then drains.
-    pub async fn run(self, shutdown: Shutdown) {
+    /// Serves until `shutdown` fires, then drains. An error if the server
+    /// stopped itself instead (see [`Shared::fail`]).
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServerError> {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
             "server listening on {addr} (TLS 1.3) as {}; client certificates {}",
@@ -209,6 +275,9 @@ impl AppServer {
                 ClientAuth::Optional => "optional",
             }
         );
+        // From here on, `shutdown` is the caller's signal or the server's
+        // own decision to stop, whichever comes first.
+        let shutdown = either(self.shared.clone(), shutdown, self.stopped.clone());
         tokio::spawn(live::refresh_crl(self.shared.clone(), shutdown.clone()));
         tokio::spawn(sweep_sessions(self.shared.clone(), shutdown.clone()));
         if self.renews {
@@ -221,7 +290,26 @@ impl AppServer {
             })
             .await;
         info!("server shut down");
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        failure.map_or(Ok(()), Err)
     }
+}
+
+/// A [`Shutdown`] that fires when `outer` or `inner` does (`inner` is the
+/// one `shared.stop` fires).
+fn either(shared: Arc<Shared>, mut outer: Shutdown, mut inner: Shutdown) -> Shutdown {
+    let merged = inner.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = outer.wait() => shared.stop.trigger(),
+            _ = inner.wait() => {}
+        }
+    });
+    merged
 }
 
 /// One accepted TCP connection: the TLS handshake, then steps 3 to 8.
@@ -232,6 +320,14 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, shutdown:
     // swaps them for later connections only, and step 4 is signed with the
     // key of the certificate this one presented.
     let live = shared.live.current();
+    if let Some(reason) = live.own_revocation() {
+        warn!(
+            "refused {peer}: this server's certificate {} is revoked ({}); it is not presented while a new one is obtained",
+            live.identity.info.short_serial(),
+            reason.map(|r| r.as_str()).unwrap_or("no reason given")
+        );
+        return;
+    }
     let deadline = tokio::time::Instant::now() + shared.config.listener.handshake_timeout;
     let acceptor = TlsAcceptor::from(live.tls.clone());
     let Some(stream) = accept_tls(&acceptor, tcp, peer, deadline).await else {

@@ -6,16 +6,17 @@
 //! signed by the key of the certificate it was shown, and open sessions
 //! (which live in the session table, not in the TLS configuration) carry on.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
-use pki_common::revocation::VerifiedCrl;
+use pki_common::revocation::{Reason, Succession, VerifiedCrl};
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::{server_config_with_client_auth, ClientAuth, TlsSetupError};
 
-use crate::identity::{self, Identity, IdentityFiles};
+use crate::identity::{self, Identity, IdentityError, IdentityFiles};
 use crate::Shared;
 
 /// One certificate with the TLS configuration that presents it.
@@ -46,26 +47,80 @@ impl Live {
             crl,
         })
     }
+
+    /// Whether this CRL lists the certificate with `serial_hex`.
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        self.crl
+            .as_ref()
+            .is_some_and(|c| c.revocation_of(serial_hex).is_some())
+    }
+
+    /// Whether this CRL lists the server's own certificate: `Some(reason)`
+    /// if it does. Such a certificate is never presented again.
+    pub fn own_revocation(&self) -> Option<Option<Reason>> {
+        let crl = self.crl.as_ref()?;
+        crl.revocation_of(&self.identity.info.serial_hex)
+    }
 }
 
-/// The current [`Live`], swapped atomically.
-pub struct LiveState(RwLock<Arc<Live>>);
+/// The current [`Live`], swapped atomically. A `watch` channel, so open
+/// connections learn of a new CRL at once (see [`revoked_among`]).
+pub struct LiveState {
+    current: watch::Sender<Arc<Live>>,
+    /// Serialises replacements: each is computed from the one it
+    /// replaces, so a renewal and a new CRL cannot undo each other.
+    writer: Mutex<()>,
+}
 
 impl LiveState {
     pub fn new(live: Live) -> Self {
-        LiveState(RwLock::new(Arc::new(live)))
+        LiveState {
+            current: watch::Sender::new(Arc::new(live)),
+            writer: Mutex::new(()),
+        }
     }
 
     pub fn current(&self) -> Arc<Live> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.borrow().clone()
     }
 
-    fn replace(&self, live: Live) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    /// A receiver that is told of every replacement.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Live>> {
+        self.current.subscribe()
+    }
+
+    /// Replaces the current [`Live`] with what `next` makes of it, if it
+    /// makes anything, and answers what `next` answered besides.
+    fn update<T>(&self, next: impl FnOnce(&Arc<Live>) -> (Option<Live>, T)) -> T {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (live, answer) = next(&self.current());
+        if let Some(live) = live {
+            self.current.send_replace(Arc::new(live));
+        }
+        answer
+    }
+}
+
+/// Resolves with the first of `serials` that a CRL installed since `live`
+/// last looked lists; pends otherwise. A connection waits on this beside
+/// its next frame, so a revoked client is cut off at once, not at its next
+/// request.
+pub async fn revoked_among(live: &mut watch::Receiver<Arc<Live>>, serials: &[String]) -> String {
+    loop {
+        if serials.is_empty() || live.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let current = live.borrow_and_update().clone();
+        if let Some(serial) = serials.iter().find(|s| current.is_revoked(s)) {
+            return serial.clone();
+        }
     }
 }
 
 /// Fetches the CRL every `crl_refresh` and installs it when it is newer.
+/// "Newer" is the one rule of [`VerifiedCrl::succeeds`]: an older CRL (a
+/// stale `ca.crl.pem` while the CA is down, say) or another CRL with the
+/// same number is refused, and the one in use stays.
 pub async fn refresh_crl(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let files = IdentityFiles::in_dir(&shared.config.certs_dir);
     loop {
@@ -73,26 +128,95 @@ pub async fn refresh_crl(shared: Arc<Shared>, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(shared.config.crl_refresh) => {}
         }
-        let current = shared.live.current();
-        let Some(crl) =
-            identity::current_crl(&files, &shared.config.enrollment, &current.identity.root).await
+        let root = shared.live.current().identity.root.clone();
+        let Some(crl) = identity::current_crl(&files, &shared.config.enrollment, &root).await
         else {
             continue;
         };
-        if current.crl.as_ref().map(|c| &c.der) == Some(&crl.der) {
-            continue;
-        }
-        let number = crl.number.clone();
-        match Live::build(
-            current.identity.clone(),
-            Some(crl),
-            shared.config.client_auth,
-        ) {
-            Ok(live) => {
-                shared.live.replace(live);
-                info!("installed CRL #{number} for checking client certificates");
+        install_crl(&shared, crl).await;
+    }
+}
+
+/// Installs `crl` if it succeeds the CRL in use; then ends the sessions of
+/// the client certificates it lists, and deals with the server's own
+/// certificate if it is listed.
+pub async fn install_crl(shared: &Arc<Shared>, crl: VerifiedCrl) {
+    let number = crl.number;
+    let mode = shared.config.client_auth;
+    let installed = shared.live.update(|current| {
+        match crl.succeeds(current.crl.as_ref()) {
+            Ok(Succession::Same) => return (None, None),
+            Err(e) => {
+                warn!("not installing the CRL offered: {e}");
+                return (None, None);
             }
-            Err(e) => warn!("cannot install the new CRL: {e}"),
+            Ok(Succession::Newer) => {}
+        }
+        match Live::build(current.identity.clone(), Some(crl), mode) {
+            Ok(live) => {
+                let own = live.own_revocation();
+                (Some(live), Some(own))
+            }
+            Err(e) => {
+                warn!("cannot install the new CRL: {e}");
+                (None, None)
+            }
+        }
+    });
+    let Some(own) = installed else { return };
+    info!("installed CRL #{number} for checking client certificates");
+    let live = shared.live.current();
+    let ended = shared
+        .sessions
+        .end_revoked(|serial| live.is_revoked(serial));
+    if ended > 0 {
+        warn!("CRL #{number} revokes client certificates: ended {ended} session(s) bound to them");
+    }
+    if let Some(reason) = own {
+        own_certificate_revoked(shared, reason).await;
+    }
+}
+
+/// The server's own certificate is on the CRL. It is not presented again
+/// (new connections are refused meanwhile, see `accept`): the server
+/// enrolls a fresh key with its token if it has one (the CA refuses to
+/// renew a revoked certificate), and otherwise stops, saying how to get a
+/// new certificate, rather than serve one its clients will refuse.
+async fn own_certificate_revoked(shared: &Arc<Shared>, reason: Option<Reason>) {
+    let current = shared.live.current();
+    let serial = current.identity.info.short_serial();
+    let why = reason.map(|r| r.as_str()).unwrap_or("no reason given");
+    error!("this server's certificate {serial} has been revoked ({why}): it is no longer presented; enrolling a new one");
+    let files = IdentityFiles::in_dir(&shared.config.certs_dir);
+    let config = &shared.config;
+    let obtained = identity::obtain(
+        &files,
+        &config.names,
+        &config.enrollment,
+        current.crl.as_ref(),
+    )
+    .await;
+    let installed = obtained.and_then(|identity| {
+        let new_serial = identity.info.short_serial();
+        shared.live.update(|live| {
+            match Live::build(Arc::new(identity), live.crl.clone(), config.client_auth) {
+                Ok(new) => (Some(new), Ok(new_serial)),
+                Err(e) => (None, Err(IdentityError::Key(e.to_string()))),
+            }
+        })
+    });
+    match installed {
+        Ok(new_serial) => {
+            info!("re-enrolled: new connections now get certificate {new_serial}");
+        }
+        Err(e) => {
+            error!("cannot replace the revoked certificate {serial}: {e}; stopping rather than keep presenting it");
+            let name = config.names.first().cloned().unwrap_or_default();
+            shared.fail(crate::ServerError::OwnCertificateRevoked {
+                serial,
+                name,
+                source: e,
+            });
         }
     }
 }
@@ -118,10 +242,15 @@ pub async fn keep_renewed(shared: Arc<Shared>, mut shutdown: Shutdown) {
         match identity::renew_identity(&current.identity, &files, &shared.config.enrollment).await {
             Ok(renewed) => {
                 let serial = renewed.info.short_serial();
-                let crl = shared.live.current().crl.clone();
-                match Live::build(Arc::new(renewed), crl, shared.config.client_auth) {
-                    Ok(live) => {
-                        shared.live.replace(live);
+                let mode = shared.config.client_auth;
+                let built = shared.live.update(|live| {
+                    match Live::build(Arc::new(renewed), live.crl.clone(), mode) {
+                        Ok(new) => (Some(new), Ok(())),
+                        Err(e) => (None, Err(e)),
+                    }
+                });
+                match built {
+                    Ok(()) => {
                         info!("renewal: new connections now get certificate {serial}; open sessions continue");
                     }
                     Err(e) => {

@@ -72,6 +72,13 @@ struct Cli {
     /// Sessions held at once (expired ones are swept).
     #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
     max_sessions: usize,
+    /// Sessions of clients without a certificate, in all (default: half of
+    /// --max-sessions); a client with a certificate is never locked out.
+    #[arg(long)]
+    max_anonymous_sessions: Option<usize>,
+    /// Sessions of clients without a certificate from one IP address.
+    #[arg(long, default_value_t = ServerConfig::default().max_sessions_per_address)]
+    max_sessions_per_address: usize,
     /// Requests one session may carry.
     #[arg(long, default_value_t = ServerConfig::default().max_requests_per_session)]
     max_requests_per_session: u64,
@@ -112,6 +119,8 @@ fn main() -> anyhow::Result<()> {
         max_frame: cli.max_frame,
         idle_timeout: cli.idle_timeout,
         max_sessions: cli.max_sessions,
+        max_anonymous_sessions: cli.max_anonymous_sessions,
+        max_sessions_per_address: cli.max_sessions_per_address,
         max_requests_per_session: cli.max_requests_per_session,
         ..ServerConfig::default()
     };
@@ -125,7 +134,7 @@ fn main() -> anyhow::Result<()> {
             s = AppServer::start(config) => s.context("pki-server cannot start")?,
             _ = during_start.wait() => return Ok(()),
         };
-        server.run(shutdown).await;
+        server.run(shutdown).await.context("pki-server stopped")?;
         tracing::info!("server stopped");
         Ok(())
     })

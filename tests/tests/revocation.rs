@@ -134,7 +134,7 @@ async fn the_crl_is_served_as_der_and_pem_and_numbers_increase() {
         let bad = pki.ca_client().get("/v1/crl?format=xml").await.unwrap();
         assert_eq!(bad.error_body().unwrap().error, "bad_format");
         let second = pki.ca.publish_crl().unwrap();
-        assert!(second.number > first.number.parse::<u64>().unwrap());
+        assert!(second.number > first.number);
     })
     .await
 }
@@ -254,7 +254,7 @@ async fn revocations_and_the_crl_number_survive_a_restart() {
 
         let pki = pki.restart().await;
         let crl = fetch_crl(&pki).await;
-        assert!(crl.number.parse::<u64>().unwrap() > before);
+        assert!(crl.number > before);
         assert_eq!(
             crl.revocation_of(&info.serial_hex),
             Some(Some(Reason::CessationOfOperation))

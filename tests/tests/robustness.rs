@@ -147,7 +147,13 @@ async fn excess_connections_are_refused_not_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_table_is_bounded_and_expired_sessions_are_swept() {
     bounded(async {
-        let AppFixture { pki, server: full } = AppFixture::start_with(|c| c.max_sessions = 2).await;
+        // These clients have no certificate: let them have the whole table
+        // (by default they get half of it; see attack_server.rs).
+        let AppFixture { pki, server: full } = AppFixture::start_with(|c| {
+            c.max_sessions = 2;
+            c.max_anonymous_sessions = Some(2);
+        })
+        .await;
         let config = pki.client_config(full.addr);
         request_once(&config, "memo", b"").await.unwrap();
         request_once(&config, "memo", b"").await.unwrap();
@@ -159,6 +165,7 @@ async fn the_session_table_is_bounded_and_expired_sessions_are_swept() {
         let sweeping = pki
             .start_server(|c| {
                 c.max_sessions = 2;
+                c.max_anonymous_sessions = Some(2);
                 c.session_lifetime = Duration::from_secs(1);
             })
             .await;

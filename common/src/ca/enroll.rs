@@ -40,7 +40,9 @@ pub enum EnrollError {
     },
     #[error(transparent)]
     Https(#[from] HttpsError),
-    #[error("the CA refused the CSR ({status}): {error}: {detail}")]
+    /// `error` and `detail` are the CA's text, shown escaped so that they
+    /// cannot forge log lines.
+    #[error("the CA refused the CSR ({status}): {}: {}", crate::proto::log_safe(.error), crate::proto::log_safe(.detail))]
     Refused {
         status: u16,
         error: String,

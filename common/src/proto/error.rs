@@ -53,6 +53,8 @@ pub enum ProtoError {
     WrongServer { expected: String, actual: String },
     #[error("step 5: invalid client id {0:?}: use 1 to 64 letters, digits, '.', '-', '_' or '@'")]
     InvalidClientId(String),
+    #[error("step 5: invalid client address {0:?}: it must be an IP address and port, such as 127.0.0.1:50000 or [::1]:50000")]
+    InvalidClientAddr(String),
     #[error("step 5: the client id {claimed:?} is not the identity in the client certificate ({certified})")]
     ClientIdNotCertified { claimed: String, certified: String },
     #[error("step 6: the server granted a session to {got:?}, but we registered as {expected:?}")]
@@ -65,6 +67,10 @@ pub enum ProtoError {
     RequestLimit { max: u64 },
     #[error("unknown session; register again")]
     UnknownSession,
+    /// The client certificate a connection or session was authenticated
+    /// with is on the CA's current CRL: its sessions have ended.
+    #[error("the client certificate {serial} has been revoked: its sessions have ended; enroll a new certificate (`pki-client enroll`) and register again")]
+    CertificateRevoked { serial: String },
     #[error("key agreement failed: the peer's X25519 share is not contributory")]
     WeakKeyShare,
     #[error("the sequence number space of this session is exhausted; register again")]
@@ -85,7 +91,9 @@ pub enum ProtoError {
     /// plain structs hold, so this points at a bug, not at the peer).
     #[error("cannot encode the {0} message")]
     Encode(&'static str),
-    #[error("the peer refused: {message} [{code}]")]
+    /// The message is the peer's own text: it is shown with control
+    /// characters escaped, so it cannot forge log lines.
+    #[error("the peer refused: {} [{code}]", super::log_safe(.message))]
     PeerAlert { code: AlertCode, message: String },
     #[error("the peer closed the connection")]
     Closed,
@@ -118,6 +126,7 @@ crate::wire::wire_enum! {
         Timeout = 17 => "Timeout",
         RequestLimit = 18 => "RequestLimit",
         ShuttingDown = 19 => "ShuttingDown",
+        CertificateRevoked = 20 => "CertificateRevoked",
         Internal = 99 => "Internal",
         ;
         /// A code this side does not know (a newer peer's), kept as a
@@ -134,7 +143,9 @@ impl ProtoError {
             ProtoError::BadMagic(_) | ProtoError::UnknownKind(_) => AlertCode::BadFrame,
             ProtoError::UnsupportedVersion { .. } => AlertCode::UnsupportedVersion,
             ProtoError::FrameTooLarge { .. } => AlertCode::FrameTooLarge,
-            ProtoError::Malformed { .. } | ProtoError::InvalidClientId(_) => AlertCode::Malformed,
+            ProtoError::Malformed { .. }
+            | ProtoError::InvalidClientId(_)
+            | ProtoError::InvalidClientAddr(_) => AlertCode::Malformed,
             ProtoError::UnexpectedMessage { .. } => AlertCode::UnexpectedMessage,
             ProtoError::DecryptFailed { .. } => AlertCode::DecryptFailed,
             ProtoError::Replayed { .. } => AlertCode::Replayed,
@@ -147,6 +158,7 @@ impl ProtoError {
             }
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
+            ProtoError::CertificateRevoked { .. } => AlertCode::CertificateRevoked,
             ProtoError::RequestLimit { .. } => AlertCode::RequestLimit,
             ProtoError::ShuttingDown => AlertCode::ShuttingDown,
             ProtoError::WeakKeyShare => AlertCode::KeyAgreement,

@@ -219,7 +219,8 @@ impl ClientRegistering {
             .open(Kind::SessionGranted, sealed.seq, &sealed.ciphertext)?;
         let granted: SessionGranted = decode(&plain, "session granted")?;
         check_timestamp("session granted", granted.timestamp, clock.now, clock.skew)?;
-        if granted.client_id != client_id {
+        // The server answers the id in lower case (step 5 normalises it).
+        if !granted.client_id.eq_ignore_ascii_case(client_id) {
             return Err(ProtoError::ClientIdMismatch {
                 expected: client_id.to_string(),
                 got: granted.client_id,
@@ -344,6 +345,13 @@ impl ServerRegistering {
     /// client certificate (`client_cert`), the client id must be one of its
     /// DNS names (compared without regard to case): the certificate, not
     /// the client's word, says who it is.
+    ///
+    /// The registration answered is normalised: the client id in lower
+    /// case (ids are DNS-style names, and DNS names compare without regard
+    /// to case, so `Client1.PKI.test` and `client1.pki.test` are one
+    /// client everywhere: the session, `whoami`, the logs), and the client
+    /// address as a parsed socket address. An address that does not parse
+    /// is refused rather than logged as sent, so it cannot forge log lines.
     pub fn on_registration(
         &mut self,
         frame: &Frame,
@@ -354,26 +362,19 @@ impl ServerRegistering {
         let plain = self
             .recv
             .open(Kind::Registration, sealed.seq, &sealed.ciphertext)?;
-        let registration: Registration = decode(&plain, "registration")?;
+        let mut registration: Registration = decode(&plain, "registration")?;
         check_timestamp(
             "registration",
             registration.timestamp,
             clock.now,
             clock.skew,
         )?;
-        let id = &registration.client_id;
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
-        if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
-            return Err(ProtoError::InvalidClientId(id.clone()));
-        }
-        if let Some(cert) = client_cert {
-            if !cert.dns_names.iter().any(|n| n.eq_ignore_ascii_case(id)) {
-                return Err(ProtoError::ClientIdNotCertified {
-                    claimed: id.clone(),
-                    certified: cert.names().join(", "),
-                });
-            }
-        }
+        registration.client_id = checked_client_id(&registration.client_id, client_cert)?;
+        let addr: std::net::SocketAddr = registration
+            .client_addr
+            .parse()
+            .map_err(|_| ProtoError::InvalidClientAddr(registration.client_addr.clone()))?;
+        registration.client_addr = addr.to_string();
         self.registration_frame = frame.encode();
         Ok(registration)
     }
@@ -391,6 +392,25 @@ impl ServerRegistering {
                 .direction_keys("session", &transcript, &granted.session_id)?;
         Ok((frame, ServerSessionKeys { recv, send }))
     }
+}
+
+/// Step 5's client id rules: 1 to 64 of a restricted set of characters,
+/// one of the certificate's DNS names when the client presented one, and
+/// answered in lower case.
+fn checked_client_id(id: &str, client_cert: Option<&CertInfo>) -> Result<String, ProtoError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
+        return Err(ProtoError::InvalidClientId(id.to_string()));
+    }
+    if let Some(cert) = client_cert {
+        if !cert.dns_names.iter().any(|n| n.eq_ignore_ascii_case(id)) {
+            return Err(ProtoError::ClientIdNotCertified {
+                claimed: id.to_string(),
+                certified: cert.names().join(", "),
+            });
+        }
+    }
+    Ok(id.to_ascii_lowercase())
 }
 
 /// An established session's keys, server side. The server keeps them in its

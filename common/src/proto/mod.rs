@@ -34,6 +34,32 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-pki-auth-v1";
 /// Default allowed clock difference between the two sides, in seconds.
 pub const DEFAULT_SKEW_SECS: u64 = 30;
 
+/// `text` as it may appear in a log line: control characters (newlines
+/// above all), backslashes and the Unicode line separators and
+/// direction overrides are escaped, everything else is kept. Every string
+/// a peer supplies goes through this (or `{:?}`) before it is logged, so a
+/// peer cannot forge log lines or hide text.
+pub fn log_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |c: char| {
+        c.is_control()
+            || c == '\\'
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(risky) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if risky(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Checks that `timestamp` lies within `skew` seconds of `now`.
 pub fn check_timestamp(
     what: &'static str,
@@ -50,4 +76,18 @@ pub fn check_timestamp(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn log_safe_escapes_what_could_forge_or_hide_a_line() {
+        assert_eq!(log_safe("client1.pki.test: ok"), "client1.pki.test: ok");
+        assert_eq!(log_safe("a\nFAKE\r\tb"), "a\\nFAKE\\r\\tb");
+        assert_eq!(log_safe("a\\nb"), "a\\\\nb");
+        assert_eq!(log_safe("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
+        assert_eq!(log_safe("\u{1b}[31m"), "\\u{1b}[31m");
+    }
 }

@@ -55,7 +55,7 @@ pub enum ClientAuth {
 
 /// A TLS 1.3-only server config that verifies client certificates against
 /// `root` (chain, validity, clientAuth EKU) and, given CRLs, refuses revoked
-/// ones and expired CRLs.
+/// ones and expired CRLs. It never resumes a session (see below).
 pub fn server_config_with_client_auth(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -74,12 +74,23 @@ pub fn server_config_with_client_auth(
     let verifier = builder
         .build()
         .map_err(|e| TlsSetupError::BadRoot(e.to_string()))?;
-    ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))
+        .map_err(|e| TlsSetupError::BadIdentity(e.to_string()))?;
+    // No TLS session resumption. A resumed handshake carries no client
+    // certificate: rustls hands back the one from the original handshake,
+    // unchecked, so a client whose certificate has since expired or been
+    // revoked would still count as "authenticated by certificate". Without
+    // tickets (stateless) or a session cache (stateful), every connection
+    // is a full handshake that verifies the certificate against the clock
+    // and the current CRL. The cost is one signature per connection, which
+    // the protocol's own step 4 already pays.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(config)
 }
 
 /// A TLS 1.3-only client config that trusts only `root`, checking the chain,
