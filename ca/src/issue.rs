@@ -42,7 +42,10 @@ impl From<IssueError> for SignError {
             // Two requests raced for one token and the other committed
             // first: to the caller that is a used token, not a ledger fault.
             IssueError::Ledger(LedgerError::TokenAlreadyUsed) => TokenError::Used {
-                at: "just now, by a concurrent request".into(),
+                at: format!(
+                    "{} (by a concurrent request)",
+                    pki_common::cert::rfc3339(pki_common::unix_now() as i64)
+                ),
             }
             .into(),
             // A concurrent renewal of the same certificate committed

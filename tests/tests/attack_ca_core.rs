@@ -356,3 +356,43 @@ async fn a_token_of_the_wrong_profile_is_refused_before_it_is_spent() {
     })
     .await
 }
+
+/// A stolen token raced against its owner: twenty concurrent requests with
+/// one token, each with its own key, yield exactly one certificate; every
+/// other request is refused with `token_used`, and the ledger records one
+/// issuance for the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_uses_of_one_token_yield_one_certificate() {
+    bounded(async {
+        let pki = std::sync::Arc::new(TestPki::start().await);
+        let token = pki.token(&["app.pki.test"], Profile::Server);
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (pki, token) = (pki.clone(), token.clone());
+            racers.spawn(async move { pki.post_csr(Some(&token), csr_for("app.pki.test")).await });
+        }
+        let (mut issued, mut used) = (0, 0);
+        while let Some(resp) = racers.join_next().await {
+            let resp = resp.unwrap();
+            match resp.status.as_u16() {
+                200 => issued += 1,
+                401 => {
+                    assert_eq!(resp.error_body().unwrap().error, "token_used");
+                    used += 1;
+                }
+                other => panic!("unexpected answer {other}: {:?}", resp.error_body()),
+            }
+        }
+        assert_eq!((issued, used), (1, 19));
+        let id = EnrollmentToken::parse(&token).unwrap().id().to_string();
+        let records = pki.ca.ledger().certificates().unwrap();
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r.token_id.as_deref() == Some(id.as_str()))
+                .count(),
+            1
+        );
+    })
+    .await
+}
