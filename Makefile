@@ -60,13 +60,14 @@ fuzz-build:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && $(FUZZ_ENV) $(CARGO) fuzz build
 
-# Formatting, clippy, and no declared-but-unused dependency (cargo-machete,
-# installed on first use).
+# Formatting, clippy, no declared-but-unused dependency (cargo-machete,
+# installed on first use), and docs whose links and file paths resolve.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked
 	cargo machete
+	python3 scripts/check-docs.py
 
 fmt:
 	$(CARGO) fmt --all
