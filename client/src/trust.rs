@@ -188,6 +188,11 @@ async fn cached_crl(
     match origin {
         CrlOrigin::Fetched => narrate(phase, &crl, &format!("{ca_url}{}", api::CRL)),
         CrlOrigin::CachedFresh => narrate(phase, &crl, &format!("the cache {path}")),
+        CrlOrigin::CachedNewer(_) => narrate(
+            phase,
+            &crl,
+            &format!("the cache {path} (newer than the CA's)"),
+        ),
         CrlOrigin::CachedCaDown(why) => {
             warn!(
                 "{phase} · revocation: the CA is unreachable ({why}); using the cached CRL #{} from {path}, current until {}",

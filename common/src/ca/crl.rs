@@ -13,9 +13,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::api;
 use super::client::CaClient;
-use crate::revocation::{
-    crl_from_pem_or_der, newest, verify_crl, CrlError, Succession, VerifiedCrl,
-};
+use crate::revocation::{crl_from_pem_or_der, verify_crl, CrlError, Succession, VerifiedCrl};
 
 /// Why no usable CRL could be had.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +66,9 @@ pub enum CrlOrigin {
     /// The cached file, because the CA could not be reached (the reason);
     /// still current.
     CachedCaDown(String),
+    /// The cached file, because the CA served an older CRL (the reason):
+    /// a party never goes back to an older CRL.
+    CachedNewer(String),
 }
 
 /// The last verified CRL, kept in a file (`ca.crl.pem` next to the root),
@@ -75,7 +76,7 @@ pub enum CrlOrigin {
 ///
 /// Reading it is verifying it: the root's signature and the clock, like a
 /// fetched CRL. Replacing it follows the one succession rule
-/// ([`VerifiedCrl::succeeds`], [`newest`]): only a higher CRL number ever
+/// ([`VerifiedCrl::succeeds`], [`newest`](crate::revocation::newest)): only a higher CRL number ever
 /// replaces what is in the file, so an older CRL (a replay, or a CA restored
 /// from an old backup) never brings back a revoked certificate. The file
 /// may be the CA's own `ca.crl.pem` (in `make run-all` every party shares
@@ -150,10 +151,7 @@ impl CrlCache {
             }
         }
         match fetch_crl(ca, root).await {
-            Ok(fetched) => Ok((
-                self.keep_newest(fetched, cached.ok(), root),
-                CrlOrigin::Fetched,
-            )),
+            Ok(fetched) => Ok(self.keep_newest(fetched, cached.ok(), root)),
             Err(fetch) => match cached {
                 Ok(crl) => Ok((crl, CrlOrigin::CachedCaDown(fetch.to_string()))),
                 Err(cache) => Err(self.neither(fetch, cache)),
@@ -175,42 +173,39 @@ impl CrlCache {
         };
         let cached = self.load(root);
         match (fetched, cached) {
-            (Ok(fetched), cached) => Ok(self.keep_newest(fetched, cached.ok(), root)),
+            (Ok(fetched), cached) => Ok(self.keep_newest(fetched, cached.ok(), root).0),
             (Err(_), Ok(cached)) => Ok(cached),
             (Err(fetch), Err(cache)) => Err(self.neither(fetch, cache)),
         }
     }
 
-    /// The newer of a fetched and a cached CRL ([`newest`]; the cached one
-    /// wins a tie, as it was there first); a fetched CRL that is newer is
-    /// stored. A CA that serves an older CRL than the cache holds does not
-    /// roll the party back.
+    /// The newer of a fetched and a cached CRL ([`VerifiedCrl::succeeds`]; the cached one
+    /// wins a tie, as it was there first), and where it came from; a
+    /// fetched CRL that is newer is stored. A CA that serves an older CRL
+    /// than the cache holds does not roll the party back.
     fn keep_newest(
         &self,
         fetched: VerifiedCrl,
         cached: Option<VerifiedCrl>,
         root: &CertificateDer<'_>,
-    ) -> VerifiedCrl {
-        if let Some(cached) = &cached {
-            if let Err(e) = fetched.succeeds(Some(cached)) {
+    ) -> (VerifiedCrl, CrlOrigin) {
+        if let Some(cached) = cached {
+            if let Err(e) = fetched.succeeds(Some(&cached)) {
                 tracing::warn!(
                     "the CA's CRL is not used over the cached {}: {e}",
                     self.path.display()
                 );
+                return (cached, CrlOrigin::CachedNewer(e.to_string()));
             }
         }
-        let best =
-            newest(cached.into_iter().chain([fetched.clone()])).unwrap_or_else(|| fetched.clone());
-        if best.number == fetched.number && best.der == fetched.der {
-            match self.store(&best, root) {
-                Ok(true) => {
-                    tracing::debug!("cached CRL #{} in {}", best.number, self.path.display())
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!("cannot cache the CRL: {e}; it is used all the same"),
+        match self.store(&fetched, root) {
+            Ok(true) => {
+                tracing::debug!("cached CRL #{} in {}", fetched.number, self.path.display())
             }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot cache the CRL: {e}; it is used all the same"),
         }
-        best
+        (fetched, CrlOrigin::Fetched)
     }
 
     fn neither(&self, fetch: FetchCrlError, cache: FetchCrlError) -> NoCurrentCrl {
