@@ -2,8 +2,9 @@
 //! protocol.
 //!
 //! The root (`ca.pem`) is the only trust anchor. The client gets the current
-//! CRL (from the CA, or a file), checks that the root signed it and that it
-//! is not stale, and hands it to rustls, which then refuses a revoked server
+//! CRL (from the CA, through its cache `ca.crl.pem` next to the root, or from
+//! a file), checks that the root signed it and that it is not stale, and
+//! hands it to rustls, which then refuses a revoked server
 //! certificate during the handshake. Revocation lives here rather than in a
 //! module of its own because it is part of the trust decision: the CRL is
 //! loaded with the root and baked into the same TLS configuration.

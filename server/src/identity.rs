@@ -65,7 +65,9 @@ impl IdentityFiles {
         }
     }
 
-    /// The CRL file the CA writes next to the root.
+    /// The CRL file next to the root: the CA writes it when it shares the
+    /// directory, and the server keeps the newest CRL it fetched there
+    /// (`CrlCache`), so a restart while the CA is down still has one.
     pub fn crl(&self) -> PathBuf {
         self.root.with_file_name("ca.crl.pem")
     }
