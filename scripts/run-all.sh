@@ -20,14 +20,46 @@ BIN=${BIN:-target/debug}
 
 export PKI_CERTS_DIR="$CERTS"
 pids=()
+seds=()
+started=$(date +%s%N)
+
+# Every line on stderr starts with the program it came from: [ca], [server],
+# [client], or [run-all] for the script's own. Each program writes a log
+# line with one write, and each prefixer is a line-buffered `sed -u` that
+# writes a prefixed line with one write too, so lines from the three
+# programs can only interleave between lines, never inside one.
+declare -A log
+open_prefix() {
+  local fd
+  exec {fd}> >(sed -u "s/^/$(printf '%-9s' "[$1]")/" >&2)
+  seds+=($!)
+  log[$1]=$fd
+}
+open_prefix ca
+open_prefix server
+open_prefix client
+say() { printf '[run-all] %s\n' "$*" >&2; }
+step() { say "== $*"; }
 
 stop_all() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   pids=()
+  # Close the prefixers and let them print what they still hold.
+  for name in "${!log[@]}"; do exec {log[$name]}>&-; done
+  for pid in "${seds[@]}"; do wait "$pid" 2>/dev/null; done
+  seds=()
 }
 trap 'stop_all' EXIT
-trap 'echo "run-all: interrupted" >&2; exit 130' INT TERM
+trap 'say "interrupted"; exit 130' INT TERM
+
+# fail WHAT: stops everything, then ends with a one-line summary of what
+# failed (the programs' own lines above say why).
+fail() {
+  stop_all
+  say "FAILED — $*"
+  exit 1
+}
 
 # wait_for_port NAME PID HOST:PORT: polls until the port accepts connections,
 # failing early if the process died; at most 60 s.
@@ -35,7 +67,7 @@ wait_for_port() {
   local name=$1 pid=$2 host=${3%:*} port=${3##*:}
   for _ in $(seq 600); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "run-all: $name exited before it was ready" >&2
+      say "$name exited before it was ready"
       return 1
     fi
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
@@ -43,62 +75,84 @@ wait_for_port() {
     fi
     sleep 0.1
   done
-  echo "run-all: $name was not ready on $host:$port within 60 s" >&2
+  say "$name was not ready on $host:$port within 60 s"
   return 1
 }
 
-step() { printf '\n== %s\n' "$*" >&2; }
+# request LOGFILE: `pki-client request` as configured; the response on
+# stdout, the narration both shown (prefixed) and kept in LOGFILE; the
+# client's exit status.
+request() {
+  local logfile=$1
+  { "$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
+      --ca-url "https://$CA_LISTEN" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
+      request "$REQUEST" 2>&1 1>&3 3>&- | tee "$logfile" >&"${log[client]}"
+    return "${PIPESTATUS[0]}"; } 3>&1
+}
 
 step "CA root in $CERTS/ (created if missing, kept otherwise)"
-"$BIN/pki-ca" init || exit 1
+"$BIN/pki-ca" init >&"${log[ca]}" 2>&1 || fail "pki-ca init"
 
 step "starting the CA on https://$CA_LISTEN"
-"$BIN/pki-ca" serve --listen "$CA_LISTEN" > >(sed -u 's/^/[ca]     /' >&2) 2>&1 &
+"$BIN/pki-ca" serve --listen "$CA_LISTEN" >&"${log[ca]}" 2>&1 &
 pids+=($!)
-wait_for_port pki-ca "${pids[0]}" "$CA_LISTEN" || exit 1
+wait_for_port pki-ca "${pids[0]}" "$CA_LISTEN" || fail "the CA did not start"
 
 step "client certificate for $CLIENT_NAME (kept if still good, else enrolled with a client token)"
-CLIENT_TOKEN=$("$BIN/pki-ca" token --name "$CLIENT_NAME" --profile client) || exit 1
-PKI_TOKEN="$CLIENT_TOKEN" "$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
+CLIENT_TOKEN=$("$BIN/pki-ca" token --name "$CLIENT_NAME" --profile client 2>&"${log[ca]}") ||
+  fail "pki-ca token (client)"
+enrolled=$(PKI_TOKEN="$CLIENT_TOKEN" "$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
   --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
-  enroll --as "$CLIENT_NAME" 2>&1 | sed -u 's/^/[client] /' >&2
-[ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+  enroll --as "$CLIENT_NAME" 2>&"${log[client]}") || fail "pki-client enroll"
+printf '%s\n' "$enrolled" >&"${log[client]}"
 
 step "minting a one-time server token for $SERVER_NAME"
-TOKEN=$("$BIN/pki-ca" token --name "$SERVER_NAME" --profile server) || exit 1
+TOKEN=$("$BIN/pki-ca" token --name "$SERVER_NAME" --profile server 2>&"${log[ca]}") ||
+  fail "pki-ca token (server)"
 
 step "starting the server on $SERVER_LISTEN (phase 1: reuse or enroll)"
 PKI_TOKEN="$TOKEN" "$BIN/pki-server" --listen "$SERVER_LISTEN" --name "$SERVER_NAME" \
-  --ca-url "https://$CA_LISTEN" --require-client-cert \
-  > >(sed -u 's/^/[server] /' >&2) 2>&1 &
+  --ca-url "https://$CA_LISTEN" --require-client-cert >&"${log[server]}" 2>&1 &
 pids+=($!)
-wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || exit 1
+wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || fail "the server did not start"
 
 step "client: phases 2 and 3, request '$REQUEST'"
-"$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
-  --ca-url "https://$CA_LISTEN" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
-  request "$REQUEST" 2> >(sed -u 's/^/[client] /' >&2)
+narration=$(mktemp)
+trap 'stop_all; rm -f "$narration"' EXIT
+memo=$(request "$narration")
 status=$?
+[ $status -eq 0 ] && printf '%s\n' "$memo"
 
 # With REVOKE=<reason>: revoke the server's certificate while everything
 # runs, and show the client refusing the server on its next connection.
+revoked=""
 if [ -n "${REVOKE:-}" ] && [ $status -eq 0 ]; then
   step "revoking the server's certificate ($REVOKE) and waiting for the CA to publish the CRL"
-  "$BIN/pki-ca" revoke --cert "$CERTS/server.pem" --reason "$REVOKE" --ca-url "https://$CA_LISTEN" || exit 1
+  "$BIN/pki-ca" revoke --cert "$CERTS/server.pem" --reason "$REVOKE" --ca-url "https://$CA_LISTEN" \
+    >&"${log[ca]}" 2>&1 || fail "pki-ca revoke"
   step "client again: it must now refuse the server"
-  out=$("$BIN/pki-client" --server "$SERVER_LISTEN" --name "$SERVER_NAME" --ca "$CERTS/ca.pem" \
-    --ca-url "https://$CA_LISTEN" --cert "$CERTS/client.pem" --key "$CERTS/client.key" \
-    request "$REQUEST" 2>&1)
+  again_log=$(mktemp)
+  request "$again_log" >/dev/null
   again=$?
-  printf '%s\n' "$out" | sed 's/^/[client] /' >&2
-  if [ $again -ne 0 ] && printf '%s' "$out" | grep -q 'server certificate revoked'; then
-    echo "run-all: the client refused the revoked server, as it must; the next run re-enrolls the server" >&2
-    status=0
+  if [ $again -ne 0 ] && grep -q 'server certificate revoked' "$again_log"; then
+    say "the client refused the revoked server, as it must; the next run re-enrolls the server"
+    revoked=", then refused it once revoked ($REVOKE)"
   else
-    echo "run-all: the client did not refuse the revoked server" >&2
+    say "the client did not refuse the revoked server"
     status=1
   fi
+  rm -f "$again_log"
 fi
-sleep 0.1 # let the log pipes flush the last narrated lines
 stop_all
+
+# The one-line summary, last: the serials as the client saw them.
+server_serial=$(sed -n 's/.*TLS 1.3 to .*(serial \([^,]*\),.*/\1/p' "$narration" | head -n1)
+client_serial=$(sed -n 's/.*presenting client certificate \([^ ]*\) .*/\1/p' "$narration" | head -n1)
+elapsed=$((($(date +%s%N) - started) / 1000000))
+took=$(printf '%d.%d s' $((elapsed / 1000)) $((elapsed % 1000 / 100)))
+if [ $status -eq 0 ]; then
+  say "OK — CA on $CA_LISTEN, server $SERVER_NAME (serial ${server_serial:-?}), client $CLIENT_NAME (serial ${client_serial:-?})$revoked — $REQUEST: \"$memo\" in $took"
+else
+  say "FAILED — pki-client request '$REQUEST' exited $status (its lines above say why) after $took"
+fi
 exit $status

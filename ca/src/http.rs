@@ -9,6 +9,7 @@
 //! line or headers that do not parse, headers too large) it answers itself
 //! with a bare status, or by closing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use pki_common::ca::api::{self, ErrorBody};
 use pki_common::cert::Profile;
 use pki_common::files::cert_to_pem;
 
+use crate::issue::Peer;
+use crate::metrics::CaMetrics;
 use crate::{Ca, SignError};
 
 /// The largest request body accepted by default; a CSR is a few KiB.
@@ -48,6 +51,11 @@ pub struct BodyLimits {
 /// The API's routes over `ca`, refusing bodies over `limits.max_body`
 /// bytes or slower than `limits.timeout`.
 pub fn router(ca: Arc<Ca>, limits: BodyLimits) -> Router {
+    router_counted(ca, limits, Arc::new(CaMetrics::default()))
+}
+
+/// [`router`], counting what it issues and refuses in `metrics`.
+pub fn router_counted(ca: Arc<Ca>, limits: BodyLimits, metrics: Arc<CaMetrics>) -> Router {
     Router::new()
         .route(api::HEALTH, get(health))
         .route(api::ROOT, get(root))
@@ -61,7 +69,43 @@ pub fn router(ca: Arc<Ca>, limits: BodyLimits) -> Router {
             limits,
             read_body_within,
         ))
+        // Outermost, so it sees every answer, the body limits' too.
+        .layer(axum::middleware::from_fn_with_state(metrics, count))
         .with_state(ca)
+}
+
+/// The address of the connection a request came on, put into each request
+/// by the listener, for the audit lines.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The peer address of `extensions`' request, if the listener gave one.
+fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<PeerAddr>().map(|p| p.0)
+}
+
+/// Marks an answer as a refusal with this code, for [`count`].
+#[derive(Debug, Clone)]
+struct Refused(String);
+
+/// Marks an answer as a certificate issued by this operation, and how long
+/// the issuance took, for [`count`].
+#[derive(Debug, Clone, Copy)]
+struct Issued {
+    operation: &'static str,
+    seconds: f64,
+}
+
+/// Counts each answer the handlers and the body limits marked.
+async fn count(State(metrics): State<Arc<CaMetrics>>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        metrics.count_refused(code);
+    }
+    if let Some(issued) = response.extensions().get::<Issued>() {
+        metrics.count_issued(issued.operation, issued.seconds);
+    }
+    response
 }
 
 /// Reads the whole request body, bounded in size and in time, before any
@@ -76,6 +120,7 @@ pub fn router(ca: Arc<Ca>, limits: BodyLimits) -> Router {
 /// The refusals close the connection: the rest of the body is not read.
 async fn read_body_within(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let peer = peer_of(&parts.extensions);
     let read = Limited::new(body, limits.max_body).collect();
     let refusal = match tokio::time::timeout(limits.timeout, read).await {
         Ok(Ok(body)) => {
@@ -85,6 +130,7 @@ async fn read_body_within(State(limits): State<BodyLimits>, req: Request, next: 
         Err(_) => {
             tracing::warn!(
                 target: "audit",
+                peer = %Peer(peer),
                 "audit: refused a request: request_timeout (its body did not arrive within {})",
                 humantime::format_duration(limits.timeout)
             );
@@ -97,7 +143,7 @@ async fn read_body_within(State(limits): State<BodyLimits>, req: Request, next: 
                 ),
             )
         }
-        Ok(Err(e)) if e.is::<LengthLimitError>() => too_large(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => too_large(peer),
         Ok(Err(e)) => problem(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -116,8 +162,8 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
-fn too_large() -> Response {
-    tracing::warn!(target: "audit", "audit: refused CSR: body_too_large");
+fn too_large(peer: Option<SocketAddr>) -> Response {
+    tracing::warn!(target: "audit", peer = %Peer(peer), "audit: refused CSR: body_too_large");
     problem(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
@@ -126,14 +172,16 @@ fn too_large() -> Response {
 }
 
 fn problem(status: StatusCode, error: &str, detail: impl Into<String>) -> Response {
-    (
+    let mut response = (
         status,
         Json(ErrorBody {
             error: error.to_string(),
             detail: detail.into(),
         }),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(Refused(error.to_string()));
+    response
 }
 
 async fn health() -> &'static str {
@@ -244,10 +292,15 @@ pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
 
 /// The body, or the problem document that refuses it.
 #[allow(clippy::result_large_err)]
-fn csr_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn csr_body(
+    body: Result<Bytes, BytesRejection>,
+    peer: Option<SocketAddr>,
+) -> Result<Bytes, Response> {
     match body {
         Ok(b) => Ok(b),
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(too_large(peer))
+        }
         Err(rejection) => Err(problem(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -256,18 +309,27 @@ fn csr_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     }
 }
 
-/// Runs a signing call off the async workers (verifying and signing are
-/// CPU work, and the ledger commit waits on the disk) and answers its
-/// outcome.
+/// Runs a signing call (`operation`: enroll or renew) off the async
+/// workers (verifying and signing are CPU work, and the ledger commit waits
+/// on the disk) and answers its outcome.
 async fn signed(
+    operation: &'static str,
     call: impl FnOnce() -> Result<crate::authority::SignedCert, SignError> + Send + 'static,
 ) -> Response {
+    let started = std::time::Instant::now();
     match tokio::task::spawn_blocking(call).await {
-        Ok(Ok(cert)) => (
-            [(header::CONTENT_TYPE, api::PEM_CERT_CHAIN)],
-            cert_to_pem(&cert.der),
-        )
-            .into_response(),
+        Ok(Ok(cert)) => {
+            let mut response = (
+                [(header::CONTENT_TYPE, api::PEM_CERT_CHAIN)],
+                cert_to_pem(&cert.der),
+            )
+                .into_response();
+            response.extensions_mut().insert(Issued {
+                operation,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            response
+        }
         Ok(Err(e)) => problem(status_of(&e), e.code(), e.to_string()),
         Err(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -280,23 +342,27 @@ async fn signed(
 async fn renew(
     State(ca): State<Arc<Ca>>,
     peer: Option<Extension<PeerCertificate>>,
+    addr: Option<Extension<PeerAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match csr_body(body) {
+    let addr = addr.map(|Extension(a)| a.0);
+    let body = match csr_body(body, addr) {
         Ok(b) => b,
         Err(refusal) => return refusal,
     };
     let peer = peer.and_then(|Extension(p)| p.0);
-    signed(move || ca.renew(peer.as_ref(), &body)).await
+    signed("renew", move || ca.renew_from(addr, peer.as_ref(), &body)).await
 }
 
 async fn sign(
     State(ca): State<Arc<Ca>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    addr: Option<Extension<PeerAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match csr_body(body) {
+    let addr = addr.map(|Extension(a)| a.0);
+    let body = match csr_body(body, addr) {
         Ok(b) => b,
         Err(refusal) => return refusal,
     };
@@ -305,7 +371,10 @@ async fn sign(
         Ok(p) => p,
         Err(e) => return problem(status_of(&e), e.code(), e.to_string()),
     };
-    signed(move || ca.sign_for(bearer.as_deref(), requested, &body)).await
+    signed("enroll", move || {
+        ca.sign_from(addr, bearer.as_deref(), requested, &body)
+    })
+    .await
 }
 
 /// The profile a `POST /v1/sign` states it expects (`?profile=client`),

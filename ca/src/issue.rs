@@ -7,6 +7,8 @@
 //! certificate this CA issues is recorded alike. Who may ask is decided
 //! before, in [`authorize`](crate::authorize).
 
+use std::net::SocketAddr;
+
 use rcgen::KeyPair;
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
@@ -126,6 +128,18 @@ impl Ca {
         requested: Option<Profile>,
         csr: &[u8],
     ) -> Result<SignedCert, SignError> {
+        self.sign_from(None, bearer, requested, csr)
+    }
+
+    /// [`Ca::sign_for`] for a request from `peer`, which the audit line
+    /// names.
+    pub fn sign_from(
+        &self,
+        peer: Option<SocketAddr>,
+        bearer: Option<&str>,
+        requested: Option<Profile>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
         let token_id = bearer
             .and_then(|b| EnrollmentToken::parse(b).ok())
             .map(|t| t.id().to_string())
@@ -133,6 +147,7 @@ impl Ca {
         let result = self.sign_inner(bearer, requested, csr);
         audit(
             &result,
+            peer,
             |cert| {
                 format!(
                     "issued serial {} for {} (token {token_id}, valid until {})",
@@ -173,6 +188,16 @@ impl Ca {
         presented: Option<&CertificateDer<'_>>,
         csr: &[u8],
     ) -> Result<SignedCert, SignError> {
+        self.renew_from(None, presented, csr)
+    }
+
+    /// [`Ca::renew`] for a request from `peer`, which the audit line names.
+    pub fn renew_from(
+        &self,
+        peer: Option<SocketAddr>,
+        presented: Option<&CertificateDer<'_>>,
+        csr: &[u8],
+    ) -> Result<SignedCert, SignError> {
         let result = self.renew_inner(presented, csr);
         let old = presented
             .and_then(|c| pki_common::cert::CertInfo::parse(c).ok())
@@ -180,6 +205,7 @@ impl Ca {
             .unwrap_or_else(|| "-".into());
         audit(
             &result,
+            peer,
             |cert| {
                 format!(
                     "renewed serial {old} as {} for {} (valid until {})",
@@ -302,14 +328,32 @@ impl Ca {
 }
 
 /// Writes one audit line for the outcome of a signing request: what was
-/// issued, or what was refused with its stable code and the reason.
+/// issued, or what was refused with its stable code and the reason, and
+/// the `peer` address it came from (a field of its own: `peer=…` in text,
+/// a key in JSON).
 fn audit(
     result: &Result<SignedCert, SignError>,
+    peer: Option<SocketAddr>,
     issued: impl FnOnce(&SignedCert) -> String,
     refused: impl FnOnce() -> String,
 ) {
+    let peer = Peer(peer);
     match result {
-        Ok(cert) => info!(target: "audit", "audit: {}", issued(cert)),
-        Err(e) => warn!(target: "audit", "audit: {}: {}: {e}", refused(), e.code()),
+        Ok(cert) => info!(target: "audit", peer = %peer, "audit: {}", issued(cert)),
+        Err(e) => warn!(target: "audit", peer = %peer, "audit: {}: {}: {e}", refused(), e.code()),
+    }
+}
+
+/// A request's peer address in an audit line; `-` for a call that did not
+/// come over the network (a test, an operator command).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("-"),
+        }
     }
 }

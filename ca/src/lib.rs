@@ -30,6 +30,7 @@
 //! - `crl`: revocation ([`Ca::revoke`]) and the CRL ([`Crl`]): signing,
 //!   publishing, refreshing.
 //! - [`ledger`]: the record of every token and certificate (SQLite).
+//! - [`metrics`]: what `pki-ca serve --metrics-listen` exposes.
 //! - [`http`]: the HTTPS API; it maps requests to [`Ca`] calls and errors
 //!   to JSON problem documents, and decides nothing itself.
 //! - [`serve`]: the TLS 1.3 listener: the CA's own certificate, and
@@ -52,6 +53,7 @@ mod error;
 pub mod http;
 mod issue;
 pub mod ledger;
+pub mod metrics;
 mod paths;
 pub mod policy;
 pub mod reserved;

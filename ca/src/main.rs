@@ -31,6 +31,10 @@ struct Cli {
     /// Directory holding ca.pem, ca.key and the ledger.
     #[arg(long, global = true, env = "PKI_CERTS_DIR", default_value = "certs")]
     dir: PathBuf,
+    /// Log format on stderr: text (a line per event, for people) or json
+    /// (a JSON object per line, for log pipelines).
+    #[arg(long, global = true, env = "PKI_LOG_FORMAT", default_value = "text")]
+    log_format: pki_common::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +108,12 @@ struct ServeArgs {
     /// body after them; a slower client is cut off (408 for a slow body).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// Serve Prometheus /metrics and /health in plain HTTP on this
+    /// address. Off unless given; given alone it is 127.0.0.1:8442, a loopback
+    /// address: the endpoint has no TLS and no authentication, so it is for
+    /// a scraper on this host unless you name another address.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8442")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -129,8 +139,8 @@ struct ListArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    pki_common::logging::init();
     let cli = Cli::parse();
+    pki_common::logging::init_with(cli.log_format);
     let paths = CaPaths::new(&cli.dir);
     match cli.command {
         Command::Init(args) => init(&paths, args),
@@ -190,6 +200,7 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
     opts.listener.max_connections = args.max_connections;
     opts.listener.handshake_timeout = args.handshake_timeout;
     opts.request_timeout = args.request_timeout;
+    opts.metrics_listen = args.metrics_listen;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let shutdown = pki_common::shutdown::on_os_signal();

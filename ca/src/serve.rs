@@ -32,9 +32,11 @@ use tracing::{debug, info};
 
 pub use pki_common::listener::ListenOptions;
 use pki_common::listener::{accept_tls, Listener};
+use pki_common::metrics::MetricsListener;
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::verify::RenewalClientVerifier;
 
+use crate::metrics::CaMetrics;
 use crate::stall::WriteDeadline;
 use crate::Ca;
 
@@ -60,6 +62,9 @@ pub struct ServeOptions {
     /// How often the ledger is checked for revocations made by
     /// `pki-ca revoke`, which may run in another process.
     pub crl_poll: Duration,
+    /// Where to serve `/metrics` and `/health` in plain HTTP, if anywhere
+    /// (see `pki_common::metrics`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -79,6 +84,7 @@ impl ServeOptions {
                 .collect(),
             max_body: crate::http::DEFAULT_MAX_BODY,
             crl_poll: Duration::from_secs(1),
+            metrics_listen: None,
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct CaServer {
     acceptor: OwnAcceptor,
     router: axum::Router,
     opts: ServeOptions,
+    metrics: Arc<CaMetrics>,
+    metrics_listener: Option<MetricsListener>,
 }
 
 impl CaServer {
@@ -114,24 +122,38 @@ impl CaServer {
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
         let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
         let listener = Listener::bind(opts.listener.clone()).await?;
+        let metrics_listener = match opts.metrics_listen {
+            Some(addr) => Some(MetricsListener::bind(addr).await?),
+            None => None,
+        };
         ca.publish_crl()?;
         let limits = crate::http::BodyLimits {
             max_body: opts.max_body,
             timeout: opts.request_timeout,
         };
-        let router = crate::http::router(ca.clone(), limits);
+        let metrics = Arc::new(CaMetrics::default());
+        let router = crate::http::router_counted(ca.clone(), limits, metrics.clone());
         Ok(CaServer {
             ca,
             listener,
             acceptor: Arc::new(RwLock::new((acceptor, due))),
             router,
             opts,
+            metrics,
+            metrics_listener,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The metrics endpoint's address, if it serves one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
     }
 
     /// Starts the background loops of [`tasks`](crate::tasks), which stop
@@ -155,6 +177,12 @@ impl CaServer {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!("CA listening on https://{addr} (TLS 1.3)");
         self.spawn_tasks(&shutdown);
+        if let Some(metrics_listener) = self.metrics_listener {
+            let endpoint = self
+                .metrics
+                .endpoint(self.ca.clone(), self.listener.refused_at_cap());
+            tokio::spawn(metrics_listener.serve(endpoint, shutdown.clone()));
+        }
         let (acceptor, router) = (self.acceptor, self.router);
         let timeouts = Timeouts {
             handshake: self.opts.listener.handshake_timeout,
@@ -202,7 +230,9 @@ async fn serve_connection(
         .and_then(|c| c.first())
         .map(|c| c.clone().into_owned());
     let service = TowerToHyperService::new(
-        router.layer(axum::Extension(crate::http::PeerCertificate(peer_cert))),
+        router
+            .layer(axum::Extension(crate::http::PeerCertificate(peer_cert)))
+            .layer(axum::Extension(crate::http::PeerAddr(peer))),
     );
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -6,7 +6,7 @@
 //! work of reading the root and the CRL happens later, in
 //! [`crate::ClientTls::prepare`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pki_common::ca::enroll::Enrolled;
@@ -31,6 +31,13 @@ pub struct ClientConfig {
     pub crl: CrlSource,
     /// The client's own certificate and key, presented when the server asks.
     pub identity: Option<Enrolled>,
+}
+
+/// Where `pki-client` keeps the last verified CRL: `ca.crl.pem` beside the
+/// root it trusts, where a CA sharing the directory writes its own (the
+/// cache only ever replaces a CRL with a newer one, so sharing is safe).
+pub fn crl_cache_path(root: &Path) -> PathBuf {
+    pki_common::ca::crl::CrlCache::next_to(root).path
 }
 
 impl Default for ClientConfig {

@@ -11,7 +11,7 @@ use tracing::info;
 use pki_common::ca::enroll::{check_held, Enrolled, Held, KeyFiles};
 use pki_common::cert::Profile;
 
-use crate::trust::{obtain_crl, CrlSource};
+use crate::trust::{obtain_crl_for, CrlSource};
 use crate::ClientError;
 
 /// Loads the client's certificate and key if they are good to present
@@ -83,7 +83,8 @@ async fn still_good(
     files: &KeyFiles,
     names: &[String],
 ) -> Option<Enrolled> {
-    let crl = obtain_crl(
+    let crl = obtain_crl_for(
+        "phase 1",
         &CrlSource::Fetch {
             ca_url: ca_url.to_string(),
         },

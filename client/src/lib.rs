@@ -38,9 +38,9 @@ mod error;
 mod session;
 mod trust;
 
-pub use config::ClientConfig;
+pub use config::{crl_cache_path, ClientConfig};
 pub use connection::Connection;
 pub use enroll::{enroll_client, load_identity, renew_client};
 pub use error::ClientError;
 pub use session::{request_once, SessionClient};
-pub use trust::{obtain_crl, ClientTls, CrlSource};
+pub use trust::{obtain_crl, obtain_crl_for, ClientTls, CrlSource};

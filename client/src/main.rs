@@ -67,6 +67,10 @@ struct Cli {
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
+    /// Log format on stderr: text (a line per event, for people) or json
+    /// (a JSON object per line, for log pipelines).
+    #[arg(long, global = true, env = "PKI_LOG_FORMAT", default_value = "text")]
+    log_format: pki_common::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,9 +111,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    pki_common::logging::init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    pki_common::logging::init_with(cli.log_format);
     let token_on_command_line = matches
         .subcommand_matches("enroll")
         .and_then(|m| m.value_source("token"))
@@ -214,8 +218,9 @@ fn request_config(
         crl: match (&cli.crl, cli.insecure_skip_revocation) {
             (_, true) => CrlSource::InsecureSkip,
             (Some(path), false) => CrlSource::File(path.clone()),
-            (None, false) => CrlSource::Fetch {
+            (None, false) => CrlSource::Cached {
                 ca_url: cli.ca_url.clone(),
+                cache: pki_client::crl_cache_path(&cli.ca),
             },
         },
         identity,

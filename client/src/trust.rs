@@ -2,8 +2,9 @@
 //! protocol.
 //!
 //! The root (`ca.pem`) is the only trust anchor. The client gets the current
-//! CRL (from the CA, or a file), checks that the root signed it and that it
-//! is not stale, and hands it to rustls, which then refuses a revoked server
+//! CRL (from the CA, through its cache `ca.crl.pem` next to the root, or from
+//! a file), checks that the root signed it and that it is not stale, and
+//! hands it to rustls, which then refuses a revoked server
 //! certificate during the handshake. Revocation lives here rather than in a
 //! module of its own because it is part of the trust decision: the CRL is
 //! loaded with the root and baked into the same TLS configuration.
@@ -16,7 +17,7 @@
 //! the server runs; the recording verifier is in `pki_common::tls::verify`
 //! beside the CA's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 
 use pki_common::ca::api;
 use pki_common::ca::client::CaClient;
-use pki_common::ca::crl::{fetch_crl, read_crl, FetchCrlError};
+use pki_common::ca::crl::{fetch_crl, read_crl, CrlCache, CrlOrigin, FetchCrlError, NoCurrentCrl};
 use pki_common::cert::CertInfo;
 use pki_common::revocation::VerifiedCrl;
 use pki_common::tls::verify::RecordingVerifier;
@@ -95,19 +96,37 @@ impl ClientTls {
 /// Where the client learns which certificates are revoked.
 #[derive(Debug, Clone)]
 pub enum CrlSource {
-    /// `GET /v1/crl` from the CA at this URL (verified against the root).
+    /// `GET /v1/crl` from the CA at this URL (verified against the root),
+    /// on every use.
     Fetch { ca_url: String },
+    /// The CA at `ca_url`, through the on-disk cache `cache` (what
+    /// `pki-client` uses: `ca.crl.pem` next to the root): the cached CRL
+    /// while it is in the first half of its life, then a fetched one; the
+    /// cached one again while the CA is down, until its nextUpdate. See
+    /// `pki_common::ca::crl::CrlCache`.
+    Cached { ca_url: String, cache: PathBuf },
     /// A CRL file, PEM or DER.
     File(PathBuf),
     /// No revocation check. Insecure: a revoked server is accepted.
     InsecureSkip,
 }
 
-/// Gets and checks the CRL; `None` only for [`CrlSource::InsecureSkip`].
+/// Gets and checks the CRL for phase 2; `None` only for
+/// [`CrlSource::InsecureSkip`].
 ///
 /// Any failure to get a current CRL is an error rather than "no CRL": the
 /// client fails closed, and only an explicit `InsecureSkip` goes on blind.
 pub async fn obtain_crl(
+    source: &CrlSource,
+    root: &CertificateDer<'static>,
+) -> Result<Option<VerifiedCrl>, ClientError> {
+    obtain_crl_for("phase 2", source, root).await
+}
+
+/// [`obtain_crl`], narrated as part of `phase` ("phase 1" when enrollment
+/// checks the certificate it holds, "phase 2" before a connection).
+pub async fn obtain_crl_for(
+    phase: &str,
     source: &CrlSource,
     root: &CertificateDer<'static>,
 ) -> Result<Option<VerifiedCrl>, ClientError> {
@@ -124,6 +143,9 @@ pub async fn obtain_crl(
             };
             (fetched, format!("{ca_url}{}", api::CRL))
         }
+        CrlSource::Cached { ca_url, cache } => {
+            return cached_crl(phase, ca_url, cache, root).await.map(Some);
+        }
     };
     let crl = fetched.map_err(|e| match e {
         // A CRL arrived but is not to be trusted: say exactly why.
@@ -132,11 +154,63 @@ pub async fn obtain_crl(
             reason: other.to_string(),
         },
     })?;
+    narrate(phase, &crl, &origin);
+    Ok(Some(crl))
+}
+
+/// [`CrlSource::Cached`]: the CRL through the cache, saying where it came
+/// from (and, when the CA is down, that the cached one stands in).
+async fn cached_crl(
+    phase: &str,
+    ca_url: &str,
+    cache: &Path,
+    root: &CertificateDer<'static>,
+) -> Result<VerifiedCrl, ClientError> {
+    let ca = CaClient::new(ca_url, None, root).map_err(|e| ClientError::RevocationUnknown {
+        reason: FetchCrlError::from(e).to_string(),
+    })?;
+    let cache = CrlCache {
+        path: cache.to_path_buf(),
+    };
+    let (crl, origin) = match cache.current(&ca, root).await {
+        Ok(found) => found,
+        // The CA's CRL arrived but is not to be trusted: say exactly why.
+        Err(NoCurrentCrl {
+            fetch: FetchCrlError::Refused(e),
+            ..
+        }) => return Err(ClientError::Crl(e)),
+        Err(e) => {
+            return Err(ClientError::RevocationUnknown {
+                reason: e.to_string(),
+            })
+        }
+    };
+    let path = cache.path.display();
+    match origin {
+        CrlOrigin::Fetched => narrate(phase, &crl, &format!("{ca_url}{}", api::CRL)),
+        CrlOrigin::CachedFresh => narrate(phase, &crl, &format!("the cache {path}")),
+        CrlOrigin::CachedNewer(_) => narrate(
+            phase,
+            &crl,
+            &format!("the cache {path} (newer than the CA's)"),
+        ),
+        CrlOrigin::CachedCaDown(why) => {
+            warn!(
+                "{phase} · revocation: the CA is unreachable ({why}); using the cached CRL #{} from {path}, current until {}",
+                crl.number,
+                pki_common::cert::rfc3339(crl.next_update)
+            );
+            narrate(phase, &crl, &format!("the cache {path}"));
+        }
+    }
+    Ok(crl)
+}
+
+fn narrate(phase: &str, crl: &VerifiedCrl, origin: &str) {
     info!(
-        "phase 2 · revocation: CRL #{} from {origin} is signed by the root and current until {} ({} revoked)",
+        "{phase} · revocation: CRL #{} from {origin} is signed by the root and current until {} ({} revoked)",
         crl.number,
         pki_common::cert::rfc3339(crl.next_update),
         crl.len()
     );
-    Ok(Some(crl))
 }

@@ -27,7 +27,9 @@
 //! - [`listener`]: the accept loop both daemons run: connection cap,
 //!   back-off on accept errors, graceful drain.
 //! - [`shutdown`]: the signal that tells listeners to stop accepting.
-//! - [`logging`]: `RUST_LOG`-driven narration.
+//! - [`logging`]: `RUST_LOG`-driven narration, as text or JSON lines.
+//! - [`metrics`]: the `/metrics` and `/health` endpoint both daemons serve
+//!   on `--metrics-listen`; each registers its own metrics.
 //! - `wire`: one pattern for the enums whose codes travel on the wire.
 
 pub mod ca;
@@ -36,6 +38,7 @@ pub mod files;
 pub mod framed;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod revocation;
 pub mod shutdown;

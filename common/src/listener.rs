@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -65,6 +66,9 @@ pub struct BindError {
 pub struct Listener {
     tcp: TcpListener,
     opts: ListenOptions,
+    /// Connections closed at once because the cap was reached; a daemon
+    /// registers it with its metrics ([`Listener::refused_at_cap`]).
+    refused: Counter,
 }
 
 impl Listener {
@@ -76,7 +80,17 @@ impl Listener {
                 addr: opts.listen,
                 source,
             })?;
-        Ok(Listener { tcp, opts })
+        Ok(Listener {
+            tcp,
+            opts,
+            refused: Counter::default(),
+        })
+    }
+
+    /// The count of connections refused at the cap: a handle to the
+    /// listener's own counter, for the daemon's metrics registry.
+    pub fn refused_at_cap(&self) -> Counter {
+        self.refused.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -121,6 +135,7 @@ impl Listener {
                 }
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
+                self.refused.inc();
                 warn!(
                     "refused {peer}: connection limit ({}) reached",
                     self.opts.max_connections

@@ -72,6 +72,9 @@ pub async fn serve(
             } else {
                 warn!("refused {peer}: {err}");
             }
+            if let Some(code) = err.alert_code() {
+                shared.metrics.count_alert(code);
+            }
             conn.framed.send_alert(&err).await;
         }
     }
@@ -238,6 +241,7 @@ impl Conn<'_> {
         };
         (self.shared.sessions).insert(session_id, session, std::time::Instant::now())?;
         self.framed.send(&grant_frame).await?;
+        self.shared.metrics.sessions_granted.inc();
         info!(
             "phase 2 · step 6: granted session {} to {:?} for {}s",
             hex::encode(&session_id[..4]),
@@ -284,6 +288,7 @@ impl Conn<'_> {
                     data,
                     timestamp: clock.now,
                 })?;
+                self.shared.metrics.count_request(status);
                 info!(
                     "phase 3 · step 8: answered {:?} with {}",
                     request.name,

@@ -18,12 +18,12 @@ use rustls::sign::SigningKey;
 use tracing::{info, warn};
 
 use pki_common::ca::client::CaClient;
-use pki_common::ca::crl::{fetch_crl, read_crl};
+use pki_common::ca::crl::{CrlCache, FetchCrlError};
 pub use pki_common::ca::enroll::Enrollment;
 use pki_common::ca::enroll::{self, EnrollError, Enrolled, KeyFiles, ObtainError};
 use pki_common::cert::{CertInfo, Profile};
 use pki_common::files::{self, FileError};
-use pki_common::revocation::{newest, VerifiedCrl};
+use pki_common::revocation::VerifiedCrl;
 
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,9 @@ impl IdentityFiles {
         }
     }
 
-    /// The CRL file the CA writes next to the root.
+    /// The CRL file next to the root: the CA writes it when it shares the
+    /// directory, and the server keeps the newest CRL it fetched there
+    /// (`CrlCache`), so a restart while the CA is down still has one.
     pub fn crl(&self) -> PathBuf {
         self.root.with_file_name("ca.crl.pem")
     }
@@ -122,27 +124,26 @@ impl Identity {
 
 /// The newest CRL the server can verify: the CA's (`GET /v1/crl`) and the
 /// `ca.crl.pem` file next to the root are both read, and the one with the
-/// higher CRL number wins ([`newest`], the rule every CRL replacement
-/// follows), so a stale file can never stand in for the CA's newer list.
-/// `None` (with a warning) when neither is available.
+/// higher CRL number wins ([`newest`](pki_common::revocation::newest), the
+/// rule every CRL replacement follows), so a stale file can never stand in
+/// for the CA's newer list. A newer CRL from the CA is kept in that file
+/// (`CrlCache`, shared with the client), so a restart while the CA is down
+/// still has it. `None` (with a warning) when neither is available.
 pub async fn current_crl(
     files: &IdentityFiles,
     enrollment: &Enrollment,
     root: &CertificateDer<'static>,
 ) -> Option<VerifiedCrl> {
-    let fetched = match CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root) {
-        Ok(ca) => fetch_crl(&ca, root).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let file = files.crl();
-    let from_file = read_crl(&file, root).map_err(|e| e.to_string());
-    if let (Err(fetch_error), Err(file_error)) = (&fetched, &from_file) {
-        warn!(
-            "no current CRL (CA: {fetch_error}; {}: {file_error})",
-            file.display()
-        );
+    let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
+        .map_err(FetchCrlError::from);
+    let cache = CrlCache { path: files.crl() };
+    match cache.latest(ca, root).await {
+        Ok(crl) => Some(crl),
+        Err(e) => {
+            warn!("no current CRL (CA: {e})");
+            None
+        }
     }
-    newest([fetched.ok(), from_file.ok()].into_iter().flatten())
 }
 
 /// [`current_crl`], tried again with backoff (as enrollment retries) until

@@ -14,6 +14,8 @@
 //! - [`sessions`]: the session table, which owns every rule of a
 //!   session's life: the bound on their number, expiry, and the
 //!   per-session request limit.
+//! - [`metrics`]: what `--metrics-listen` serves: counters, gauges and
+//!   the health check.
 //! - [`service`]: the named requests (`memo`, `whoami`, `echo`).
 //! - [`AppServer`]: start-up (phase 1, then bind), the TLS handshake of
 //!   each accepted connection, and the background tasks (renewal, CRL
@@ -23,6 +25,7 @@
 pub mod connection;
 pub mod identity;
 pub mod live;
+pub mod metrics;
 pub mod service;
 pub mod sessions;
 
@@ -38,11 +41,13 @@ use tracing::{debug, info, warn};
 use pki_common::ca::enroll::Retry;
 pub use pki_common::listener::ListenOptions;
 use pki_common::listener::{accept_tls, Listener};
+use pki_common::metrics::MetricsListener;
 use pki_common::shutdown::{Shutdown, ShutdownTrigger};
 pub use pki_common::tls::ClientAuth;
 
 use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
 use live::{Live, LiveState};
+use metrics::ServerMetrics;
 use service::Service;
 use sessions::SessionTable;
 
@@ -83,6 +88,9 @@ pub struct ServerConfig {
     pub crl_refresh: Duration,
     /// How long to wait before retrying a failed renewal.
     pub renew_retry: Duration,
+    /// Where to serve `/metrics` and `/health` in plain HTTP, if anywhere
+    /// (see `pki_common::metrics`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -120,6 +128,7 @@ impl Default for ServerConfig {
             max_requests_per_session: 100_000,
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
+            metrics_listen: None,
         }
     }
 }
@@ -151,6 +160,8 @@ pub struct Shared {
     pub live: LiveState,
     pub sessions: SessionTable,
     pub service: Service,
+    /// What the server counts, for `/metrics`.
+    pub metrics: ServerMetrics,
     /// Stops the server from within (see [`Shared::fail`]).
     stop: ShutdownTrigger,
     /// Why the server stopped itself, if it did.
@@ -182,6 +193,8 @@ pub struct AppServer {
     renews: bool,
     /// Fires when the server stops itself ([`Shared::fail`]).
     stopped: Shutdown,
+    /// The `/metrics` and `/health` socket, with `--metrics-listen`.
+    metrics_listener: Option<MetricsListener>,
 }
 
 impl AppServer {
@@ -238,6 +251,10 @@ impl AppServer {
         }
         let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
         let listener = Listener::bind(config.listener.clone()).await?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(MetricsListener::bind(addr).await?),
+            None => None,
+        };
         let (stop, stopped) = pki_common::shutdown::channel();
         Ok(AppServer {
             listener,
@@ -246,16 +263,25 @@ impl AppServer {
                 live: LiveState::new(live),
                 config,
                 service,
+                metrics: ServerMetrics::default(),
                 stop,
                 failure: Mutex::new(None),
             }),
             renews: false,
             stopped,
+            metrics_listener,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The metrics endpoint's address, if it serves one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
     }
 
     /// The shared state (sessions, identity), for inspection.
@@ -282,6 +308,10 @@ impl AppServer {
         tokio::spawn(sweep_sessions(self.shared.clone(), shutdown.clone()));
         if self.renews {
             tokio::spawn(live::keep_renewed(self.shared.clone(), shutdown.clone()));
+        }
+        if let Some(metrics_listener) = self.metrics_listener {
+            let endpoint = ServerMetrics::endpoint(&self.shared, self.listener.refused_at_cap());
+            tokio::spawn(metrics_listener.serve(endpoint, shutdown.clone()));
         }
         let shared = self.shared;
         self.listener

@@ -85,11 +85,21 @@ struct Cli {
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
+    /// Serve Prometheus /metrics and /health in plain HTTP on this
+    /// address. Off unless given; given alone it is 127.0.0.1:9442, a loopback
+    /// address: the endpoint has no TLS and no authentication, so it is for
+    /// a scraper on this host unless you name another address.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9442")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log format on stderr: text (a line per event, for people) or json
+    /// (a JSON object per line, for log pipelines).
+    #[arg(long, global = true, env = "PKI_LOG_FORMAT", default_value = "text")]
+    log_format: pki_common::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
-    pki_common::logging::init();
     let (cli, token_on_command_line) = parse_cli();
+    pki_common::logging::init_with(cli.log_format);
     let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
     let config = ServerConfig {
         listener: ListenOptions {
@@ -122,6 +132,7 @@ fn main() -> anyhow::Result<()> {
         max_anonymous_sessions: cli.max_anonymous_sessions,
         max_sessions_per_address: cli.max_sessions_per_address,
         max_requests_per_session: cli.max_requests_per_session,
+        metrics_listen: cli.metrics_listen,
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
