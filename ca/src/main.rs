@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +129,12 @@ struct ListArgs {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    pki_common::cli::init();
+    pki_common::cli::finish("pki-ca", run().map(|()| ExitCode::SUCCESS))
+}
+
+fn run() -> anyhow::Result<()> {
     pki_common::logging::init();
     let cli = Cli::parse();
     let paths = CaPaths::new(&cli.dir);
@@ -149,7 +155,7 @@ fn open(paths: &CaPaths) -> anyhow::Result<Ca> {
 
 /// `pki-ca init`.
 fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
-    match init_root(paths, args.validity, args.force).context("pki-ca init failed")? {
+    match init_root(paths, args.validity, args.force).context("cannot create the root")? {
         InitOutcome::Created(_) => {}
         InitOutcome::KeptExisting(info) => tracing::info!(
             "kept the existing root {} (serial {}, valid until {}); use --force to replace it",
@@ -217,7 +223,7 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --serial or --cert"),
     };
     let reason = args.reason;
-    let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
+    let serial = ca.revoke(&serial, reason).context("cannot revoke")?;
     // Also refresh the CRL file, so it is current even when no CA
     // is serving.
     let crl = ca

@@ -95,8 +95,12 @@ impl ClientTls {
 /// Where the client learns which certificates are revoked.
 #[derive(Debug, Clone)]
 pub enum CrlSource {
-    /// `GET /v1/crl` from the CA at this URL (verified against the root).
-    Fetch { ca_url: String },
+    /// `GET /v1/crl` from the CA at this URL (verified against the root),
+    /// whose certificate must carry `ca_name` (default: the URL's host).
+    Fetch {
+        ca_url: String,
+        ca_name: Option<String>,
+    },
     /// A CRL file, PEM or DER.
     File(PathBuf),
     /// No revocation check. Insecure: a revoked server is accepted.
@@ -117,8 +121,8 @@ pub async fn obtain_crl(
             return Ok(None);
         }
         CrlSource::File(path) => (read_crl(path, root), path.display().to_string()),
-        CrlSource::Fetch { ca_url } => {
-            let fetched = match CaClient::new(ca_url, None, root) {
+        CrlSource::Fetch { ca_url, ca_name } => {
+            let fetched = match CaClient::new(ca_url, ca_name.as_deref(), root) {
                 Ok(ca) => fetch_crl(&ca, root).await,
                 Err(e) => Err(e.into()),
             };
@@ -128,9 +132,7 @@ pub async fn obtain_crl(
     let crl = fetched.map_err(|e| match e {
         // A CRL arrived but is not to be trusted: say exactly why.
         FetchCrlError::Refused(e) => ClientError::Crl(e),
-        other => ClientError::RevocationUnknown {
-            reason: other.to_string(),
-        },
+        other => ClientError::RevocationUnknown { source: other },
     })?;
     info!(
         "phase 2 · revocation: CRL #{} from {origin} is signed by the root and current until {} ({} revoked)",

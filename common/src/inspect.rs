@@ -1,0 +1,1 @@
+//! Inspecting PKI files.
