@@ -115,7 +115,7 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
 
 /// How to send a CSR, the fix for every unparseable body.
 const SEND_A_CSR: &str =
-    "send the PEM or DER CSR itself as the body, e.g. `curl --data-binary @req.pem` (`curl -d` strips line breaks)";
+    "send the PEM or DER CSR as the body, e.g. with `curl --data-binary @req.pem`";
 
 fn unparseable(what: &str) -> PolicyError {
     PolicyError::Unparseable(format!("{what}; {SEND_A_CSR}"))

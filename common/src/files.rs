@@ -29,11 +29,13 @@ where
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         T::from_pem_slice(bytes).map_err(|e| {
             match e {
-                E::NoItemsFound => "the PEM holds no object of the expected kind (check its BEGIN line)",
+                E::NoItemsFound => {
+                    "the PEM holds no object of the expected kind (check its BEGIN line)"
+                }
                 E::Base64Decode(_) => "the PEM's base64 body is damaged",
                 // A missing line break between the header and the body
                 // (`curl -d` strips them all) lands here.
-                _ => "the PEM is malformed: its BEGIN and END lines must be on lines of their own (were its line breaks stripped?)",
+                _ => "the PEM is malformed (line breaks stripped? `curl -d` does that)",
             }
             .to_string()
         })
