@@ -48,6 +48,10 @@ enum Command {
     Revoke(RevokeArgs),
     /// List every issued certificate with its status.
     List(ListArgs),
+    /// Describe certificate, CSR, CRL or key files (PEM or DER): names,
+    /// issuer, validity, key, fingerprint, whether they chain to the root
+    /// and are revoked. Without a file: every file in --dir, one line each.
+    Inspect(InspectArgs),
 }
 
 // The argument structs carry no doc comment of their own: the variant's
@@ -123,6 +127,16 @@ struct RevokeArgs {
 }
 
 #[derive(Args)]
+struct InspectArgs {
+    /// The files to describe; none: every PKI file in --dir.
+    files: Vec<PathBuf>,
+    /// The root to check against (default: ca.pem in --dir); the CRL is
+    /// the ca.crl.pem next to it.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -144,6 +158,7 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve(&paths, args),
         Command::Revoke(args) => revoke(&paths, args),
         Command::List(args) => list(&paths, args),
+        Command::Inspect(args) => inspect(&paths, args),
     }
 }
 
@@ -262,6 +277,28 @@ async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `pki-ca inspect`: reads files only; the CA is not opened, so nothing is
+/// created, even in a mistyped --dir.
+fn inspect(paths: &CaPaths, args: InspectArgs) -> anyhow::Result<()> {
+    use pki_common::inspect::{inspect_file, overview, Trust};
+    let trust = Trust::from_root_file(&args.ca.unwrap_or_else(|| paths.root_cert()));
+    if args.files.is_empty() {
+        let dir = paths
+            .root_cert()
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        print!("{}", overview(&dir, &trust)?);
+        return Ok(());
+    }
+    for (i, path) in args.files.iter().enumerate() {
+        let report = inspect_file(path, &trust)?;
+        let gap = if i == 0 { "" } else { "\n" };
+        print!("{gap}{}\n{report}", path.display());
+    }
+    Ok(())
 }
 
 /// `pki-ca list`: a table, or JSON with `--json`.
