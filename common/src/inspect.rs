@@ -227,29 +227,6 @@ fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let info = CertInfo::parse(der).ok()?;
     let now = crate::unix_now() as i64;
-    let validity = format!(
-        "{} to {} ({})",
-        rfc3339(info.not_before),
-        rfc3339(info.not_after),
-        if now > info.not_after {
-            format!("EXPIRED {}", relative(info.not_after, now))
-        } else if now < info.not_before {
-            format!("NOT YET VALID, starts {}", relative(info.not_before, now))
-        } else {
-            format!("expires {}", relative(info.not_after, now))
-        }
-    );
-    let bc = match cert.basic_constraints().ok().flatten() {
-        Some(bc) if bc.value.ca => format!(
-            "CA:TRUE{}",
-            bc.value
-                .path_len_constraint
-                .map(|n| format!(", pathlen:{n}"))
-                .unwrap_or_default()
-        ),
-        Some(_) => "CA:FALSE".into(),
-        None => "absent".into(),
-    };
     let chain = chain_status(der, &info, trust);
     let revocation = revocation_status(&info, trust);
     let mut fields = vec![
@@ -258,14 +235,14 @@ fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
         ("names", or_none(info.names().join(", "))),
         ("issuer", cert.issuer().to_string()),
         ("serial", info.serial_hex.clone()),
-        ("validity", validity),
+        ("validity", validity(&info, now)),
         ("key", describe_key(cert.public_key())),
         ("key usage", key_usage(&cert)),
         (
             "extended key usage",
             describe_eku(&cert).unwrap_or("absent".into()),
         ),
-        ("basic constraints", bc),
+        ("basic constraints", basic_constraints(&cert)),
         ("SHA-256 fingerprint", sha256_fingerprint(der)),
         ("chain", chain.clone()),
     ];
@@ -304,6 +281,36 @@ fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
         fields,
         summary,
     })
+}
+
+/// The validity period and where now stands in it.
+fn validity(info: &CertInfo, now: i64) -> String {
+    let status = if now > info.not_after {
+        format!("EXPIRED {}", relative(info.not_after, now))
+    } else if now < info.not_before {
+        format!("NOT YET VALID, starts {}", relative(info.not_before, now))
+    } else {
+        format!("expires {}", relative(info.not_after, now))
+    };
+    format!(
+        "{} to {} ({status})",
+        rfc3339(info.not_before),
+        rfc3339(info.not_after)
+    )
+}
+
+fn basic_constraints(cert: &X509Certificate<'_>) -> String {
+    match cert.basic_constraints().ok().flatten() {
+        Some(bc) if bc.value.ca => format!(
+            "CA:TRUE{}",
+            bc.value
+                .path_len_constraint
+                .map(|n| format!(", pathlen:{n}"))
+                .unwrap_or_default()
+        ),
+        Some(_) => "CA:FALSE".into(),
+        None => "absent".into(),
+    }
 }
 
 fn or_none(s: String) -> String {
@@ -602,4 +609,35 @@ pub fn overview(dir: &Path, trust: &Trust) -> Result<String, InspectError> {
         "\nWhy trusted: each party was given the root (ca.pem) out of band and trusts nothing else; a certificate is good when it chains to that root, is within its validity and is not listed in the CRL the root signed (ca.crl.pem)."
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_as_a_person_says_them() {
+        assert_eq!(relative(1_000 + 30 * 86_400, 1_000), "in 30 days");
+        assert_eq!(relative(1_000, 1_000 + 3 * 3_600), "3 hours ago");
+        assert_eq!(relative(1_000 + 59, 1_000), "in 59 seconds");
+    }
+
+    #[test]
+    fn fingerprints_are_colon_separated_upper_case_hex() {
+        let f = sha256_fingerprint(b"");
+        assert!(f.starts_with("E3:B0:C4:42:"), "{f}");
+        assert_eq!(f.len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn garbage_is_none_of_the_four_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.pem");
+        std::fs::write(&path, b"not pki").unwrap();
+        let trust = Trust::from_root_file(&dir.path().join("ca.pem"));
+        assert!(matches!(
+            inspect_file(&path, &trust),
+            Err(InspectError::Unknown { .. })
+        ));
+    }
 }
