@@ -18,7 +18,7 @@ FUZZ_ENV = RUSTC_BOOTSTRAP=1
 
 BENCH_ARGS ?=
 
-.PHONY: all build run-all demo-revoke test lint fmt clean-certs clean fuzz fuzz-build bench
+.PHONY: all build run-all demo-revoke inspect test lint fmt clean-certs clean fuzz fuzz-build bench
 
 all: build
 
@@ -36,6 +36,11 @@ demo-revoke: build
 	CERTS=$(CERTS) CA_LISTEN=$(CA_LISTEN) SERVER_LISTEN=$(SERVER_LISTEN) \
 	SERVER_NAME=$(SERVER_NAME) CLIENT_NAME=$(CLIENT_NAME) REQUEST=$(REQUEST) \
 	REVOKE=keyCompromise bash scripts/run-all.sh
+
+# Who signed what, and why it is trusted: every certificate, key and CRL
+# in $(CERTS), one line each (details of one file: pki-ca inspect FILE).
+inspect:
+	$(CARGO) run -q --bin pki-ca -- --dir $(CERTS) inspect
 
 # The end-to-end tests run the binaries, so they are built first.
 test: build

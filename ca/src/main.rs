@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,10 @@ enum Command {
     Revoke(RevokeArgs),
     /// List every issued certificate with its status.
     List(ListArgs),
+    /// Describe certificate, CSR, CRL or key files (PEM or DER): names,
+    /// issuer, validity, key, fingerprint, whether they chain to the root
+    /// and are revoked. Without a file: every file in --dir, one line each.
+    Inspect(InspectArgs),
 }
 
 // The argument structs carry no doc comment of their own: the variant's
@@ -132,13 +137,28 @@ struct RevokeArgs {
 }
 
 #[derive(Args)]
+struct InspectArgs {
+    /// The files to describe; none: every PKI file in --dir.
+    files: Vec<PathBuf>,
+    /// The root to check against (default: ca.pem in --dir); the CRL is
+    /// the ca.crl.pem next to it.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    pki_common::cli::init();
+    pki_common::cli::finish("pki-ca", run().map(|()| ExitCode::SUCCESS))
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     pki_common::logging::init_with(cli.log_format);
     let paths = CaPaths::new(&cli.dir);
@@ -148,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(&paths, args),
         Command::Revoke(args) => revoke(&paths, args),
         Command::List(args) => list(&paths, args),
+        Command::Inspect(args) => inspect(&paths, args),
     }
 }
 
@@ -159,7 +180,7 @@ fn open(paths: &CaPaths) -> anyhow::Result<Ca> {
 
 /// `pki-ca init`.
 fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
-    match init_root(paths, args.validity, args.force).context("pki-ca init failed")? {
+    match init_root(paths, args.validity, args.force).context("cannot create the root")? {
         InitOutcome::Created(_) => {}
         InitOutcome::KeptExisting(info) => tracing::info!(
             "kept the existing root {} (serial {}, valid until {}); use --force to replace it",
@@ -228,7 +249,7 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --serial or --cert"),
     };
     let reason = args.reason;
-    let serial = ca.revoke(&serial, reason).context("pki-ca revoke failed")?;
+    let serial = ca.revoke(&serial, reason).context("cannot revoke")?;
     // Also refresh the CRL file, so it is current even when no CA
     // is serving.
     let crl = ca
@@ -267,6 +288,28 @@ async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `pki-ca inspect`: reads files only; the CA is not opened, so nothing is
+/// created, even in a mistyped --dir.
+fn inspect(paths: &CaPaths, args: InspectArgs) -> anyhow::Result<()> {
+    use pki_common::inspect::{inspect_file, overview, Trust};
+    let trust = Trust::from_root_file(&args.ca.unwrap_or_else(|| paths.root_cert()));
+    if args.files.is_empty() {
+        let dir = paths
+            .root_cert()
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        print!("{}", overview(&dir, &trust)?);
+        return Ok(());
+    }
+    for (i, path) in args.files.iter().enumerate() {
+        let report = inspect_file(path, &trust)?;
+        let gap = if i == 0 { "" } else { "\n" };
+        print!("{gap}{}\n{report}", path.display());
+    }
+    Ok(())
 }
 
 /// `pki-ca list`: a table, or JSON with `--json`.

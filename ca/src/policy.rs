@@ -27,7 +27,9 @@ use pki_common::cert::Profile;
 /// Why a CSR was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("the body is not a PKCS#10 CSR in PEM or DER: {0}")]
+    /// The sentence says what the body was and how to send a CSR; it
+    /// never quotes the body or the parser's internals.
+    #[error("{0}")]
     Unparseable(String),
     #[error("the CSR's signature does not verify, so it does not prove possession of its key")]
     BadSignature,
@@ -68,14 +70,11 @@ pub struct VerifiedCsr {
 
 /// Parses a CSR (PEM or DER), verifies its signature and classifies its key.
 pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
-    let der: CertificateSigningRequestDer<'static> =
-        pki_common::files::pem_or_der(body).map_err(PolicyError::Unparseable)?;
-    let (rest, csr) = X509CertificationRequest::from_der(&der)
-        .map_err(|e| PolicyError::Unparseable(e.to_string()))?;
+    let der: CertificateSigningRequestDer<'static> = pki_common::files::pem_or_der(body)
+        .map_err(|why| unparseable(&format!("the body is not a usable PEM CSR: {why}")))?;
+    let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|_| not_a_csr(body))?;
     if !rest.is_empty() {
-        return Err(PolicyError::Unparseable(
-            "trailing bytes after the CSR".into(),
-        ));
+        return Err(unparseable("the body has bytes after the CSR"));
     }
     let info = &csr.certification_request_info;
     let key = classify_key(&info.subject_pki)?;
@@ -111,6 +110,28 @@ pub fn verify_csr(body: &[u8]) -> Result<VerifiedCsr, PolicyError> {
         spki_der: info.subject_pki.raw.to_vec(),
         key,
         requested_names,
+    })
+}
+
+/// How to send a CSR, the fix for every unparseable body.
+const SEND_A_CSR: &str =
+    "send the PEM or DER CSR as the body, e.g. with `curl --data-binary @req.pem`";
+
+fn unparseable(what: &str) -> PolicyError {
+    PolicyError::Unparseable(format!("{what}; {SEND_A_CSR}"))
+}
+
+/// What a body that does not parse as DER was, as far as a person cares.
+fn not_a_csr(body: &[u8]) -> PolicyError {
+    let start = body.trim_ascii_start();
+    unparseable(if body.is_empty() {
+        "the body is empty"
+    } else if start.starts_with(b"{") || start.starts_with(b"[") {
+        "the body is JSON, not a CSR"
+    } else if start.starts_with(b"-----BEGIN") {
+        "the body's PEM does not hold a CSR"
+    } else {
+        "the body is not a PEM or DER CSR"
     })
 }
 

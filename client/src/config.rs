@@ -54,6 +54,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(10),
             crl: CrlSource::Fetch {
                 ca_url: "https://127.0.0.1:8443".into(),
+                ca_name: None,
             },
             identity: None,
         }

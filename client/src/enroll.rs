@@ -31,14 +31,17 @@ pub fn load_identity(
             );
             Ok(Some(e))
         }
-        Held::Unusable(why) => Err(ClientError::NeedToken(why)),
+        Held::Unusable(why) => Err(ClientError::unusable(why)),
     }
 }
 
 /// `pki-client enroll`: keeps a good certificate for `name` (unless
-/// `force`), otherwise makes a key and enrolls with `token`.
+/// `force`), otherwise makes a key and enrolls with `token` at the CA at
+/// `ca_url`, whose certificate must carry `ca_name` (default: the URL's
+/// host).
 pub async fn enroll_client(
     ca_url: &str,
+    ca_name: Option<&str>,
     root: &CertificateDer<'static>,
     files: &KeyFiles,
     name: &str,
@@ -47,7 +50,7 @@ pub async fn enroll_client(
 ) -> Result<Enrolled, ClientError> {
     let names = vec![name.to_string()];
     if !force {
-        if let Some(held) = still_good(ca_url, root, files, &names).await {
+        if let Some(held) = still_good(ca_url, ca_name, root, files, &names).await {
             info!(
                 "client certificate {} for {name} is still good (serial {}, valid until {}); use --force to replace it",
                 files.cert.display(),
@@ -57,7 +60,7 @@ pub async fn enroll_client(
             return Ok(held);
         }
     }
-    let ca = pki_common::ca::client::CaClient::new(ca_url, None, root)
+    let ca = pki_common::ca::client::CaClient::new(ca_url, ca_name, root)
         .map_err(pki_common::ca::enroll::EnrollError::from)?;
     let enrolled = pki_common::ca::enroll::enroll(
         &ca,
@@ -79,6 +82,7 @@ pub async fn enroll_client(
 /// needs the CA anyway).
 async fn still_good(
     ca_url: &str,
+    ca_name: Option<&str>,
     root: &CertificateDer<'static>,
     files: &KeyFiles,
     names: &[String],
@@ -87,6 +91,7 @@ async fn still_good(
         "phase 1",
         &CrlSource::Fetch {
             ca_url: ca_url.to_string(),
+            ca_name: ca_name.map(str::to_owned),
         },
         root,
     )
@@ -98,7 +103,9 @@ async fn still_good(
     .flatten();
     let held = match &crl {
         Some(crl) => check_held(files, root, names, Profile::Client, Some(crl)),
-        None => Held::Unusable("revocation status unknown".into()),
+        None => Held::Unusable(pki_common::ca::enroll::Unusable::RevocationUnknown {
+            cert: files.cert.clone(),
+        }),
     };
     match held {
         Held::Good(held) => Some(held),
@@ -110,15 +117,16 @@ async fn still_good(
 /// key, same name). A revoked or expired certificate cannot renew.
 pub async fn renew_client(
     ca_url: &str,
+    ca_name: Option<&str>,
     root: &CertificateDer<'static>,
     files: &KeyFiles,
 ) -> Result<Enrolled, ClientError> {
     let current = match check_held(files, root, &[], Profile::Client, None) {
         Held::Good(e) | Held::DueForRenewal(e, _) => e,
-        Held::Unusable(why) => return Err(ClientError::NeedToken(why)),
+        Held::Unusable(why) => return Err(ClientError::unusable(why)),
     };
     let renewed =
-        pki_common::ca::enroll::renew(ca_url, None, root, &current, Profile::Client).await?;
+        pki_common::ca::enroll::renew(ca_url, ca_name, root, &current, Profile::Client).await?;
     renewed.save(files)?;
     Ok(renewed)
 }

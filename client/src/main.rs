@@ -49,6 +49,9 @@ struct Cli {
     /// The CA: where the CRL is fetched, and where enroll and renew go.
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     ca_url: String,
+    /// The name the CA's certificate must carry (default: the URL's host).
+    #[arg(long)]
+    ca_name: Option<String>,
     /// Check revocation against this CRL file (PEM or DER) instead of fetching one.
     #[arg(long, conflicts_with = "insecure_skip_revocation")]
     crl: Option<PathBuf>,
@@ -111,6 +114,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pki_common::cli::init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     pki_common::logging::init_with(cli.log_format);
@@ -121,19 +125,9 @@ fn main() -> ExitCode {
     if token_on_command_line {
         tracing::warn!("{}", pki_common::files::TOKEN_ON_COMMAND_LINE);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pki-client: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("pki-client: {e}");
-            ExitCode::FAILURE
-        }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => pki_common::cli::finish("pki-client", runtime.block_on(run(cli))),
+        Err(e) => pki_common::cli::finish("pki-client", Err::<ExitCode, _>(e)),
     }
 }
 
@@ -156,7 +150,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 // clap requires one of the two; this only guards a change.
                 (None, None) => return Err(ClientError::NoToken),
             };
-            let e = enroll_client(&cli.ca_url, &root, &files, identity, &token, *force).await?;
+            let e = enroll_client(
+                &cli.ca_url,
+                cli.ca_name.as_deref(),
+                &root,
+                &files,
+                identity,
+                &token,
+                *force,
+            )
+            .await?;
             println!(
                 "{} (serial {}, valid until {})",
                 files.cert.display(),
@@ -166,7 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Renew => {
-            let e = renew_client(&cli.ca_url, &root, &files).await?;
+            let e = renew_client(&cli.ca_url, cli.ca_name.as_deref(), &root, &files).await?;
             println!(
                 "{} renewed (serial {}, valid until {})",
                 files.cert.display(),
@@ -220,6 +223,7 @@ fn request_config(
             (Some(path), false) => CrlSource::File(path.clone()),
             (None, false) => CrlSource::Cached {
                 ca_url: cli.ca_url.clone(),
+                ca_name: cli.ca_name.clone(),
                 cache: pki_client::crl_cache_path(&cli.ca),
             },
         },

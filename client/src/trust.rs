@@ -97,14 +97,22 @@ impl ClientTls {
 #[derive(Debug, Clone)]
 pub enum CrlSource {
     /// `GET /v1/crl` from the CA at this URL (verified against the root),
+    /// whose certificate must carry `ca_name` (default: the URL's host),
     /// on every use.
-    Fetch { ca_url: String },
+    Fetch {
+        ca_url: String,
+        ca_name: Option<String>,
+    },
     /// The CA at `ca_url`, through the on-disk cache `cache` (what
     /// `pki-client` uses: `ca.crl.pem` next to the root): the cached CRL
     /// while it is in the first half of its life, then a fetched one; the
     /// cached one again while the CA is down, until its nextUpdate. See
     /// `pki_common::ca::crl::CrlCache`.
-    Cached { ca_url: String, cache: PathBuf },
+    Cached {
+        ca_url: String,
+        ca_name: Option<String>,
+        cache: PathBuf,
+    },
     /// A CRL file, PEM or DER.
     File(PathBuf),
     /// No revocation check. Insecure: a revoked server is accepted.
@@ -136,23 +144,27 @@ pub async fn obtain_crl_for(
             return Ok(None);
         }
         CrlSource::File(path) => (read_crl(path, root), path.display().to_string()),
-        CrlSource::Fetch { ca_url } => {
-            let fetched = match CaClient::new(ca_url, None, root) {
+        CrlSource::Fetch { ca_url, ca_name } => {
+            let fetched = match CaClient::new(ca_url, ca_name.as_deref(), root) {
                 Ok(ca) => fetch_crl(&ca, root).await,
                 Err(e) => Err(e.into()),
             };
             (fetched, format!("{ca_url}{}", api::CRL))
         }
-        CrlSource::Cached { ca_url, cache } => {
-            return cached_crl(phase, ca_url, cache, root).await.map(Some);
+        CrlSource::Cached {
+            ca_url,
+            ca_name,
+            cache,
+        } => {
+            return cached_crl(phase, ca_url, ca_name.as_deref(), cache, root)
+                .await
+                .map(Some);
         }
     };
     let crl = fetched.map_err(|e| match e {
         // A CRL arrived but is not to be trusted: say exactly why.
         FetchCrlError::Refused(e) => ClientError::Crl(e),
-        other => ClientError::RevocationUnknown {
-            reason: other.to_string(),
-        },
+        other => ClientError::RevocationUnknown { source: other },
     })?;
     narrate(phase, &crl, &origin);
     Ok(Some(crl))
@@ -163,11 +175,12 @@ pub async fn obtain_crl_for(
 async fn cached_crl(
     phase: &str,
     ca_url: &str,
+    ca_name: Option<&str>,
     cache: &Path,
     root: &CertificateDer<'static>,
 ) -> Result<VerifiedCrl, ClientError> {
-    let ca = CaClient::new(ca_url, None, root).map_err(|e| ClientError::RevocationUnknown {
-        reason: FetchCrlError::from(e).to_string(),
+    let ca = CaClient::new(ca_url, ca_name, root).map_err(|e| ClientError::RevocationUnknown {
+        source: FetchCrlError::from(e),
     })?;
     let cache = CrlCache {
         path: cache.to_path_buf(),
@@ -179,11 +192,7 @@ async fn cached_crl(
             fetch: FetchCrlError::Refused(e),
             ..
         }) => return Err(ClientError::Crl(e)),
-        Err(e) => {
-            return Err(ClientError::RevocationUnknown {
-                reason: e.to_string(),
-            })
-        }
+        Err(e) => return Err(ClientError::NoCurrentCrl { source: e }),
     };
     let path = cache.path.display();
     match origin {

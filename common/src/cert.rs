@@ -15,6 +15,18 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub enum CertError {
     #[error("not a valid X.509 certificate: {0}")]
     Parse(String),
+    /// Signed by another CA: either the root in hand is the wrong one, or
+    /// the certificate is from an older or foreign CA. Kept apart because
+    /// the fix (the right root file) is not the fix for the rest (a new
+    /// certificate).
+    #[error("the certificate does not chain to this CA root (another CA issued it)")]
+    OtherRoot,
+    #[error("the certificate expired at {0}")]
+    Expired(String),
+    #[error("the certificate is not valid before {0} (check the clocks)")]
+    NotYetValid(String),
+    #[error("the certificate is not for {0} use (it lacks that extended key usage)")]
+    WrongPurpose(Profile),
     #[error("certificate does not chain to the CA root: {0}")]
     Chain(String),
     #[error("certificate is not valid for {name}: {reason}")]
@@ -217,11 +229,8 @@ pub fn verify_leaf(
         Profile::Server => webpki::KeyUsage::server_auth(),
         Profile::Client => webpki::KeyUsage::client_auth(),
     };
-    let ee =
-        crate::tls::verify::verify_chain(leaf, root, &[], now, usage).map_err(|e| match e {
-            webpki::Error::BadDer | webpki::Error::BadDerTime => CertError::Parse(e.to_string()),
-            other => CertError::Chain(format!("{other:?}")),
-        })?;
+    let ee = crate::tls::verify::verify_chain(leaf, root, &[], now, usage)
+        .map_err(|e| chain_error(&e, profile))?;
     if let Some(name) = name {
         let server_name = ServerName::try_from(name).map_err(|e| CertError::Name {
             name: name.to_string(),
@@ -230,8 +239,67 @@ pub fn verify_leaf(
         ee.verify_is_valid_for_subject_name(&server_name)
             .map_err(|e| CertError::Name {
                 name: name.to_string(),
-                reason: format!("{e:?}"),
+                reason: match e {
+                    webpki::Error::CertNotValidForName(ctx) if ctx.presented.is_empty() => {
+                        "the certificate names no DNS name or IP address".into()
+                    }
+                    webpki::Error::CertNotValidForName(ctx) => {
+                        format!("the certificate names {}", ctx.presented.join(", "))
+                    }
+                    other => describe_webpki_error(&other),
+                },
             })?;
     }
     Ok(())
+}
+
+/// A path-validation failure as a [`CertError`] a user can act on.
+fn chain_error(e: &webpki::Error, profile: Profile) -> CertError {
+    use webpki::Error as E;
+    match e {
+        E::BadDer | E::BadDerTime => CertError::Parse(describe_webpki_error(e)),
+        E::UnknownIssuer | E::InvalidSignatureForPublicKey => CertError::OtherRoot,
+        E::CertExpired { not_after, .. } => CertError::Expired(rfc3339(not_after.as_secs() as i64)),
+        E::CertNotValidYet { not_before, .. } => {
+            CertError::NotYetValid(rfc3339(not_before.as_secs() as i64))
+        }
+        #[allow(deprecated)]
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
+            CertError::WrongPurpose(profile)
+        }
+        other => CertError::Chain(describe_webpki_error(other)),
+    }
+}
+
+/// rustls-webpki's errors print as their Rust `Debug` form
+/// (`RequiredEkuNotFoundContext { … }`); these are the words for the
+/// ones a user meets, and a plain sentence for the rest.
+pub fn describe_webpki_error(e: &webpki::Error) -> String {
+    use webpki::Error as E;
+    #[allow(deprecated)]
+    let text = match e {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => "the certificate is not valid DER",
+        E::UnknownIssuer => "it was issued by another CA",
+        E::InvalidSignatureForPublicKey => "its signature does not verify with the root's key",
+        E::CertExpired { .. } => "it has expired",
+        E::CertNotValidYet { .. } => "it is not valid yet (check the clocks)",
+        E::CertRevoked => "it is revoked",
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
+            "it lacks the extended key usage this use needs"
+        }
+        E::CertNotValidForName(_) => "it is not valid for the expected name",
+        E::CaUsedAsEndEntity => "it is a CA certificate, used as an end-entity certificate",
+        E::EndEntityUsedAsCa => "an end-entity certificate was used as a CA",
+        E::UnknownRevocationStatus => "no CRL speaks for it",
+        E::CrlExpired { .. } => "the CRL has expired",
+        E::InvalidCertValidity => "its validity period is invalid",
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "it is signed with an unsupported algorithm"
+        }
+        _ => "it fails path validation against the root",
+    };
+    text.to_string()
 }

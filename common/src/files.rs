@@ -17,12 +17,28 @@ use tempfile::NamedTempFile;
 /// Reads a PEM object (a CSR, a CRL) or, if the bytes do not start with a
 /// PEM header, takes them as DER. Network bodies and files come in either
 /// form; which one is decided here only.
+///
+/// The error is a short sentence: the PEM parser's own error carries the
+/// offending line as a byte array, which a user cannot read and which
+/// would fill a log line with whatever a caller sent.
 pub fn pem_or_der<T>(bytes: &[u8]) -> Result<T, String>
 where
     T: PemObject + From<Vec<u8>>,
 {
+    use rustls::pki_types::pem::Error as E;
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        T::from_pem_slice(bytes).map_err(|e| format!("bad PEM: {e}"))
+        T::from_pem_slice(bytes).map_err(|e| {
+            match e {
+                E::NoItemsFound => {
+                    "the PEM holds no object of the expected kind (check its BEGIN line)"
+                }
+                E::Base64Decode(_) => "the PEM's base64 body is damaged",
+                // A missing line break between the header and the body
+                // (`curl -d` strips them all) lands here.
+                _ => "the PEM is malformed (line breaks stripped? `curl -d` does that)",
+            }
+            .to_string()
+        })
     } else {
         Ok(T::from(bytes.to_vec()))
     }

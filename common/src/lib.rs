@@ -27,6 +27,10 @@
 //! - [`listener`]: the accept loop both daemons run: connection cap,
 //!   back-off on accept errors, graceful drain.
 //! - [`shutdown`]: the signal that tells listeners to stop accepting.
+//! - [`cli`]: how the three programs report an error: one line, the
+//!   hint on its own line, a backtrace only with `PKI_BACKTRACE=1`.
+//! - [`inspect`]: a readable summary of a certificate, CSR, CRL or key
+//!   file (`pki-ca inspect`), with its trust and revocation status.
 //! - [`logging`]: `RUST_LOG`-driven narration, as text or JSON lines.
 //! - [`metrics`]: the `/metrics` and `/health` endpoint both daemons serve
 //!   on `--metrics-listen`; each registers its own metrics.
@@ -34,8 +38,10 @@
 
 pub mod ca;
 pub mod cert;
+pub mod cli;
 pub mod files;
 pub mod framed;
+pub mod inspect;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -56,10 +56,27 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The listening address could not be bound (in use, not permitted).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
 pub struct BindError {
     pub addr: SocketAddr,
     pub source: std::io::Error,
+}
+
+/// What to do about a failed bind, after the `"; "` of the hint
+/// convention (`crate::cli`); both daemons take the address as `--listen`.
+fn bind_hint(source: &std::io::Error) -> &'static str {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another program is already listening there: stop it, or pass a free address with --listen"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: pass another address with --listen"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; this host has no such address: pass one of its own with --listen (e.g. 127.0.0.1:8443)"
+        }
+        _ => "",
+    }
 }
 
 /// A bound listening socket with its limits.

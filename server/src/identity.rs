@@ -28,16 +28,29 @@ use pki_common::revocation::VerifiedCrl;
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("no CA root at {0}: copy the CA's ca.pem there (it is the trust anchor, distributed out of band)")]
+    #[error("no CA root at {0}; copy the CA's ca.pem there (it is the trust anchor, distributed out of band), or pass the directory that holds it with --dir")]
     NoRoot(String),
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("no usable certificate ({reason}) and no enrollment token; mint one with `pki-ca token --name {name}` and pass it in PKI_TOKEN or with --token-file FILE (mode 0600)")]
-    NeedToken { reason: String, name: String },
-    #[error("enrollment failed: {0}")]
+    #[error("no usable certificate ({reason}) and no enrollment token; {}mint one with `pki-ca token --name {name}` and pass it in PKI_TOKEN or with --token-file FILE (mode 0600)", if *.other_root { "if the ca.pem in --dir is the right root, " } else { "" })]
+    NeedToken {
+        reason: String,
+        name: String,
+        /// The certificate is from another root than `ca.pem`.
+        other_root: bool,
+    },
+    #[error("enrollment failed: {}{}", .0, hint(.0))]
     Enroll(#[from] EnrollError),
     #[error("the private key cannot be used: {0}")]
     Key(String),
+}
+
+/// The hint for a failed enrollment, in the server's terms: its root is
+/// the `ca.pem` in `--dir`.
+fn hint(e: &EnrollError) -> String {
+    e.hint("the ca.pem in --dir")
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default()
 }
 
 /// Where the server keeps its files.
@@ -189,9 +202,10 @@ pub async fn obtain(
     let enrolled = enroll::obtain(enrollment, &root, &key_files, names, Profile::Server, crl)
         .await
         .map_err(|e| match e {
-            ObtainError::NeedToken { reason } => IdentityError::NeedToken {
+            ObtainError::NeedToken { reason, other_root } => IdentityError::NeedToken {
                 reason,
                 name: names.first().cloned().unwrap_or_default(),
+                other_root,
             },
             ObtainError::Enroll(e) => IdentityError::Enroll(e),
             ObtainError::File(e) => IdentityError::File(e),

@@ -140,7 +140,7 @@ pub enum ServerError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Tls(#[from] pki_common::tls::TlsSetupError),
-    #[error("client certificates are required, but no current CRL is available to check their revocation; start the CA (or put its ca.crl.pem next to ca.pem) and try again")]
+    #[error("client certificates are required, but no current CRL is available to check their revocation; start the CA at --ca-url (or put its ca.crl.pem next to the ca.pem in --dir) and try again")]
     NoCrl,
     #[error("this server's certificate {serial} was revoked and could not be replaced ({source}); the server stopped rather than keep presenting it. Mint a token with `pki-ca token --name {name}` and start the server with it")]
     OwnCertificateRevoked {

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -97,7 +98,12 @@ struct Cli {
     log_format: pki_common::logging::LogFormat,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    pki_common::cli::init();
+    pki_common::cli::finish("pki-server", run().map(|()| ExitCode::SUCCESS))
+}
+
+fn run() -> anyhow::Result<()> {
     let (cli, token_on_command_line) = parse_cli();
     pki_common::logging::init_with(cli.log_format);
     let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
@@ -142,10 +148,10 @@ fn main() -> anyhow::Result<()> {
         let shutdown = pki_common::shutdown::on_os_signal();
         let mut during_start = shutdown.clone();
         let server = tokio::select! {
-            s = AppServer::start(config) => s.context("pki-server cannot start")?,
+            s = AppServer::start(config) => s.context("cannot start")?,
             _ = during_start.wait() => return Ok(()),
         };
-        server.run(shutdown).await.context("pki-server stopped")?;
+        server.run(shutdown).await.context("stopped")?;
         tracing::info!("server stopped");
         Ok(())
     })
@@ -172,9 +178,7 @@ fn enrollment_token(
         tracing::warn!("{}", pki_common::files::TOKEN_ON_COMMAND_LINE);
     }
     match token_file {
-        Some(path) => Ok(Some(
-            pki_common::files::read_token_file(path).context("pki-server cannot start")?,
-        )),
+        Some(path) => Ok(Some(pki_common::files::read_token_file(path)?)),
         None => Ok(token),
     }
 }

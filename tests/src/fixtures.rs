@@ -123,7 +123,16 @@ impl TestPki {
         name: &str,
         token: &str,
     ) -> Result<Enrolled, ClientError> {
-        pki_client::enroll_client(&self.ca_url(), &self.root(), files, name, token, false).await
+        pki_client::enroll_client(
+            &self.ca_url(),
+            None,
+            &self.root(),
+            files,
+            name,
+            token,
+            false,
+        )
+        .await
     }
 
     /// A fresh directory holding a copy of the root as `ca.pem`: what an

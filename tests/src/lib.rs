@@ -174,6 +174,7 @@ impl TestPki {
             timeout: Duration::from_secs(10),
             crl: pki_client::CrlSource::Fetch {
                 ca_url: self.ca_url(),
+                ca_name: None,
             },
             ..ClientConfig::default()
         }

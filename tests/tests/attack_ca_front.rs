@@ -600,6 +600,7 @@ async fn a_rogue_endpoint_with_an_ordinary_certificate_for_the_cas_address_gets_
         let client_token = pki.token(&["client1.pki.test"], Profile::Client);
         let err = pki_client::enroll_client(
             &url,
+            None,
             &pki.root(),
             &key_files,
             "client1.pki.test",

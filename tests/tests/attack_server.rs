@@ -852,6 +852,7 @@ async fn a_server_requiring_client_certificates_may_start_before_the_ca() {
             ca: paths.root_cert(),
             crl: pki_client::CrlSource::Fetch {
                 ca_url: format!("https://127.0.0.1:{port}"),
+                ca_name: None,
             },
             identity: Some(client),
             client_id: "client1.pki.test".into(),

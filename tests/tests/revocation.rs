@@ -204,6 +204,7 @@ async fn unknown_revocation_status_stops_the_client_unless_it_opts_out() {
         let mut config = app.client_config();
         config.crl = CrlSource::Fetch {
             ca_url: format!("https://127.0.0.1:{}", pki_tests::free_port()),
+            ca_name: None,
         };
         let err = request_once(&config, "memo", b"").await.unwrap_err();
         assert!(

@@ -552,6 +552,7 @@ async fn sigterm_shuts_the_ca_and_the_server_down_gracefully_with_status_0() {
             ca: paths.root_cert(),
             crl: pki_client::CrlSource::Fetch {
                 ca_url: format!("https://{ca_listen}"),
+                ca_name: None,
             },
             ..Default::default()
         };

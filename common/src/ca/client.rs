@@ -30,7 +30,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Errors talking to the CA.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpsError {
-    #[error("bad CA URL {url:?}: {reason}")]
+    #[error("bad CA URL {url:?} (--ca-url): {reason}")]
     BadUrl { url: String, reason: String },
     #[error("cannot connect to {addr}: {source}")]
     Connect {
@@ -38,7 +38,12 @@ pub enum HttpsError {
         source: std::io::Error,
     },
     #[error("TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
+    Tls {
+        addr: String,
+        reason: String,
+        /// What went wrong, for the caller's hint.
+        kind: crate::tls::TlsFailure,
+    },
     /// The endpoint proved a certificate from our CA for the CA's name,
     /// but not the CA's own endpoint certificate: final, never retried.
     #[error("refusing {addr}: {source}")]
@@ -62,6 +67,30 @@ impl HttpsError {
             self,
             HttpsError::Connect { .. } | HttpsError::Timeout { .. } | HttpsError::Http { .. }
         )
+    }
+
+    /// What the user should change, for a program whose trusted root is
+    /// `root` (e.g. "--ca certs/ca.pem", or "the ca.pem in --dir"): the CA
+    /// URL and name are `--ca-url` and `--ca-name` in every program.
+    pub fn hint(&self, root: &str) -> Option<String> {
+        use crate::tls::TlsFailure as F;
+        Some(match self {
+            HttpsError::Connect { addr, .. } | HttpsError::Timeout { addr } => format!(
+                "check --ca-url, and that the CA is running at {addr} (`pki-ca serve --listen {addr}`)"
+            ),
+            HttpsError::Http { .. } => {
+                "check --ca-url: it must be the address of `pki-ca serve`".into()
+            }
+            HttpsError::Tls { kind, .. } => match kind {
+                F::UnknownIssuer => format!(
+                    "the CA at --ca-url was not issued by the root in {root}: use that CA's ca.pem, or the URL of the CA whose root you have"
+                ),
+                F::NameMismatch => "the CA's certificate does not carry the expected name (--ca-name, by default the host of --ca-url): pass a name it carries with --ca-name (the names of `pki-ca serve --name`)".into(),
+                F::Expired | F::NotValidYet => "check the clocks here and at the CA; restarting `pki-ca serve` gives it a fresh certificate".into(),
+                _ => return None,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -288,6 +317,9 @@ fn tls_failure(addr: &str, e: &std::io::Error) -> HttpsError {
         reason: tls
             .map(crate::tls::describe_tls_error)
             .unwrap_or_else(|| e.to_string()),
+        kind: tls
+            .map(crate::tls::classify_tls_error)
+            .unwrap_or(crate::tls::TlsFailure::Other),
     }
 }
 

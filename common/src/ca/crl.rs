@@ -89,7 +89,7 @@ pub struct CrlCache {
 
 /// No current CRL from the CA, nor from the cache.
 #[derive(Debug, thiserror::Error)]
-#[error("{fetch}; the cached CRL {path}: {cache}")]
+#[error("{fetch}, and the cached CRL {path} cannot stand in: {cache}")]
 pub struct NoCurrentCrl {
     /// Why the fetch failed (or was refused).
     pub fetch: FetchCrlError,

@@ -56,6 +56,17 @@ pub enum EnrollError {
     Save(String),
 }
 
+impl EnrollError {
+    /// What to change when the CA could not be reached or trusted; see
+    /// [`HttpsError::hint`]. A refusal carries the CA's own advice.
+    pub fn hint(&self, root: &str) -> Option<String> {
+        match self {
+            EnrollError::Https(e) | EnrollError::Unreachable { last: e, .. } => e.hint(root),
+            _ => None,
+        }
+    }
+}
+
 /// How long and how often to retry while the CA cannot be reached.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -129,8 +140,53 @@ pub enum Held {
     /// Still valid but due for renewal (a third or less of its lifetime
     /// left): renew it with itself.
     DueForRenewal(Enrolled, String),
-    /// Unusable: a new token is needed. The string says why.
-    Unusable(String),
+    /// Unusable; [`Unusable`] says why, and whether a new token is the fix.
+    Unusable(Unusable),
+}
+
+/// Why the key and certificate on disk cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("{} or {} is missing", .cert.display(), .key.display())]
+    Missing { cert: PathBuf, key: PathBuf },
+    /// Unreadable, or a key others can read: the file needs fixing, which
+    /// a new token would not do.
+    #[error(transparent)]
+    File(files::FileError),
+    #[error("{}: not a usable private key ({reason})", .key.display())]
+    BadKey { key: PathBuf, reason: String },
+    #[error("{} is not the key of {}", .key.display(), .cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("{}: {source}", .cert.display())]
+    Cert {
+        cert: PathBuf,
+        source: crate::cert::CertError,
+    },
+    #[error("{} does not name {name}", .cert.display())]
+    NotNamed { cert: PathBuf, name: String },
+    #[error("{} (serial {serial}) is revoked ({})", .cert.display(), .reason.map(|r| r.as_str()).unwrap_or("no reason given"))]
+    Revoked {
+        cert: PathBuf,
+        serial: String,
+        reason: Option<crate::revocation::Reason>,
+    },
+    /// No current CRL says whether it is revoked.
+    #[error("the revocation status of {} is unknown", .cert.display())]
+    RevocationUnknown { cert: PathBuf },
+}
+
+impl Unusable {
+    /// Whether the certificate was issued by another root than the one in
+    /// hand: the fix may be the root file rather than a new certificate.
+    pub fn is_other_root(&self) -> bool {
+        matches!(
+            self,
+            Unusable::Cert {
+                source: crate::cert::CertError::OtherRoot,
+                ..
+            }
+        )
+    }
 }
 
 /// Judges the key and certificate in `files`.
@@ -162,33 +218,45 @@ fn load_held(
     names: &[String],
     purpose: Profile,
     crl: Option<&VerifiedCrl>,
-) -> Result<Enrolled, String> {
+) -> Result<Enrolled, Unusable> {
     if !files.cert.exists() || !files.key.exists() {
-        return Err(format!(
-            "{} or {} is missing",
-            files.cert.display(),
-            files.key.display()
-        ));
+        return Err(Unusable::Missing {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        });
     }
-    let cert = files::read_cert(&files.cert).map_err(|e| e.to_string())?;
-    let key_pem = files::read_private_key_pem(&files.key).map_err(|e| e.to_string())?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let info = CertInfo::parse(&cert).map_err(|e| e.to_string())?;
+    let cert_err = |source| Unusable::Cert {
+        cert: files.cert.clone(),
+        source,
+    };
+    let cert = files::read_cert(&files.cert).map_err(Unusable::File)?;
+    let key_pem = files::read_private_key_pem(&files.key).map_err(Unusable::File)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| Unusable::BadKey {
+        key: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let info = CertInfo::parse(&cert).map_err(cert_err)?;
     if info.spki_der != key.subject_public_key_info() {
-        return Err("the key does not match the certificate".into());
+        return Err(Unusable::KeyMismatch {
+            key: files.key.clone(),
+            cert: files.cert.clone(),
+        });
     }
     let first = names.first().map(String::as_str);
-    verify_leaf(&cert, root, purpose, first, UnixTime::now()).map_err(|e| e.to_string())?;
+    verify_leaf(&cert, root, purpose, first, UnixTime::now()).map_err(cert_err)?;
     let certified = info.names();
     if let Some(missing) = names.iter().find(|n| !certified.contains(n)) {
-        return Err(format!("the certificate does not name {missing}"));
+        return Err(Unusable::NotNamed {
+            cert: files.cert.clone(),
+            name: missing.clone(),
+        });
     }
     if let Some(revoked) = crl.and_then(|c| c.revocation_of(&info.serial_hex)) {
-        return Err(format!(
-            "the certificate {} is revoked ({})",
-            info.short_serial(),
-            revoked.map(|r| r.as_str()).unwrap_or("no reason given")
-        ));
+        return Err(Unusable::Revoked {
+            cert: files.cert.clone(),
+            serial: info.short_serial(),
+            reason: revoked,
+        });
     }
     Ok(Enrolled {
         key_pem,
@@ -378,7 +446,12 @@ pub struct Enrollment {
 pub enum ObtainError {
     /// Nothing usable on disk, and no token to enroll with.
     #[error("no usable certificate ({reason}) and no enrollment token")]
-    NeedToken { reason: String },
+    NeedToken {
+        reason: String,
+        /// The certificate was issued by another root than the one in
+        /// hand, which may be the file to fix.
+        other_root: bool,
+    },
     #[error("enrollment failed: {0}")]
     Enroll(#[from] EnrollError),
     #[error(transparent)]
@@ -416,6 +489,7 @@ pub async fn obtain(
     purpose: Profile,
     crl: Option<&VerifiedCrl>,
 ) -> Result<Enrolled, ObtainError> {
+    let mut other_root = false;
     let reason = match check_held(files, root, names, purpose, crl) {
         Held::Good(held) => {
             info!(
@@ -440,10 +514,18 @@ pub async fn obtain(
                 Err(e) => format!("renewal failed: {e}"),
             }
         }
-        Held::Unusable(reason) => reason,
+        // A key file others can read is the file's problem, not one a new
+        // token solves; with a token the files are replaced anyway.
+        Held::Unusable(Unusable::File(e)) if enrollment.token.is_none() => {
+            return Err(ObtainError::File(e))
+        }
+        Held::Unusable(why) => {
+            other_root = why.is_other_root();
+            why.to_string()
+        }
     };
     let Some(token) = enrollment.token.as_deref() else {
-        return Err(ObtainError::NeedToken { reason });
+        return Err(ObtainError::NeedToken { reason, other_root });
     };
     info!("phase 1: enrolling with the CA ({reason})");
     let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)

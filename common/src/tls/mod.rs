@@ -139,48 +139,71 @@ pub fn server_verifier(
     Ok(verifier)
 }
 
-/// Why a peer's certificate was refused, in words a user can act on.
+/// What went wrong in a TLS handshake, in classes a program maps to the
+/// flag or file its user should change: the same "unknown issuer" is
+/// `--ca` for the client and the `ca.pem` in `--dir` for the server, so
+/// the wording of the fix is the program's ([`describe_tls_error`] only
+/// says what happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The peer's certificate does not chain to the root we trust.
+    UnknownIssuer,
+    /// It chains, but does not carry the name we expected.
+    NameMismatch,
+    Expired,
+    NotValidYet,
+    Revoked,
+    WrongPurpose,
+    /// The peer refused us (an alert), e.g. our certificate.
+    PeerRefused,
+    Other,
+}
+
+/// The class of a TLS error, see [`TlsFailure`].
+pub fn classify_tls_error(err: &rustls::Error) -> TlsFailure {
+    match err {
+        rustls::Error::InvalidCertificate(c) => {
+            match c {
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    TlsFailure::UnknownIssuer
+                }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    TlsFailure::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    TlsFailure::NotValidYet
+                }
+                CertificateError::Revoked => TlsFailure::Revoked,
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => TlsFailure::WrongPurpose,
+                _ => TlsFailure::Other,
+            }
+        }
+        rustls::Error::AlertReceived(_) => TlsFailure::PeerRefused,
+        _ => TlsFailure::Other,
+    }
+}
+
+/// Why a peer's certificate was refused, in words a user can read.
 ///
-/// rustls reports these as nested enums; a learner wants to read "unknown
-/// issuer" and what to do about it.
+/// rustls reports these as nested enums, some of which print as Rust
+/// `Debug` dumps; a learner wants to read "unknown issuer". What to do
+/// about it depends on the program's flags, so the caller adds that (see
+/// [`TlsFailure`]).
 pub fn describe_tls_error(err: &rustls::Error) -> String {
     match err {
-        rustls::Error::InvalidCertificate(cert_err) => match cert_err {
-            CertificateError::UnknownIssuer => "certificate verification failed: unknown issuer (the certificate does not chain to the CA root you trust; check --ca)".into(),
-            CertificateError::NotValidForNameContext { expected, presented } => format!(
-                "certificate verification failed: name mismatch (expected {}, the certificate names {}; check --name)",
-                expected.to_str(),
-                presented
-                    .iter()
-                    .map(|n| plain_name(n))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            CertificateError::NotValidForName => {
-                "certificate verification failed: name mismatch (the certificate is not valid for the expected name; check --name)".into()
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "certificate verification failed: expired (the certificate's validity has ended; re-enroll it)".into()
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "certificate verification failed: not valid yet (check the clocks)".into()
-            }
-            CertificateError::Revoked => "certificate verification failed: revoked".into(),
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "certificate verification failed: wrong purpose (the certificate lacks the required extended key usage)".into()
-            }
-            CertificateError::BadSignature => {
-                "certificate verification failed: bad signature (the certificate names your CA root as issuer but was not signed by it)".into()
-            }
-            CertificateError::Other(o) if o.0.is::<verify::NotCaEndpoint>() => {
-                format!("certificate verification failed: {}", o.0)
-            }
-            other => format!("certificate verification failed: {other:?}"),
-        },
+        rustls::Error::InvalidCertificate(cert_err) => format!(
+            "certificate verification failed: {}",
+            describe_certificate_error(cert_err)
+        ),
         rustls::Error::AlertReceived(alert) => {
             use rustls::AlertDescription as A;
             let why = match alert {
-                A::CertificateRequired => "it requires a client certificate (get one with `pki-client enroll`)",
+                A::CertificateRequired => {
+                    "it requires a client certificate (get one with `pki-client enroll`)"
+                }
                 A::UnknownCA => "it does not accept our certificate: unknown issuer",
                 A::CertificateRevoked => "it does not accept our certificate: revoked",
                 A::CertificateExpired => "it does not accept our certificate: expired",
@@ -193,7 +216,56 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
                 format!("the peer refused the TLS connection: {why} (alert {alert:?})")
             }
         }
+        rustls::Error::InvalidCertRevocationList(_) => {
+            "TLS error: the certificate revocation list cannot be used".into()
+        }
         other => format!("TLS error: {other}"),
+    }
+}
+
+/// A refused certificate in words; never a `Debug` dump.
+fn describe_certificate_error(err: &CertificateError) -> String {
+    match err {
+        CertificateError::UnknownIssuer => {
+            "unknown issuer (the certificate does not chain to the CA root trusted here)".into()
+        }
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "name mismatch (expected {}, the certificate names {})",
+            expected.to_str(),
+            presented
+                .iter()
+                .map(|n| plain_name(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        CertificateError::NotValidForName => {
+            "name mismatch (the certificate is not valid for the expected name)".into()
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "expired (the certificate's validity has ended)".into()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "not valid yet (check the clocks)".into()
+        }
+        CertificateError::Revoked => "revoked".into(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "wrong purpose (the certificate lacks the required extended key usage)".into()
+        }
+        CertificateError::BadSignature => {
+            "bad signature (the certificate names the CA root as issuer but was not signed by it)"
+                .into()
+        }
+        CertificateError::Other(o) if o.0.is::<verify::NotCaEndpoint>() => o.0.to_string(),
+        CertificateError::UnknownRevocationStatus => {
+            "unknown revocation status (no CRL speaks for the certificate)".into()
+        }
+        CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. } => "the CRL has expired".into(),
+        CertificateError::BadEncoding => "the certificate is not valid DER".into(),
+        _ => "the certificate was refused".into(),
     }
 }
 
