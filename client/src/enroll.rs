@@ -8,7 +8,7 @@
 use rustls::pki_types::CertificateDer;
 use tracing::info;
 
-use pki_common::ca::enroll::{check_held, Enrolled, Held, KeyFiles};
+use pki_common::ca::enroll::{check_held, Enrolled, Held, KeyFiles, Retry};
 use pki_common::cert::Profile;
 
 use crate::trust::{obtain_crl, CrlSource};
@@ -36,7 +36,8 @@ pub fn load_identity(
 }
 
 /// `pki-client enroll`: keeps a good certificate for `name` (unless
-/// `force`), otherwise makes a key and enrolls with `token`.
+/// `force`), otherwise makes a key and enrolls with `token`, retrying for
+/// the default minute while the CA cannot be reached.
 pub async fn enroll_client(
     ca_url: &str,
     root: &CertificateDer<'static>,
@@ -44,6 +45,19 @@ pub async fn enroll_client(
     name: &str,
     token: &str,
     force: bool,
+) -> Result<Enrolled, ClientError> {
+    enroll_client_within(ca_url, root, files, name, token, force, Retry::default()).await
+}
+
+/// [`enroll_client`], retrying as `retry` says (`--enroll-deadline`).
+pub async fn enroll_client_within(
+    ca_url: &str,
+    root: &CertificateDer<'static>,
+    files: &KeyFiles,
+    name: &str,
+    token: &str,
+    force: bool,
+    retry: Retry,
 ) -> Result<Enrolled, ClientError> {
     let names = vec![name.to_string()];
     if !force {
@@ -65,7 +79,7 @@ pub async fn enroll_client(
         &names,
         token,
         Profile::Client,
-        pki_common::ca::enroll::Retry::default(),
+        retry,
     )
     .await?;
     enrolled.save(files)?;
@@ -83,6 +97,10 @@ async fn still_good(
     files: &KeyFiles,
     names: &[String],
 ) -> Option<Enrolled> {
+    if !files.cert.exists() {
+        // Nothing to keep: no revocation check to warn about either.
+        return None;
+    }
     let crl = obtain_crl(
         &CrlSource::Fetch {
             ca_url: ca_url.to_string(),

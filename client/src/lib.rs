@@ -40,7 +40,7 @@ mod trust;
 
 pub use config::ClientConfig;
 pub use connection::Connection;
-pub use enroll::{enroll_client, load_identity, renew_client};
+pub use enroll::{enroll_client, enroll_client_within, load_identity, renew_client};
 pub use error::ClientError;
 pub use session::{request_once, SessionClient};
 pub use trust::{obtain_crl, ClientTls, CrlSource};
