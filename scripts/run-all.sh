@@ -50,7 +50,7 @@ wait_for_port() {
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "CA root in $CERTS/ (created if missing, kept otherwise)"
-"$BIN/pki-ca" init || exit 1
+"$BIN/pki-ca" init >&2 || exit 1
 
 step "starting the CA on https://$CA_LISTEN"
 "$BIN/pki-ca" serve --listen "$CA_LISTEN" > >(sed -u 's/^/[ca]     /' >&2) 2>&1 &

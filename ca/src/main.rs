@@ -231,11 +231,15 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(&paths, args),
         Command::Revoke(args) => revoke(&paths, args),
         Command::List(args) => list(&paths, args),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "pki-ca", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell),
     }
+}
+
+/// `pki-ca completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pki-ca", &mut std::io::stdout());
+    Ok(())
 }
 
 /// Opens the CA for a one-shot command, which issues nothing, so the
@@ -279,7 +283,10 @@ fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
         paths.crl().display()
     );
     println!("root fingerprint (SHA-256): {fingerprint}");
-    println!("  check it: openssl x509 -in {} -noout -fingerprint -sha256", cert.display());
+    println!(
+        "  check it: openssl x509 -in {} -noout -fingerprint -sha256",
+        cert.display()
+    );
     println!("  on another host: pki-client --ca-url https://<this host>:8443 --root-fingerprint {fingerprint} enroll");
     Ok(())
 }
@@ -456,4 +463,16 @@ fn json_row(r: &IssuedRecord, renewed_by: Option<&str>, now: i64) -> serde_json:
         "renewed_from": r.renewed_from,
         "renewed_by": renewed_by,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique ids, valid defaults, …),
+    /// which otherwise run only when a flag is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

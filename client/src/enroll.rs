@@ -73,15 +73,8 @@ pub async fn enroll_client_within(
     }
     let ca = pki_common::ca::client::CaClient::new(ca_url, None, root)
         .map_err(pki_common::ca::enroll::EnrollError::from)?;
-    let enrolled = pki_common::ca::enroll::enroll(
-        &ca,
-        root,
-        &names,
-        token,
-        Profile::Client,
-        retry,
-    )
-    .await?;
+    let enrolled =
+        pki_common::ca::enroll::enroll(&ca, root, &names, token, Profile::Client, retry).await?;
     enrolled.save(files)?;
     Ok(enrolled)
 }

@@ -123,7 +123,9 @@ Examples:
   pki-client request whoami --crl certs/ca.crl.pem")]
     Request {
         /// The request: memo, whoami or echo.
-        name: String,
+        // Not `name`: that id is the global `--name`, the server's.
+        #[arg(value_name = "REQUEST")]
+        request: String,
         /// The request body.
         #[arg(long, default_value = "")]
         body: String,
@@ -218,8 +220,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "pki-client", &mut std::io::stdout());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(completions(shell));
     }
     let files = KeyFiles {
         key: cli.file(&cli.key, "client.key"),
@@ -234,12 +235,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             identity,
             force,
         } => {
-            let token = match (token_file, token) {
-                (Some(path), _) => pki_common::files::read_token_file(path)?,
-                (None, Some(token)) => token.clone(),
-                // clap requires one of the two; this only guards a change.
-                (None, None) => return Err(ClientError::NoToken),
-            };
+            let token = enrollment_token(token.as_deref(), token_file.as_deref())?;
             let e = enroll_client_within(
                 &cli.ca_url,
                 &root,
@@ -268,9 +264,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Request { name, body } => {
+        Command::Request { request, body } => {
             let config = request_config(&cli, &files, &root)?;
-            let response = request_once(&config, name, body.as_bytes()).await?;
+            let response = request_once(&config, request, body.as_bytes()).await?;
             println!("{}", String::from_utf8_lossy(&response.data));
             Ok(match response.status {
                 Status::Ok => ExitCode::SUCCESS,
@@ -280,6 +276,26 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 }
             })
         }
+    }
+}
+
+/// `pki-client completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pki-client", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// The token from `--token-file`, or from `--token`/`PKI_TOKEN`.
+fn enrollment_token(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<String, ClientError> {
+    match (token_file, token) {
+        (Some(path), _) => Ok(pki_common::files::read_token_file(path)?),
+        (None, Some(token)) => Ok(token.to_string()),
+        // clap requires one of the two; this only guards a change.
+        (None, None) => Err(ClientError::NoToken),
     }
 }
 
@@ -330,4 +346,16 @@ fn request_config(
         identity,
         ..ClientConfig::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique ids, valid defaults, …),
+    /// which otherwise run only when a flag is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

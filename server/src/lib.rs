@@ -216,12 +216,9 @@ impl AppServer {
         // either start order (server or CA first) works in every mode.
         let deadline = tokio::time::Instant::now() + config.enrollment.retry.deadline;
         let files = config.identity_files();
-        let root = identity::trusted_root(
-            &files,
-            &config.enrollment,
-            config.root_fingerprint.as_ref(),
-        )
-        .await?;
+        let root =
+            identity::trusted_root(&files, &config.enrollment, config.root_fingerprint.as_ref())
+                .await?;
         let mut crl = identity::current_crl(&files, &config.enrollment, &root).await;
         let identity =
             identity::obtain(&files, &config.names, &config.enrollment, crl.as_ref()).await?;

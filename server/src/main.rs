@@ -144,8 +144,7 @@ fn main() -> anyhow::Result<()> {
     pki_common::logging::init();
     let (cli, token_on_command_line) = parse_cli();
     if let Some(ServerCommand::Completions { shell }) = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "pki-server", &mut std::io::stdout());
-        return Ok(());
+        return completions(shell);
     }
     let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
     let config = ServerConfig {
@@ -200,6 +199,13 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// `pki-server completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pki-server", &mut std::io::stdout());
+    Ok(())
+}
+
 /// Parses the command line, and tells whether `--token` was given on it
 /// (rather than in `PKI_TOKEN`), which deserves a warning.
 fn parse_cli() -> (Cli, bool) {
@@ -225,5 +231,17 @@ fn enrollment_token(
             pki_common::files::read_token_file(path).context("pki-server cannot start")?,
         )),
         None => Ok(token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique ids, valid defaults, …),
+    /// which otherwise run only when a flag is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -44,7 +44,7 @@ use super::client::CaClient;
 use super::enroll::{retry_while_unreachable, EnrollError, Retry};
 use crate::files::{self, FileError};
 use crate::tls::provider;
-use crate::tls::verify::CaEndpointVerifier;
+use crate::tls::verify::{not_ca_endpoint, CaEndpointVerifier};
 
 /// A certificate's SHA-256 fingerprint: the hash of its DER encoding, as
 /// `openssl x509 -noout -fingerprint -sha256` computes it.
@@ -204,9 +204,10 @@ pub async fn fetch_root(
     retry: Retry,
 ) -> Result<CertificateDer<'static>, BootstrapError> {
     let seen = Arc::new(FirstContact::default());
-    let ca = CaClient::with_verifier(ca_url, ca_name, seen.clone(), None)
-        .map_err(EnrollError::from)?;
-    let response = retry_while_unreachable(ca_url, "bootstrap", retry, || ca.get(api::ROOT)).await?;
+    let ca =
+        CaClient::with_verifier(ca_url, ca_name, seen.clone(), None).map_err(EnrollError::from)?;
+    let response =
+        retry_while_unreachable(ca_url, "bootstrap", retry, || ca.get(api::ROOT)).await?;
     let bad = |reason: String| BootstrapError::BadAnswer {
         url: ca_url.to_string(),
         reason,
@@ -225,10 +226,11 @@ pub async fn fetch_root(
             path: String::new(),
         });
     }
-    seen.verify_against(&root).map_err(|reason| BootstrapError::Endpoint {
-        url: ca_url.to_string(),
-        reason,
-    })?;
+    seen.verify_against(&root)
+        .map_err(|reason| BootstrapError::Endpoint {
+            url: ca_url.to_string(),
+            reason,
+        })?;
     Ok(root)
 }
 
@@ -271,7 +273,10 @@ impl FirstContact {
                 &[],
                 UnixTime::now(),
             )
-            .map_err(|e| crate::tls::describe_tls_error(&e))?;
+            .map_err(|e| match not_ca_endpoint(&e) {
+                Some(impostor) => impostor.to_string(),
+                None => crate::tls::describe_tls_error(&e),
+            })?;
         Ok(())
     }
 }
