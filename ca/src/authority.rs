@@ -33,8 +33,9 @@ use pki_common::cert::Profile;
 pub enum AuthorityError {
     #[error(transparent)]
     File(#[from] files::FileError),
-    #[error("no CA root at {0}; run `pki-ca init` first")]
-    NoRoot(String),
+    /// `dir` is the directory `--dir` named, which may be a typo.
+    #[error("no CA root at {path}; run `pki-ca init --dir {dir}` to create one there, or check --dir (or PKI_CERTS_DIR)")]
+    NoRoot { path: String, dir: String },
     #[error("the root key in {key} does not match the root certificate in {cert}")]
     KeyMismatch { key: String, cert: String },
     #[error("cannot use the root: {0}")]
@@ -136,9 +137,10 @@ impl RootAuthority {
     /// Loads `ca.pem` and `ca.key` and checks that they belong together.
     pub fn load(paths: &CaPaths) -> Result<Self, AuthorityError> {
         if !paths.root_cert().exists() {
-            return Err(AuthorityError::NoRoot(
-                paths.root_cert().display().to_string(),
-            ));
+            return Err(AuthorityError::NoRoot {
+                path: paths.root_cert().display().to_string(),
+                dir: paths.dir().display().to_string(),
+            });
         }
         let cert = files::read_cert(&paths.root_cert())?;
         let key_pem = files::read_private_key_pem(&paths.root_key())?;

@@ -94,9 +94,14 @@ pub struct Ca {
 
 impl Ca {
     /// Opens the CA in `paths` (the root must exist) with its SQLite ledger.
+    ///
+    /// The root is loaded before the ledger is opened, which creates it
+    /// (and its directory): a mistyped `--dir` then fails with "no CA
+    /// root" and leaves nothing behind.
     pub fn open(paths: &CaPaths, policy: IssuancePolicy) -> Result<Self, CaError> {
+        let root = RootAuthority::load(paths)?;
         let ledger = Arc::new(SqliteLedger::open(&paths.ledger())?);
-        Self::with_ledger(paths, policy, ledger)
+        Self::assemble(paths, policy, ledger, root)
     }
 
     /// Opens the CA with another ledger implementation (a networked store,
@@ -107,6 +112,15 @@ impl Ca {
         ledger: Arc<dyn Ledger>,
     ) -> Result<Self, CaError> {
         let root = RootAuthority::load(paths)?;
+        Self::assemble(paths, policy, ledger, root)
+    }
+
+    fn assemble(
+        paths: &CaPaths,
+        policy: IssuancePolicy,
+        ledger: Arc<dyn Ledger>,
+        root: RootAuthority,
+    ) -> Result<Self, CaError> {
         let reserved = ReservedNames::load(&paths.endpoint_names())?;
         Ok(Ca {
             paths: paths.clone(),

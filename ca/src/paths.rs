@@ -4,7 +4,7 @@
 //! tests — which may run in different processes against one directory —
 //! cannot disagree about them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the CA keeps its files.
 #[derive(Debug, Clone)]
@@ -15,6 +15,10 @@ pub struct CaPaths {
 impl CaPaths {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         CaPaths { dir: dir.into() }
+    }
+    /// The directory itself, as given (`--dir`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
     /// The root certificate, distributed to every party out of band.
     pub fn root_cert(&self) -> PathBuf {

@@ -118,14 +118,18 @@ pub struct CaServer {
 }
 
 impl CaServer {
-    /// Issues the CA's TLS certificate and binds the listener.
+    /// Binds the listener, then issues the CA's TLS certificate.
+    ///
+    /// In that order: a port already in use (a second `pki-ca serve`, a
+    /// typo in `--listen`) then fails before anything is issued or
+    /// recorded in the ledger.
     pub async fn bind(ca: Arc<Ca>, opts: ServeOptions) -> Result<Self, ServeError> {
-        let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
         let listener = Listener::bind(opts.listener.clone()).await?;
         let metrics_listener = match opts.metrics_listen {
             Some(addr) => Some(MetricsListener::bind(addr).await?),
             None => None,
         };
+        let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
         ca.publish_crl()?;
         let limits = crate::http::BodyLimits {
             max_body: opts.max_body,

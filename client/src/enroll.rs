@@ -8,7 +8,7 @@
 use rustls::pki_types::CertificateDer;
 use tracing::info;
 
-use pki_common::ca::enroll::{check_held, Enrolled, Held, KeyFiles};
+use pki_common::ca::enroll::{check_held, Enrolled, Enrollment, Held, KeyFiles};
 use pki_common::cert::Profile;
 
 use crate::trust::{obtain_crl_for, CrlSource};
@@ -36,18 +36,18 @@ pub fn load_identity(
 }
 
 /// `pki-client enroll`: keeps a good certificate for `name` (unless
-/// `force`), otherwise makes a key and enrolls with `token` at the CA at
-/// `ca_url`, whose certificate must carry `ca_name` (default: the URL's
-/// host).
+/// `force`), otherwise makes a key and enrolls with the token at the CA
+/// `ca` names (its URL, the name its certificate must carry, and how long
+/// to retry while it cannot be reached).
 pub async fn enroll_client(
-    ca_url: &str,
-    ca_name: Option<&str>,
+    ca: &Enrollment,
     root: &CertificateDer<'static>,
     files: &KeyFiles,
     name: &str,
-    token: &str,
     force: bool,
 ) -> Result<Enrolled, ClientError> {
+    let (ca_url, ca_name) = (ca.ca_url.as_str(), ca.ca_name.as_deref());
+    let token = ca.token.as_deref().ok_or(ClientError::NoToken)?;
     let names = vec![name.to_string()];
     if !force {
         if let Some(held) = still_good(ca_url, ca_name, root, files, &names).await {
@@ -60,17 +60,11 @@ pub async fn enroll_client(
             return Ok(held);
         }
     }
-    let ca = pki_common::ca::client::CaClient::new(ca_url, ca_name, root)
+    let client = pki_common::ca::client::CaClient::new(ca_url, ca_name, root)
         .map_err(pki_common::ca::enroll::EnrollError::from)?;
-    let enrolled = pki_common::ca::enroll::enroll(
-        &ca,
-        root,
-        &names,
-        token,
-        Profile::Client,
-        pki_common::ca::enroll::Retry::default(),
-    )
-    .await?;
+    let enrolled =
+        pki_common::ca::enroll::enroll(&client, root, &names, token, Profile::Client, ca.retry)
+            .await?;
     enrolled.save(files)?;
     Ok(enrolled)
 }
@@ -87,6 +81,10 @@ async fn still_good(
     files: &KeyFiles,
     names: &[String],
 ) -> Option<Enrolled> {
+    if !files.cert.exists() {
+        // Nothing to keep: no revocation check to warn about either.
+        return None;
+    }
     let crl = obtain_crl_for(
         "phase 1",
         &CrlSource::Fetch {

@@ -7,6 +7,11 @@
 //!              request memo
 //!   pki-client enroll [--token-file F] [--as client1.pki.test]   certs/client.{key,pem}
 //!   pki-client renew                                             renew them with themselves
+//!   pki-client completions bash                                  a completion script
+//!
+//! Every option may come before or after the subcommand. With
+//! `--root-fingerprint FP`, a missing `--ca` file is fetched from
+//! `--ca-url` first and kept only if its SHA-256 is FP.
 //!
 //! `request` prints the response data on stdout and narrates steps 3 to 8
 //! on stderr. It presents certs/client.pem when it exists. Every command
@@ -27,48 +32,85 @@ use pki_client::CrlSource;
 use pki_client::{
     enroll_client, load_identity, renew_client, request_once, ClientConfig, ClientError,
 };
-use pki_common::ca::enroll::KeyFiles;
+use pki_common::ca::bootstrap::{ensure_root, Fingerprint};
+use pki_common::ca::enroll::{Enrollment, KeyFiles, Retry};
 use pki_common::proto::message::Status;
 
+/// Examples shown under `pki-client --help`.
+const EXAMPLES: &str = "\
+Examples:
+  # First contact on a new host: fetch the root, pinned by the fingerprint
+  # that `pki-ca init` printed, then enroll with a client token
+  PKI_TOKEN=$(pki-ca token --profile client --name client1.pki.test) \\
+    pki-client enroll --ca-url https://127.0.0.1:8443 --root-fingerprint AB:CD:...
+
+  # One request to the application server, verified against certs/ca.pem
+  pki-client request memo --server 127.0.0.1:9443 --name app.pki.test
+
+Options go before or after the subcommand; PKI_CERTS_DIR sets --dir.";
+
+/// The heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options (before or after the subcommand)";
+
 #[derive(Parser)]
-#[command(name = "pki-client", version, about = "The client")]
+#[command(
+    name = "pki-client",
+    version,
+    about = "The client: enrolls for its own certificate and talks to the application server",
+    after_help = EXAMPLES
+)]
 struct Cli {
+    /// Directory holding ca.pem, client.pem and client.key (the defaults of
+    /// --ca, --cert and --key).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "PKI_CERTS_DIR", default_value = "certs")]
+    dir: PathBuf,
     /// The application server, host:port.
-    #[arg(long, default_value = "127.0.0.1:9443")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "127.0.0.1:9443")]
     server: String,
     /// The identity the server's certificate must carry.
-    #[arg(long, default_value = "app.pki.test")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "app.pki.test")]
     name: String,
-    /// The CA root certificate, the only trust anchor.
-    #[arg(long, default_value = "certs/ca.pem")]
-    ca: PathBuf,
+    /// The CA root certificate, the only trust anchor [default: ca.pem in --dir].
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    ca: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the CA root (as `pki-ca init` prints it).
+    /// When the --ca file is missing, the root is fetched from --ca-url and
+    /// kept only if it matches; an existing file must match too.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "PKI_ROOT_FINGERPRINT", value_name = "FP")]
+    root_fingerprint: Option<Fingerprint>,
     /// The client id to register as (default: the name in the client
     /// certificate, or client1 without one).
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     id: Option<String>,
     /// The CA: where the CRL is fetched, and where enroll and renew go.
-    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "https://127.0.0.1:8443")]
     ca_url: String,
     /// The name the CA's certificate must carry (default: the URL's host).
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME")]
     ca_name: Option<String>,
+    /// How long to keep retrying while the CA cannot be reached (enroll,
+    /// and fetching the root with --root-fingerprint).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    enroll_deadline: Duration,
     /// Check revocation against this CRL file (PEM or DER) instead of fetching one.
-    #[arg(long, conflicts_with = "insecure_skip_revocation")]
+    #[arg(long, global = true, help_heading = GLOBAL, conflicts_with = "insecure_skip_revocation")]
     crl: Option<PathBuf>,
     /// INSECURE: do not check revocation at all.
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     insecure_skip_revocation: bool,
-    /// The client's certificate, presented to servers that ask for one.
-    #[arg(long, default_value = "certs/client.pem")]
-    cert: PathBuf,
-    /// The client's private key (PKCS#8 PEM, mode 0600).
-    #[arg(long, default_value = "certs/client.key")]
-    key: PathBuf,
+    /// The client's certificate, presented to servers that ask for one
+    /// [default: client.pem in --dir].
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    cert: Option<PathBuf>,
+    /// The client's private key, PKCS#8 PEM, mode 0600 [default: client.key
+    /// in --dir].
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    key: Option<PathBuf>,
     /// Do not present a client certificate even if there is one.
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     no_client_cert: bool,
     /// Allowed clock skew for protocol timestamps.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
     /// Log format on stderr: text (a line per event, for people) or json
     /// (a JSON object per line, for log pipelines).
@@ -81,13 +123,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Register with the server and send one request (e.g. memo, whoami, echo).
+    #[command(after_help = "\
+Examples:
+  pki-client request memo
+  pki-client request echo --body hello --server 127.0.0.1:9443 --name app.pki.test
+  pki-client request whoami --crl certs/ca.crl.pem")]
     Request {
-        name: String,
+        /// The request: memo, whoami or echo.
+        // Not `name`: that id is the global `--name`, the server's.
+        #[arg(value_name = "REQUEST")]
+        request: String,
         /// The request body.
         #[arg(long, default_value = "")]
         body: String,
     },
     /// Make a key here and enroll for a client certificate with a token.
+    #[command(after_help = "\
+Examples:
+  PKI_TOKEN=$(pki-ca token --profile client --name client1.pki.test) \\
+    pki-client enroll --as client1.pki.test --ca-url https://127.0.0.1:8443
+  pki-client enroll --token-file token.txt --enroll-deadline 10s")]
     Enroll {
         /// A client-profile token from `pki-ca token --profile client`.
         /// Prefer the PKI_TOKEN variable or --token-file: other local users
@@ -110,7 +165,37 @@ enum Command {
         force: bool,
     },
     /// Renew the client certificate, authenticating with it (new key).
+    #[command(after_help = "\
+Example:
+  pki-client renew --ca-url https://127.0.0.1:8443")]
     Renew,
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "\
+Examples:
+  pki-client completions bash > /etc/bash_completion.d/pki-client
+  pki-client completions zsh > \"${fpath[1]}/_pki-client\"")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Cli {
+    /// The file of `flag`, or `name` in `--dir`.
+    fn file(&self, flag: &Option<PathBuf>, name: &str) -> PathBuf {
+        flag.clone().unwrap_or_else(|| self.dir.join(name))
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.file(&self.ca, "ca.pem")
+    }
+
+    fn retry(&self) -> Retry {
+        Retry {
+            deadline: self.enroll_deadline,
+            ..Retry::default()
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -132,34 +217,29 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
+    if let Command::Completions { shell } = cli.command {
+        return Ok(completions(shell));
+    }
     let files = KeyFiles {
-        key: cli.key.clone(),
-        cert: cli.cert.clone(),
+        key: cli.file(&cli.key, "client.key"),
+        cert: cli.file(&cli.cert, "client.pem"),
     };
-    let root = pki_common::files::read_cert(&cli.ca)?;
+    let root = root(&cli).await?;
     match &cli.command {
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Enroll {
             token,
             token_file,
             identity,
             force,
         } => {
-            let token = match (token_file, token) {
-                (Some(path), _) => pki_common::files::read_token_file(path)?,
-                (None, Some(token)) => token.clone(),
-                // clap requires one of the two; this only guards a change.
-                (None, None) => return Err(ClientError::NoToken),
+            let ca = Enrollment {
+                ca_url: cli.ca_url.clone(),
+                ca_name: cli.ca_name.clone(),
+                token: Some(enrollment_token(token.as_deref(), token_file.as_deref())?),
+                retry: cli.retry(),
             };
-            let e = enroll_client(
-                &cli.ca_url,
-                cli.ca_name.as_deref(),
-                &root,
-                &files,
-                identity,
-                &token,
-                *force,
-            )
-            .await?;
+            let e = enroll_client(&ca, &root, &files, identity, *force).await?;
             println!(
                 "{} (serial {}, valid until {})",
                 files.cert.display(),
@@ -178,9 +258,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Request { name, body } => {
+        Command::Request { request, body } => {
             let config = request_config(&cli, &files, &root)?;
-            let response = request_once(&config, name, body.as_bytes()).await?;
+            let response = request_once(&config, request, body.as_bytes()).await?;
             println!("{}", String::from_utf8_lossy(&response.data));
             Ok(match response.status {
                 Status::Ok => ExitCode::SUCCESS,
@@ -190,6 +270,40 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 }
             })
         }
+    }
+}
+
+/// `pki-client completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pki-client", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// The token from `--token-file`, or from `--token`/`PKI_TOKEN`.
+fn enrollment_token(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<String, ClientError> {
+    match (token_file, token) {
+        (Some(path), _) => Ok(pki_common::files::read_token_file(path)?),
+        (None, Some(token)) => Ok(token.to_string()),
+        // clap requires one of the two; this only guards a change.
+        (None, None) => Err(ClientError::NoToken),
+    }
+}
+
+/// The root to trust: `--ca`, fetched first from `--ca-url` when it is
+/// missing and `--root-fingerprint` pins it (see
+/// `pki_common::ca::bootstrap`).
+async fn root(cli: &Cli) -> Result<CertificateDer<'static>, ClientError> {
+    let path = cli.ca_file();
+    match &cli.root_fingerprint {
+        Some(fp) => {
+            Ok(ensure_root(&path, &cli.ca_url, cli.ca_name.as_deref(), fp, cli.retry()).await?)
+        }
+        None if !path.exists() => Err(ClientError::NoRoot(path.display().to_string())),
+        None => Ok(pki_common::files::read_cert(&path)?),
     }
 }
 
@@ -215,7 +329,7 @@ fn request_config(
     Ok(ClientConfig {
         server: cli.server.clone(),
         name: cli.name.clone(),
-        ca: cli.ca.clone(),
+        ca: cli.ca_file(),
         client_id,
         skew_secs: cli.skew.as_secs(),
         crl: match (&cli.crl, cli.insecure_skip_revocation) {
@@ -224,10 +338,22 @@ fn request_config(
             (None, false) => CrlSource::Cached {
                 ca_url: cli.ca_url.clone(),
                 ca_name: cli.ca_name.clone(),
-                cache: pki_client::crl_cache_path(&cli.ca),
+                cache: pki_client::crl_cache_path(&cli.ca_file()),
             },
         },
         identity,
         ..ClientConfig::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique ids, valid defaults, …),
+    /// which otherwise run only when a flag is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

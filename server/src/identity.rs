@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
 use tracing::{info, warn};
 
+use pki_common::ca::bootstrap::{self, BootstrapError, Fingerprint};
 use pki_common::ca::client::CaClient;
 use pki_common::ca::crl::{CrlCache, FetchCrlError};
 pub use pki_common::ca::enroll::Enrollment;
@@ -28,8 +29,10 @@ use pki_common::revocation::VerifiedCrl;
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("no CA root at {0}; copy the CA's ca.pem there (it is the trust anchor, distributed out of band), or pass the directory that holds it with --dir")]
+    #[error("no CA root at {0}; copy the CA's ca.pem there (it is the trust anchor, distributed out of band), fetch it from the CA with --root-fingerprint FP (FP is what `pki-ca init` printed), or pass the directory that holds it with --dir")]
     NoRoot(String),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
     #[error(transparent)]
     File(#[from] FileError),
     #[error("no usable certificate ({reason}) and no enrollment token; {}mint one with `pki-ca token --name {name}` and pass it in PKI_TOKEN or with --token-file FILE (mode 0600)", if *.other_root { "if the ca.pem in --dir is the right root, " } else { "" })]
@@ -62,7 +65,8 @@ pub struct IdentityFiles {
 }
 
 impl IdentityFiles {
-    /// The standard names in `dir`: `ca.pem`, `server.key`, `server.pem`.
+    /// The standard names in `dir`: `ca.pem`, `server.key`, `server.pem`
+    /// (`--cert` and `--key` replace the last two).
     pub fn in_dir(dir: &Path) -> Self {
         IdentityFiles {
             root: dir.join("ca.pem"),
@@ -180,6 +184,26 @@ pub async fn current_crl_until(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(enrollment.retry.max_backoff);
     }
+}
+
+/// The root the server trusts: `ca.pem`, fetched first from the CA when it
+/// is missing and `fingerprint` pins it (see `pki_common::ca::bootstrap`).
+pub async fn trusted_root(
+    files: &IdentityFiles,
+    enrollment: &Enrollment,
+    fingerprint: Option<&Fingerprint>,
+) -> Result<CertificateDer<'static>, IdentityError> {
+    let Some(fingerprint) = fingerprint else {
+        return read_root(files);
+    };
+    Ok(bootstrap::ensure_root(
+        &files.root,
+        &enrollment.ca_url,
+        enrollment.ca_name.as_deref(),
+        fingerprint,
+        enrollment.retry,
+    )
+    .await?)
 }
 
 /// Reads the root the server trusts.

@@ -38,6 +38,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use pki_common::ca::bootstrap::Fingerprint;
 use pki_common::ca::enroll::Retry;
 pub use pki_common::listener::ListenOptions;
 use pki_common::listener::{accept_tls, Listener};
@@ -63,6 +64,15 @@ pub struct ServerConfig {
     /// Holds ca.pem, server.key and server.pem (and the CA's ca.crl.pem
     /// when the CA shares the directory).
     pub certs_dir: PathBuf,
+    /// The server's certificate; `None`: `server.pem` in `certs_dir`. Two
+    /// servers sharing a directory each need their own.
+    pub cert_file: Option<PathBuf>,
+    /// The server's private key; `None`: `server.key` in `certs_dir`.
+    pub key_file: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the CA root: with it, a missing
+    /// `ca.pem` is fetched from the CA and kept only if it matches (see
+    /// `pki_common::ca::bootstrap`).
+    pub root_fingerprint: Option<Fingerprint>,
     pub enrollment: Enrollment,
     /// Whether clients must present a certificate.
     pub client_auth: ClientAuth,
@@ -94,6 +104,18 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where the server keeps its root, key and certificate.
+    pub fn identity_files(&self) -> IdentityFiles {
+        let mut files = IdentityFiles::in_dir(&self.certs_dir);
+        if let Some(cert) = &self.cert_file {
+            files.cert = cert.clone();
+        }
+        if let Some(key) = &self.key_file {
+            files.key = key.clone();
+        }
+        files
+    }
+
     /// The session table's bounds.
     pub fn session_limits(&self) -> sessions::Limits {
         sessions::Limits {
@@ -111,6 +133,9 @@ impl Default for ServerConfig {
             listener: ListenOptions::on(SocketAddr::from(([127, 0, 0, 1], 9443))),
             names: vec!["app.pki.test".into()],
             certs_dir: PathBuf::from("certs"),
+            cert_file: None,
+            key_file: None,
+            root_fingerprint: None,
             enrollment: Enrollment {
                 ca_url: "https://127.0.0.1:8443".into(),
                 ca_name: None,
@@ -203,8 +228,10 @@ impl AppServer {
         // Enrollment and the CRL fetched after it share one deadline, so
         // either start order (server or CA first) works in every mode.
         let deadline = tokio::time::Instant::now() + config.enrollment.retry.deadline;
-        let files = IdentityFiles::in_dir(&config.certs_dir);
-        let root = identity::read_root(&files)?;
+        let files = config.identity_files();
+        let root =
+            identity::trusted_root(&files, &config.enrollment, config.root_fingerprint.as_ref())
+                .await?;
         let mut crl = identity::current_crl(&files, &config.enrollment, &root).await;
         let identity =
             identity::obtain(&files, &config.names, &config.enrollment, crl.as_ref()).await?;
@@ -232,7 +259,7 @@ impl AppServer {
         identity: Identity,
         service: Service,
     ) -> Result<Self, ServerError> {
-        let files = IdentityFiles::in_dir(&config.certs_dir);
+        let files = config.identity_files();
         let crl = identity::current_crl(&files, &config.enrollment, &identity.root).await;
         Self::bind_with_crl(config, identity, service, crl).await
     }

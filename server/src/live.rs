@@ -16,7 +16,7 @@ use pki_common::revocation::{Reason, Succession, VerifiedCrl};
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::{server_config_with_client_auth, ClientAuth, TlsSetupError};
 
-use crate::identity::{self, Identity, IdentityError, IdentityFiles};
+use crate::identity::{self, Identity, IdentityError};
 use crate::Shared;
 
 /// One certificate with the TLS configuration that presents it.
@@ -122,7 +122,7 @@ pub async fn revoked_among(live: &mut watch::Receiver<Arc<Live>>, serials: &[Str
 /// stale `ca.crl.pem` while the CA is down, say) or another CRL with the
 /// same number is refused, and the one in use stays.
 pub async fn refresh_crl(shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let files = IdentityFiles::in_dir(&shared.config.certs_dir);
+    let files = shared.config.identity_files();
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -187,7 +187,7 @@ async fn own_certificate_revoked(shared: &Arc<Shared>, reason: Option<Reason>) {
     let serial = current.identity.info.short_serial();
     let why = reason.map(|r| r.as_str()).unwrap_or("no reason given");
     error!("this server's certificate {serial} has been revoked ({why}): it is no longer presented; enrolling a new one");
-    let files = IdentityFiles::in_dir(&shared.config.certs_dir);
+    let files = shared.config.identity_files();
     let config = &shared.config;
     let obtained = identity::obtain(
         &files,
@@ -224,7 +224,7 @@ async fn own_certificate_revoked(shared: &Arc<Shared>, reason: Option<Reason>) {
 /// Renews the server's certificate once two thirds of its lifetime have
 /// passed, and installs the new one for new connections.
 pub async fn keep_renewed(shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let files = IdentityFiles::in_dir(&shared.config.certs_dir);
+    let files = shared.config.identity_files();
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let current = shared.live.current();

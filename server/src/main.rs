@@ -4,6 +4,8 @@
 //!   pki-server [--listen 127.0.0.1:9443] [--name app.pki.test]
 //!              [--ca-url https://127.0.0.1:8443] [--token-file F]
 //!              [--require-client-cert] [limits: see --help]
+//!              [--cert F --key F] [--root-fingerprint FP]
+//!   pki-server completions bash
 //!
 //! Phase 1 reuses certs/server.{key,pem} or enrolls with the token; then the
 //! server serves phases 2 and 3 until SIGINT or SIGTERM.
@@ -18,15 +20,40 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use pki_common::ca::bootstrap::Fingerprint;
 use pki_common::ca::enroll::Retry;
 use pki_server::identity::Enrollment;
 use pki_server::{AppServer, ClientAuth, ListenOptions, ServerConfig};
 
+/// Examples shown under `pki-server --help`.
+const EXAMPLES: &str = "\
+Examples:
+  # First start: enroll with a one-time token (the CA must be serving)
+  PKI_TOKEN=$(pki-ca token --name app.pki.test) pki-server --name app.pki.test
+
+  # On a new host: fetch the root, pinned by the fingerprint `pki-ca init` printed
+  PKI_TOKEN=... pki-server --ca-url https://ca.example:8443 --root-fingerprint AB:CD:...
+
+  # A second server in the same directory keeps its own files
+  PKI_TOKEN=$(pki-ca token --name api.pki.test) pki-server --name api.pki.test \\
+    --listen 127.0.0.1:9444 --cert certs/api.pem --key certs/api.key
+
+  # Later starts reuse (or renew) the certificate: no token needed
+  pki-server --require-client-cert";
+
 #[derive(Parser)]
-#[command(name = "pki-server", version, about = "The application server")]
+#[command(
+    name = "pki-server",
+    version,
+    about = "The application server: enrolls for its certificate, then serves clients",
+    after_help = EXAMPLES
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
+    /// Where to listen for clients, address:port.
     #[arg(long, default_value = "127.0.0.1:9443")]
     listen: SocketAddr,
     /// A name to enroll for and answer to (repeatable; the first is primary).
@@ -35,9 +62,22 @@ struct Cli {
     /// Directory holding ca.pem, server.key and server.pem.
     #[arg(long, env = "PKI_CERTS_DIR", default_value = "certs")]
     dir: PathBuf,
-    /// The CA's URL.
+    /// The server's certificate, written on enrollment and renewal
+    /// [default: server.pem in --dir]. Give each server sharing a
+    /// directory its own.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The server's private key, mode 0600 [default: server.key in --dir].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The CA's URL, for enrollment, renewal and the CRL.
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     ca_url: String,
+    /// The SHA-256 fingerprint of the CA root (as `pki-ca init` prints it).
+    /// When ca.pem is missing, the root is fetched from --ca-url and kept
+    /// only if it matches; an existing ca.pem must match too.
+    #[arg(long, env = "PKI_ROOT_FINGERPRINT", value_name = "FP")]
+    root_fingerprint: Option<Fingerprint>,
     /// The name the CA's certificate must carry (default: the URL's host).
     #[arg(long)]
     ca_name: Option<String>,
@@ -50,10 +90,10 @@ struct Cli {
     #[arg(long, env = "PKI_TOKEN_FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// How long to keep retrying while the CA cannot be reached.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     enroll_deadline: Duration,
     /// Lifetime of granted sessions.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     session_lifetime: Duration,
     /// Require every client to present a certificate from the CA (mutual TLS).
     #[arg(long)]
@@ -62,10 +102,10 @@ struct Cli {
     #[arg(long, default_value_t = pki_common::proto::DEFAULT_MAX_FRAME)]
     max_frame: usize,
     /// How long the TLS handshake and steps 3 to 6 may take together.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     handshake_timeout: Duration,
     /// How long a connection may wait for its next request.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// Connections served at once; more are closed at once.
     #[arg(long, default_value_t = ServerConfig::default().listener.max_connections)]
@@ -84,7 +124,7 @@ struct Cli {
     #[arg(long, default_value_t = ServerConfig::default().max_requests_per_session)]
     max_requests_per_session: u64,
     /// Allowed clock skew for protocol timestamps.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
     /// Serve Prometheus /metrics and /health in plain HTTP on this
     /// address. Off unless given; given alone it is 127.0.0.1:9442, a loopback
@@ -98,6 +138,19 @@ struct Cli {
     log_format: pki_common::logging::LogFormat,
 }
 
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "\
+Examples:
+  pki-server completions bash > /etc/bash_completion.d/pki-server
+  pki-server completions fish > ~/.config/fish/completions/pki-server.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
 fn main() -> ExitCode {
     pki_common::cli::init();
     pki_common::cli::finish("pki-server", run().map(|()| ExitCode::SUCCESS))
@@ -105,6 +158,9 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let (cli, token_on_command_line) = parse_cli();
+    if let Some(ServerCommand::Completions { shell }) = cli.command {
+        return completions(shell);
+    }
     pki_common::logging::init_with(cli.log_format);
     let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
     let config = ServerConfig {
@@ -116,6 +172,9 @@ fn run() -> anyhow::Result<()> {
         },
         names: cli.names,
         certs_dir: cli.dir,
+        cert_file: cli.cert,
+        key_file: cli.key,
+        root_fingerprint: cli.root_fingerprint,
         enrollment: Enrollment {
             ca_url: cli.ca_url,
             ca_name: cli.ca_name,
@@ -157,6 +216,13 @@ fn run() -> anyhow::Result<()> {
     })
 }
 
+/// `pki-server completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pki-server", &mut std::io::stdout());
+    Ok(())
+}
+
 /// Parses the command line, and tells whether `--token` was given on it
 /// (rather than in `PKI_TOKEN`), which deserves a warning.
 fn parse_cli() -> (Cli, bool) {
@@ -180,5 +246,17 @@ fn enrollment_token(
     match token_file {
         Some(path) => Ok(Some(pki_common::files::read_token_file(path)?)),
         None => Ok(token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique ids, valid defaults, …),
+    /// which otherwise run only when a flag is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

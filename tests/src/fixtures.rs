@@ -123,16 +123,13 @@ impl TestPki {
         name: &str,
         token: &str,
     ) -> Result<Enrolled, ClientError> {
-        pki_client::enroll_client(
-            &self.ca_url(),
-            None,
-            &self.root(),
-            files,
-            name,
-            token,
-            false,
-        )
-        .await
+        let ca = pki_common::ca::enroll::Enrollment {
+            ca_url: self.ca_url(),
+            ca_name: None,
+            token: Some(token.to_string()),
+            retry: pki_common::ca::enroll::Retry::default(),
+        };
+        pki_client::enroll_client(&ca, &self.root(), files, name, false).await
     }
 
     /// A fresh directory holding a copy of the root as `ca.pem`: what an

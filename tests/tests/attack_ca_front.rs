@@ -598,17 +598,15 @@ async fn a_rogue_endpoint_with_an_ordinary_certificate_for_the_cas_address_gets_
             cert: dir.path().join("client.pem"),
         };
         let client_token = pki.token(&["client1.pki.test"], Profile::Client);
-        let err = pki_client::enroll_client(
-            &url,
-            None,
-            &pki.root(),
-            &key_files,
-            "client1.pki.test",
-            &client_token,
-            true,
-        )
-        .await
-        .unwrap_err();
+        let ca = pki_common::ca::enroll::Enrollment {
+            ca_url: url.clone(),
+            ca_name: None,
+            token: Some(client_token.clone()),
+            retry: pki_common::ca::enroll::Retry::default(),
+        };
+        let err = pki_client::enroll_client(&ca, &pki.root(), &key_files, "client1.pki.test", true)
+            .await
+            .unwrap_err();
         assert!(format!("{err:#}").contains(CA_ENDPOINT_EKU_OID), "{err:#}");
         let server_dir = pki.server_dir();
         let mut config = pki.server_config(server_dir.path(), Some(token.clone()));

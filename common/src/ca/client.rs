@@ -191,6 +191,20 @@ impl CaClient {
         root: &CertificateDer<'_>,
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Self, HttpsError> {
+        let verifier = Arc::new(CaEndpointVerifier::new(root)?);
+        Self::with_verifier(url, ca_name, verifier, identity)
+    }
+
+    /// A client whose TLS certificate check is `verifier`. Only
+    /// [`bootstrap`](super::bootstrap) uses another verifier than
+    /// [`CaEndpointVerifier`], for the one request made before the root is
+    /// known, and it checks the chain it recorded before it trusts anything.
+    pub(crate) fn with_verifier(
+        url: &str,
+        ca_name: Option<&str>,
+        verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Self, HttpsError> {
         let (addr, host) = parse_ca_url(url)?;
         let name = ca_name.unwrap_or(&host);
         let server_name =
@@ -198,7 +212,6 @@ impl CaClient {
                 url: url.to_string(),
                 reason: format!("invalid CA name {name:?}: {e}"),
             })?;
-        let verifier = Arc::new(CaEndpointVerifier::new(root)?);
         let config = crate::tls::client_config_with(verifier, identity)?;
         Ok(CaClient {
             addr,

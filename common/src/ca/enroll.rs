@@ -61,7 +61,12 @@ impl EnrollError {
     /// [`HttpsError::hint`]. A refusal carries the CA's own advice.
     pub fn hint(&self, root: &str) -> Option<String> {
         match self {
-            EnrollError::Https(e) | EnrollError::Unreachable { last: e, .. } => e.hint(root),
+            EnrollError::Https(e) => e.hint(root),
+            // The CA may just be slow to start: waiting longer is a fix too.
+            EnrollError::Unreachable { last, .. } => Some(match last.hint(root) {
+                Some(hint) => format!("{hint}; or wait longer with --enroll-deadline"),
+                None => "check --ca-url and that `pki-ca serve` runs there, or wait longer with --enroll-deadline".into(),
+            }),
             _ => None,
         }
     }
@@ -296,43 +301,20 @@ pub async fn enroll(
     // State the profile we need, so that the CA refuses a token of
     // another profile before spending it on a certificate we would discard.
     let path = api::sign_path(purpose);
-    let started = tokio::time::Instant::now();
-    let mut backoff = retry.initial_backoff;
-    let mut attempts = 0;
-    let response = loop {
-        attempts += 1;
-        info!(
-            "phase 1 · step 1: sent CSR for {} (ECDSA P-256) to {}",
-            names.join(", "),
-            ca.url()
-        );
-        match ca
-            .post(
-                &path,
-                Some(token),
-                "application/pkcs10",
-                csr.clone().into_bytes(),
-            )
-            .await
-        {
-            Ok(resp) => break resp,
-            Err(e) if e.is_transient() && started.elapsed() + backoff < retry.deadline => {
-                warn!(
-                    "phase 1 · step 1: the CA is not reachable yet (attempt {attempts}: {e}); retrying in {backoff:?}"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(retry.max_backoff);
-            }
-            Err(e) if e.is_transient() => {
-                return Err(EnrollError::Unreachable {
-                    url: ca.url().to_string(),
-                    attempts,
-                    last: e,
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    info!(
+        "phase 1 · step 1: sent CSR for {} (ECDSA P-256) to {}",
+        names.join(", "),
+        ca.url()
+    );
+    let response = retry_while_unreachable(ca.url(), "phase 1 · step 1", retry, || {
+        ca.post(
+            &path,
+            Some(token),
+            "application/pkcs10",
+            csr.clone().into_bytes(),
+        )
+    })
+    .await?;
     let enrolled = check_answer(response, key, root, names, purpose)?;
     info!(
         "phase 1 · step 2: received certificate serial {}, valid until {}, chains to the CA root",
@@ -340,6 +322,48 @@ pub async fn enroll(
         enrolled.info.not_after_rfc3339()
     );
     Ok(enrolled)
+}
+
+/// Runs `attempt` until it gets an answer, fails for good, or the next try
+/// would start after `retry.deadline`, pausing with backoff in between.
+///
+/// Each pause is announced once, as "CA unreachable, retrying (attempt n,
+/// next in …)", so that a party waiting for a CA that is not up yet says
+/// what it is doing instead of repeating what it tried. `label` prefixes
+/// the line (the step of the flow). Only transient failures (no
+/// connection, a timeout, a broken exchange) are retried; a TLS refusal is
+/// final at once, as trying again cannot change it.
+pub async fn retry_while_unreachable<T, Fut>(
+    url: &str,
+    label: &str,
+    retry: Retry,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, EnrollError>
+where
+    Fut: std::future::Future<Output = Result<T, HttpsError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = retry.initial_backoff;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match attempt().await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if e.is_transient() && started.elapsed() + backoff < retry.deadline => {
+                warn!("{label}: CA unreachable, retrying (attempt {attempts}, next in {backoff:?}): {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+            }
+            Err(e) if e.is_transient() => {
+                return Err(EnrollError::Unreachable {
+                    url: url.to_string(),
+                    attempts,
+                    last: e,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Renews `current` at the CA at `ca_url`: presents it as the TLS client

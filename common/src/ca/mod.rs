@@ -9,8 +9,11 @@
 //!   a CSR with a token, check the answer; renew; and [`enroll::obtain`]:
 //!   reuse, else renew, else enroll.
 //! - [`crl`]: the current CRL, fetched or read, verified before use.
+//! - [`bootstrap`]: the first contact, which fetches the root itself from
+//!   the CA given only its SHA-256 fingerprint.
 
 pub mod api;
+pub mod bootstrap;
 pub mod client;
 pub mod crl;
 pub mod enroll;
