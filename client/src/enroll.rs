@@ -47,7 +47,6 @@ pub async fn enroll_client(
     force: bool,
 ) -> Result<Enrolled, ClientError> {
     let (ca_url, ca_name) = (ca.ca_url.as_str(), ca.ca_name.as_deref());
-    let token = ca.token.as_deref().ok_or(ClientError::NoToken)?;
     let names = vec![name.to_string()];
     if !force {
         if let Some(held) = still_good(ca_url, ca_name, root, files, &names).await {
@@ -60,6 +59,9 @@ pub async fn enroll_client(
             return Ok(held);
         }
     }
+    // Only now is a token needed: a certificate that is still good is kept
+    // without one.
+    let token = ca.token.as_deref().ok_or(ClientError::NoToken)?;
     let client = pki_common::ca::client::CaClient::new(ca_url, ca_name, root)
         .map_err(pki_common::ca::enroll::EnrollError::from)?;
     let enrolled =

@@ -115,7 +115,7 @@ pub enum ClientError {
     Mismatched {
         unusable: pki_common::ca::enroll::Unusable,
     },
-    #[error("no enrollment token: set PKI_TOKEN, or pass --token-file FILE (mode 0600)")]
+    #[error("no enrollment token; set PKI_TOKEN, or pass --token-file FILE (mode 0600)")]
     NoToken,
     /// No `ca.pem` and no fingerprint to fetch it with.
     #[error("no CA root at {0}: copy the CA's ca.pem there, or fetch it from the CA with --root-fingerprint FP --ca-url URL (FP is what `pki-ca init` printed)")]

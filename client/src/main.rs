@@ -147,12 +147,7 @@ Examples:
         /// A client-profile token from `pki-ca token --profile client`.
         /// Prefer the PKI_TOKEN variable or --token-file: other local users
         /// can read a value given here in the process table.
-        #[arg(
-            long,
-            env = "PKI_TOKEN",
-            hide_env_values = true,
-            required_unless_present = "token_file"
-        )]
+        #[arg(long, env = "PKI_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// A file holding the token (mode 0600, like a key file).
         #[arg(long, env = "PKI_TOKEN_FILE", conflicts_with = "token")]
@@ -236,7 +231,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let ca = Enrollment {
                 ca_url: cli.ca_url.clone(),
                 ca_name: cli.ca_name.clone(),
-                token: Some(enrollment_token(token.as_deref(), token_file.as_deref())?),
+                token: enrollment_token(token.as_deref(), token_file.as_deref())?,
                 retry: cli.retry(),
             };
             let e = enroll_client(&ca, &root, &files, identity, *force).await?;
@@ -281,15 +276,18 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
 }
 
 /// The token from `--token-file`, or from `--token`/`PKI_TOKEN`.
+/// The token from `--token-file` or `--token`/`PKI_TOKEN`, if any. An empty
+/// value (`PKI_TOKEN=`) counts as none: it is a forgotten variable, not a
+/// token to send. Whether one is needed is decided later: a certificate
+/// that is still good is kept without one.
 fn enrollment_token(
     token: Option<&str>,
     token_file: Option<&std::path::Path>,
-) -> Result<String, ClientError> {
-    match (token_file, token) {
-        (Some(path), _) => Ok(pki_common::files::read_token_file(path)?),
-        (None, Some(token)) => Ok(token.to_string()),
-        // clap requires one of the two; this only guards a change.
-        (None, None) => Err(ClientError::NoToken),
+) -> Result<Option<String>, ClientError> {
+    match (token_file, token.map(str::trim)) {
+        (Some(path), _) => Ok(Some(pki_common::files::read_token_file(path)?)),
+        (None, Some(token)) if !token.is_empty() => Ok(Some(token.to_string())),
+        (None, _) => Ok(None),
     }
 }
 

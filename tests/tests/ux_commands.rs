@@ -711,3 +711,44 @@ fn completions_for_every_program() {
         }
     }
 }
+
+/// `pki-client enroll` needs a token only when it must enroll: a good
+/// certificate is kept without one, and an empty `PKI_TOKEN` is no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_asks_for_a_token_only_when_it_must_enroll() {
+    bounded(async {
+        let pki = TestPki::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(pki.root_path(), dir.path().join("ca.pem")).unwrap();
+        let enroll = |token: &str| {
+            let mut cmd = program("pki-client");
+            cmd.arg("--dir")
+                .arg(dir.path())
+                .args([
+                    "--ca-url",
+                    &pki.ca_url(),
+                    "enroll",
+                    "--as",
+                    "client1.pki.test",
+                ])
+                .env("PKI_TOKEN", token);
+            run(&mut cmd)
+        };
+        let none = enroll("");
+        let err = stderr(&none);
+        assert!(!none.status.success(), "{err}");
+        assert!(err.contains("pki-client: no enrollment token"), "{err}");
+        assert!(
+            err.contains("hint: set PKI_TOKEN, or pass --token-file"),
+            "{err}"
+        );
+        let token = pki.token(&["client1.pki.test"], Profile::Client);
+        let first = enroll(&token);
+        assert!(first.status.success(), "{}", stderr(&first));
+        let kept = enroll("");
+        let err = stderr(&kept);
+        assert!(kept.status.success(), "{err}");
+        assert!(err.contains("is still good"), "{err}");
+    })
+    .await
+}
