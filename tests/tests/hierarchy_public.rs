@@ -357,6 +357,45 @@ async fn openssl_finds_the_intermediate_and_every_crl_from_the_leaf_and_root_alo
     .await;
 }
 
+/// The pointers change nothing for rustls (webpki), which gets its CRLs
+/// from our parties rather than from the URLs: the chain with CRLDP and AIA
+/// at every level verifies against the root with both CRLs, revocation
+/// checked along the whole chain and an unknown status refused, and a
+/// revoked leaf is refused as revoked.
+#[test]
+fn rustls_verifies_the_chain_that_carries_the_pointers() {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+
+    let h = hierarchy("http://127.0.0.1:9/", true);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(h.root_der.clone())).unwrap();
+    let crls = vec![
+        CertificateRevocationListDer::from(crl(&h.root, 1, &[])),
+        CertificateRevocationListDer::from(crl(&h.intermediate, 2, &[REVOKED_SERIAL])),
+    ];
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), pki_common::tls::provider())
+            .with_crls(crls)
+            .enforce_revocation_expiration()
+            .build()
+            .unwrap();
+    let intermediates = [CertificateDer::from(h.intermediate_der.clone())];
+    let name = ServerName::try_from("leaf.pki.test").unwrap();
+    let verify = |pem: &str| {
+        let leaf =
+            pki_common::files::pem_or_der::<CertificateDer<'static>>(pem.as_bytes()).unwrap();
+        verifier.verify_server_cert(&leaf, &intermediates, &name, &[], UnixTime::now())
+    };
+    verify(&h.good_leaf_pem).expect("the valid leaf must verify in rustls");
+    let refused = verify(&h.revoked_leaf_pem).unwrap_err();
+    assert_eq!(
+        refused,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+    );
+}
+
 /// Why the root carries a CRL Distribution Point to its own CRL:
 /// `-crl_check_all` wants a CRL for the trust anchor too, and with
 /// `-crl_download` finds it only through that pointer.
