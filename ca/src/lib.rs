@@ -31,6 +31,11 @@
 //!   publishing, refreshing.
 //! - [`ledger`]: the record of every token and certificate (SQLite).
 //! - [`metrics`]: what `pki-ca serve --metrics-listen` exposes.
+//! - [`extensions`]: where any relying party finds revocation: the CRL
+//!   Distribution Points and AIA caIssuers put into issued certificates.
+//! - [`publish`]: the plain-HTTP listener those extensions point at
+//!   (`/crl/<issuer>.crl`, `/issuer/<issuer>.crt`), serving what a
+//!   [`publish::PublicSource`] hands it.
 //! - [`http`]: the HTTPS API; it maps requests to [`Ca`] calls and errors
 //!   to JSON problem documents, and decides nothing itself.
 //! - [`serve`]: the TLS 1.3 listener: the CA's own certificate, and
@@ -50,12 +55,14 @@ pub mod authority;
 mod authorize;
 mod crl;
 mod error;
+pub mod extensions;
 pub mod http;
 mod issue;
 pub mod ledger;
 pub mod metrics;
 mod paths;
 pub mod policy;
+pub mod publish;
 pub mod reserved;
 pub mod serve;
 mod stall;
