@@ -1,8 +1,9 @@
 //! The CA's TLS 1.3 listener.
 //!
-//! The listener presents a certificate the CA issues from its own root at
-//! start-up, so callers verify the CA endpoint against `ca.pem` like any
-//! other server, plus the CA-endpoint EKU only that certificate carries.
+//! The listener presents a certificate the CA issues from its current
+//! intermediate at start-up, with that intermediate (leaf first), so
+//! callers verify the CA endpoint against `ca.pem` alone like any other
+//! server, plus the CA-endpoint EKU only that certificate carries.
 //! Connections are capped; on shutdown the listener stops accepting and
 //! lets in-flight requests finish within a deadline.
 //!
@@ -273,7 +274,12 @@ pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i6
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(vec![cert.der.clone()], key)
+        .with_single_cert(
+            std::iter::once(cert.der.clone())
+                .chain(cert.chain.iter().cloned())
+                .collect(),
+            key,
+        )
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
     let due = ca.own_renewal_due(&cert.info);
     Ok((TlsAcceptor::from(Arc::new(config)), due))
