@@ -1070,6 +1070,56 @@ mod tests {
     }
 
     #[test]
+    fn crl_numbers_are_per_issuer_and_rows_name_their_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            let l = SqliteLedger::open(&path).unwrap();
+            assert_eq!(l.next_crl_number_of("aa").unwrap(), 1);
+            assert_eq!(l.next_crl_number_of("aa").unwrap(), 2);
+            assert_eq!(l.next_crl_number_of("bb").unwrap(), 1);
+            let under_aa = IssuedRecord {
+                issuer_id: "aa".into(),
+                ..record("01", None)
+            };
+            l.record_issuance(&under_aa, None).unwrap();
+            l.record_issuance(&record("02", None), None).unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.next_crl_number_of("aa").unwrap(), 3);
+        let of_aa = l.certificates_of("aa").unwrap();
+        assert_eq!(of_aa.len(), 1);
+        assert_eq!(of_aa[0].serial_hex, "01");
+        assert_eq!(l.certificates_of("root").unwrap()[0].serial_hex, "02");
+    }
+
+    #[test]
+    fn an_older_ledger_gets_the_issuer_column_and_its_rows_are_the_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            // A ledger as version 2 left it, with one certificate.
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+            }
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO certificates (serial, names, profile, not_before, not_after, issued_at, der)
+                 VALUES ('0c', '[\"a.test\"]', 'server', 1, 2, 5, x'30')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.certificate("0c").unwrap().unwrap().issuer_id, "root");
+        assert!(l.intermediates().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_serial_can_never_repeat() {
         let dir = tempfile::tempdir().unwrap();
         let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
