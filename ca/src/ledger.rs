@@ -1103,7 +1103,8 @@ mod tests {
             conn.execute_batch(SCHEMA).unwrap();
             for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
                 conn.execute_batch(sql).unwrap();
-                conn.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+                conn.pragma_update(None, "user_version", i as i64 + 1)
+                    .unwrap();
             }
             let tx = conn.transaction().unwrap();
             tx.execute(

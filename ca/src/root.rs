@@ -280,10 +280,11 @@ impl RootSigner {
         let id = id_of(&key_id_of(&der).map_err(AuthorityError::Root)?);
         files::write_private_key(&paths.intermediate_key(&id), &key.serialize_pem())?;
         files::write_public(&paths.intermediate_cert(&id), &files::cert_to_pem(&der))?;
-        let ledger = SqliteLedger::open(&paths.ledger()).map_err(ledger_err)?;
-        ledger
-            .record_intermediate(&IntermediateRecord::new(&id, &der, &info))
-            .map_err(ledger_err)?;
+        // Recorded now if the CA has a ledger; otherwise when one is needed
+        // (`synced_ledger`): `init` creates no ledger.
+        if paths.ledger().exists() {
+            self.synced_ledger(paths)?;
+        }
         info!(
             target: "audit",
             "audit: the root issued intermediate {id} (serial {}, valid until {}) into {}",
@@ -366,28 +367,16 @@ impl RootSigner {
         paths: &CaPaths,
         interval: Duration,
     ) -> Result<u64, AuthorityError> {
-        let ledger = self.synced_ledger(paths)?;
-        let mut revoked: Vec<(String, Revocation)> = ledger
-            .intermediates()
-            .map_err(ledger_err)?
+        // No ledger yet (a fresh `init`): nothing was revoked.
+        let (revoked, legacy) = if paths.ledger().exists() {
+            root_revocations(&self.synced_ledger(paths)?)?
+        } else {
+            (Vec::new(), 0)
+        };
+        let number = [read_counter(paths), number_in_place(paths), legacy]
             .into_iter()
-            .filter_map(|r| Some((r.serial_hex, r.revoked?)))
-            .collect();
-        revoked.extend(
-            ledger
-                .certificates_of(ROOT_ID)
-                .map_err(ledger_err)?
-                .into_iter()
-                .filter_map(|r| Some((r.serial_hex, r.revoked?))),
-        );
-        let number = [
-            read_counter(paths),
-            number_in_place(paths),
-            ledger.legacy_crl_number().map_err(ledger_err)?,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0)
+            .max()
+            .unwrap_or(0)
             + 1;
         files::write_public(&paths.root_crl_number(), &format!("{number}\n"))?;
         let now = pki_common::unix_now() as i64;
@@ -423,6 +412,28 @@ impl RootSigner {
         }
         Ok(ledger)
     }
+}
+
+/// What the root CRL lists, from the ledger: the revoked intermediates and
+/// the revoked leaves the root signed itself (before the hierarchy); and
+/// the number of the last CRL the root signed then.
+fn root_revocations(
+    ledger: &SqliteLedger,
+) -> Result<(Vec<(String, Revocation)>, u64), AuthorityError> {
+    let mut revoked: Vec<(String, Revocation)> = ledger
+        .intermediates()
+        .map_err(ledger_err)?
+        .into_iter()
+        .filter_map(|r| Some((r.serial_hex, r.revoked?)))
+        .collect();
+    revoked.extend(
+        ledger
+            .certificates_of(ROOT_ID)
+            .map_err(ledger_err)?
+            .into_iter()
+            .filter_map(|r| Some((r.serial_hex, r.revoked?))),
+    );
+    Ok((revoked, ledger.legacy_crl_number().map_err(ledger_err)?))
 }
 
 fn ledger_err(e: crate::ledger::LedgerError) -> AuthorityError {

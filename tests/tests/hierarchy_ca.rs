@@ -632,3 +632,71 @@ async fn a_leaf_outside_the_name_constraints_fails_in_openssl_and_rustls() {
     })
     .await
 }
+
+// ------------------------------------------ renewal with a client chain
+
+/// A fresh P-256 key and a PEM CSR for `name` made with it.
+fn key_and_csr(name: &str) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    (key, csr.into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_accepts_a_client_chain_against_the_root_and_answers_a_chain() {
+    bounded(async {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("certs");
+        pki_ca_ok(&dir, &["init"]);
+        let ca = Serving::start(&dir).await;
+        let token = pki_ca_ok(&dir, &["token", "--name", "app.pki.test"]);
+        let (key, csr) = key_and_csr("app.pki.test");
+        let resp = ca
+            .client()
+            .post(
+                &api::sign_path(Profile::Server),
+                Some(token.trim()),
+                "application/pkcs10",
+                csr,
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status.as_u16(), 200);
+        let chain = certs_in(&resp.body);
+        let url = format!("https://{}", ca.listen);
+        let key_der = || rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let renew = |identity| async {
+            let client = CaClient::with_identity(&url, None, &ca.root, identity).unwrap();
+            let (_, csr) = key_and_csr("app.pki.test");
+            client
+                .post(api::RENEW, None, "application/pkcs10", csr)
+                .await
+        };
+
+        // The leaf alone does not chain to the root: the CA's TLS check
+        // refuses it, so nothing is renewed.
+        let alone = renew((vec![chain[0].clone()], key_der())).await;
+        let err = alone.expect_err("the leaf alone was accepted").to_string();
+        assert!(err.contains("failed"), "{err}");
+
+        // Leaf and intermediate, as the CA answered them: renewed, and the
+        // answer is a chain again, leaf first.
+        let resp = renew((chain.clone(), key_der())).await.unwrap();
+        assert_eq!(
+            resp.status.as_u16(),
+            200,
+            "{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let renewed = certs_in(&resp.body);
+        assert_eq!(renewed.len(), 2);
+        assert_eq!(renewed[1], chain[1]);
+        let leaf = write_cert(work.path(), "renewed.pem", &renewed[0]);
+        let inter = write_cert(work.path(), "inter.pem", &renewed[1]);
+        let verified = openssl_verify(&dir, &inter, &leaf, &[]);
+        assert!(verified.status.success(), "{}", openssl_text(&verified));
+    })
+    .await
+}
