@@ -149,7 +149,9 @@ impl Ca {
     /// writes the file again on its next poll ([`Ca::refresh_crl`]).
     pub fn publish_crl(&self) -> Result<Arc<Crl>, CaError> {
         let now = pki_common::unix_now() as i64;
-        let current = self.current_issuer()?;
+        // Every intermediate's first: a CA left without a current issuer
+        // (its only intermediate revoked) still publishes the CRLs of the
+        // leaves it issued.
         for issuer in self.intermediates() {
             if issuer.info.not_after <= now {
                 continue;
@@ -168,6 +170,7 @@ impl Ca {
                 pki_common::cert::rfc3339(crl.next_update)
             );
         }
+        let current = self.current_issuer()?;
         let crl = self.crl_of(&current.id).ok_or_else(|| {
             CaError::Authority(crate::authority::AuthorityError::Root(format!(
                 "no CRL was signed for the current intermediate {}",
@@ -227,18 +230,18 @@ impl Ca {
         let now = pki_common::unix_now() as i64;
         let current = self.current_crl();
         let revision = self.ledger.revision()?;
-        let stale = current.is_none()
-            || self
-                .intermediates()
-                .iter()
-                .filter(|i| now < i.info.not_after)
-                .any(|i| match self.crl_of(&i.id) {
-                    None => true,
-                    Some(crl) => {
-                        crl.revision != revision
-                            || now >= crl.this_update + (crl.next_update - crl.this_update) / 2
-                    }
-                });
+        // The current intermediate is live, so it is among these.
+        let stale = self
+            .intermediates()
+            .iter()
+            .filter(|i| now < i.info.not_after)
+            .any(|i| match self.crl_of(&i.id) {
+                None => true,
+                Some(crl) => {
+                    crl.revision != revision
+                        || now >= crl.this_update + (crl.next_update - crl.this_update) / 2
+                }
+            });
         match current {
             _ if stale => self.publish_crl().map(Some),
             Some(crl)

@@ -406,6 +406,16 @@ async fn a_new_intermediate_takes_over_and_the_old_chains_keep_verifying() {
         })
         .await;
         assert_eq!(status, 200);
+        // The CA's own TLS certificate moves to the new intermediate too.
+        eventually(
+            "the CA presenting a chain through the new intermediate",
+            || async {
+                let shown =
+                    openssl_ok(&["s_client", "-connect", &ca.listen.to_string(), "-showcerts"]);
+                certs_in(shown.as_bytes()).contains(&new_cert).then_some(())
+            },
+        )
+        .await;
 
         // Both chains verify: old leaf with the old intermediate, new leaf
         // with the new one.
