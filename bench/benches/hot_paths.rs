@@ -23,7 +23,8 @@ fn issuance(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let paths = pki_ca::CaPaths::new(dir.path());
     pki_ca::authority::init_root(&paths, std::time::Duration::from_secs(86400), false).unwrap();
-    let root = pki_ca::authority::RootAuthority::load(&paths).unwrap();
+    let ca = pki_ca::Ca::open(&paths, IssuancePolicy::default()).unwrap();
+    let issuer = ca.current_issuer().unwrap();
     let csr = pki_tests::csr_for("app.pki.test");
     let names = vec!["app.pki.test".to_string()];
     let policy = IssuancePolicy::default();
@@ -35,11 +36,11 @@ fn issuance(c: &mut Criterion) {
                     &v,
                     &names,
                     Profile::Server,
-                    root.info.not_after,
+                    issuer.info.not_after,
                     pki_common::unix_now() as i64,
                 )
                 .unwrap();
-            let cert = root.sign(&d, &v.spki_der).unwrap();
+            let cert = issuer.sign(&d, &v.spki_der, None).unwrap();
             black_box(pki_common::files::cert_to_pem(&cert.der))
         })
     });

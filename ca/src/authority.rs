@@ -1,34 +1,46 @@
-//! The root and the signing of certificates.
+//! The hierarchy as the online CA holds it, and the signing of the
+//! certificates the policy decided, and of CRLs.
+//!
+//! Two levels: the ROOT ([`RootAuthority`]: its certificate only; its key
+//! is offline, see [`root`](crate::root)) and the issuing INTERMEDIATES
+//! ([`Intermediate`]: certificate and key, in `--dir/intermediates/`).
+//! Every leaf is signed by an intermediate, and every intermediate signs
+//! the CRL of its own leaves.
 //!
 //! rcgen builds and signs; this module decides every field. The serial is
 //! drawn fresh for every certificate (rcgen would otherwise derive it from
 //! the public key, so one CSR sent twice would get one serial twice).
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::path::Path;
 
 use pki_common::revocation::Reason;
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
-use tracing::info;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use pki_common::cert::CertInfo;
 use pki_common::files;
 
+use crate::keyfile::KeyFileError;
 use crate::ledger::Revocation;
 use crate::policy::{Decision, KeyKind};
 use crate::CaPaths;
 use pki_common::cert::Profile;
 
-/// Errors creating, loading or using the root.
+pub use crate::root::{init, init_root, InitOptions, InitOutcome, RootSigner};
+
+/// The issuer id of the root, in the ledger and in URLs.
+pub const ROOT_ID: &str = "root";
+
+/// Errors creating, loading or using the root and the intermediates.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
     #[error(transparent)]
@@ -36,19 +48,22 @@ pub enum AuthorityError {
     /// `dir` is the directory `--dir` named, which may be a typo.
     #[error("no CA root at {path}; run `pki-ca init --dir {dir}` to create one there, or check --dir (or PKI_CERTS_DIR)")]
     NoRoot { path: String, dir: String },
-    #[error("the root key in {key} does not match the root certificate in {cert}")]
+    #[error("no root key at {path}: this command signs with the root, so run it where the root key is and name that directory with --root-dir")]
+    NoRootKey { path: String },
+    #[error("the key in {key} does not match the certificate in {cert}")]
     KeyMismatch { key: String, cert: String },
     #[error("cannot use the root: {0}")]
     Root(String),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("the intermediate {path} cannot be used: {reason}")]
+    BadIntermediate { path: String, reason: String },
+    #[error("no usable intermediate in {dir} (none, or every one is expired or revoked); issue one where the root key is: `pki-ca intermediate --dir {dir_arg} --root-dir <root key directory>`")]
+    NoIntermediate { dir: String, dir_arg: String },
+    #[error("no intermediate {id} in {dir}: give its id (the name of its .pem file there) or its serial")]
+    UnknownIntermediate { id: String, dir: String },
     #[error("cannot sign: {0}")]
     Sign(#[from] rcgen::Error),
-}
-
-/// What `pki-ca init` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InitOutcome {
-    Created(CertInfo),
-    KeptExisting(CertInfo),
 }
 
 /// A fresh positive serial: 16 random bytes (127 random bits) with the top
@@ -64,56 +79,8 @@ pub fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn to_time(unix: i64) -> Result<OffsetDateTime, AuthorityError> {
+pub(crate) fn to_time(unix: i64) -> Result<OffsetDateTime, AuthorityError> {
     OffsetDateTime::from_unix_timestamp(unix).map_err(|e| AuthorityError::Root(e.to_string()))
-}
-
-/// Creates the root key and self-signed certificate, unless one exists and
-/// `force` is false: a root is never replaced silently.
-pub fn init_root(
-    paths: &CaPaths,
-    validity: Duration,
-    force: bool,
-) -> Result<InitOutcome, AuthorityError> {
-    if !force && paths.root_cert().exists() && paths.root_key().exists() {
-        let root = RootAuthority::load(paths)?;
-        return Ok(InitOutcome::KeptExisting(root.info));
-    }
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "pki-auth");
-    // A random suffix keeps roots of different installations apart: with
-    // one shared name, a peer holding another installation's root would
-    // report "bad signature" instead of "unknown issuer".
-    let mut suffix = [0u8; 4];
-    rand::rng().fill_bytes(&mut suffix);
-    dn.push(
-        DnType::CommonName,
-        format!("pki-auth Root CA {}", hex::encode(suffix)),
-    );
-    params.distinguished_name = dn;
-    params.serial_number = Some(random_serial());
-    // Path length 0: this root signs end-entity certificates only.
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let now = pki_common::unix_now() as i64;
-    params.not_before = to_time(now - 300)?;
-    params.not_after = to_time(now + validity.as_secs() as i64)?;
-    let cert = params.self_signed(&key)?;
-
-    // The key first: a certificate without its key is useless, a key
-    // without its certificate is harmlessly replaced on the next init.
-    files::write_private_key(&paths.root_key(), &key.serialize_pem())?;
-    files::write_public(&paths.root_cert(), &cert.pem())?;
-    let info = CertInfo::parse(cert.der()).map_err(|e| AuthorityError::Root(e.to_string()))?;
-    info!(
-        "created CA root {} (serial {}, valid until {})",
-        paths.root_cert().display(),
-        info.short_serial(),
-        info.not_after_rfc3339()
-    );
-    Ok(InitOutcome::Created(info))
 }
 
 /// A certificate the authority has just signed.
@@ -121,20 +88,33 @@ pub fn init_root(
 pub struct SignedCert {
     pub der: CertificateDer<'static>,
     pub info: CertInfo,
+    /// The id of the intermediate that signed it.
+    pub issuer_id: String,
+    /// The certificates between it and the root (its intermediate), for
+    /// the chain the CA answers and presents: leaf first, then these.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
-/// The root, loaded and ready to sign.
+impl SignedCert {
+    /// The leaf and its chain, PEM, leaf first (the
+    /// `application/pem-certificate-chain` answer).
+    pub fn chain_pem(&self) -> String {
+        std::iter::once(&self.der)
+            .chain(&self.chain)
+            .map(files::cert_to_pem)
+            .collect()
+    }
+}
+
+/// The root as the online CA knows it: its certificate only, the trust
+/// anchor every party has. Its key is never loaded here.
 pub struct RootAuthority {
-    issuer: Issuer<'static, KeyPair>,
-    /// The root's subjectKeyIdentifier, which every CRL names as its
-    /// authorityKeyIdentifier.
-    key_id: Vec<u8>,
     pub cert: CertificateDer<'static>,
     pub info: CertInfo,
 }
 
 impl RootAuthority {
-    /// Loads `ca.pem` and `ca.key` and checks that they belong together.
+    /// Loads `ca.pem`.
     pub fn load(paths: &CaPaths) -> Result<Self, AuthorityError> {
         if !paths.root_cert().exists() {
             return Err(AuthorityError::NoRoot {
@@ -143,34 +123,61 @@ impl RootAuthority {
             });
         }
         let cert = files::read_cert(&paths.root_cert())?;
-        let key_pem = files::read_private_key_pem(&paths.root_key())?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| AuthorityError::Root(e.to_string()))?;
         let info = CertInfo::parse(&cert).map_err(|e| AuthorityError::Root(e.to_string()))?;
-        use rcgen::PublicKeyData;
-        if info.spki_der != key.subject_public_key_info() {
-            return Err(AuthorityError::KeyMismatch {
-                key: paths.root_key().display().to_string(),
-                cert: paths.root_cert().display().to_string(),
-            });
-        }
-        let key_id = root_key_id(&cert)?;
-        let issuer = Issuer::from_ca_cert_der(&cert, key)?;
-        Ok(RootAuthority {
-            issuer,
-            key_id,
-            cert,
-            info,
-        })
+        Ok(RootAuthority { cert, info })
     }
 
     /// The root certificate, PEM-encoded.
     pub fn pem(&self) -> String {
         files::cert_to_pem(&self.cert)
     }
+}
+
+/// A CA key with its certificate: the root (offline) or an intermediate.
+pub(crate) struct Signer {
+    issuer: Issuer<'static, KeyPair>,
+    /// The signer's subjectKeyIdentifier, which every CRL it signs names
+    /// as its authorityKeyIdentifier.
+    key_id: Vec<u8>,
+}
+
+impl Signer {
+    /// `key` for `cert`, checked to belong together (`key_path` and
+    /// `cert_path` name the files in the error).
+    pub(crate) fn new(
+        cert: &CertificateDer<'_>,
+        key: KeyPair,
+        key_path: &Path,
+        cert_path: &Path,
+    ) -> Result<Self, AuthorityError> {
+        use rcgen::PublicKeyData;
+        let info = CertInfo::parse(cert).map_err(|e| AuthorityError::Root(e.to_string()))?;
+        if info.spki_der != key.subject_public_key_info() {
+            return Err(AuthorityError::KeyMismatch {
+                key: key_path.display().to_string(),
+                cert: cert_path.display().to_string(),
+            });
+        }
+        let key_id = key_id_of(cert).map_err(AuthorityError::Root)?;
+        let issuer = Issuer::from_ca_cert_der(cert, key)?;
+        Ok(Signer { issuer, key_id })
+    }
+
+    /// Signs `params` for `public_key`.
+    pub(crate) fn sign(
+        &self,
+        params: &CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<(CertificateDer<'static>, CertInfo), AuthorityError> {
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        let der = cert.der().clone();
+        let info = CertInfo::parse(&der).map_err(|e| AuthorityError::Root(e.to_string()))?;
+        Ok((der, info))
+    }
 
     /// Signs a CRL numbered `number`, valid from `this_update` to
     /// `next_update`, listing `revoked` (serial in hex, revocation).
-    pub fn sign_crl(
+    pub(crate) fn sign_crl(
         &self,
         number: u64,
         this_update: i64,
@@ -203,14 +210,78 @@ impl RootAuthority {
         };
         Ok(params.signed_by(&self.issuer)?.der().clone())
     }
+}
+
+/// An issuing intermediate: it signs leaves and the CRL of its leaves.
+pub struct Intermediate {
+    /// The first 16 hex digits of its subjectKeyIdentifier: its name in
+    /// file names, the ledger and URLs.
+    pub id: String,
+    pub cert: CertificateDer<'static>,
+    pub info: CertInfo,
+    signer: Signer,
+    /// Its NameConstraints' permitted subtrees.
+    permitted: Permitted,
+}
+
+impl Intermediate {
+    /// Loads `intermediates/<id>.pem` and its key, checks that they
+    /// belong together and that the root signed the certificate.
+    pub fn load(paths: &CaPaths, id: &str, root: &RootAuthority) -> Result<Self, AuthorityError> {
+        let (cert_path, key_path) = (paths.intermediate_cert(id), paths.intermediate_key(id));
+        let bad = |reason: String| AuthorityError::BadIntermediate {
+            path: cert_path.display().to_string(),
+            reason,
+        };
+        let cert = files::read_cert(&cert_path)?;
+        check_signed_by_root(&cert, root).map_err(bad)?;
+        let key_pem = files::read_private_key_pem(&key_path)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(e.to_string()))?;
+        let signer = Signer::new(&cert, key, &key_path, &cert_path)?;
+        let info = CertInfo::parse(&cert).map_err(|e| bad(e.to_string()))?;
+        let actual = id_of(&signer.key_id);
+        if actual != id {
+            return Err(bad(format!("its key identifier names it {actual}")));
+        }
+        let permitted = Permitted::of(&cert).map_err(bad)?;
+        Ok(Intermediate {
+            id: id.to_string(),
+            cert,
+            info,
+            signer,
+            permitted,
+        })
+    }
+
+    /// Refuses a name its NameConstraints do not permit: the CA issues
+    /// nothing that would fail verification for that reason.
+    pub fn check_permitted(&self, names: &[String]) -> Result<(), crate::policy::PolicyError> {
+        match names.iter().find(|n| !self.permitted.allows(n)) {
+            None => Ok(()),
+            Some(name) => Err(crate::policy::PolicyError::NameNotPermitted {
+                name: name.clone(),
+                permitted: self.permitted.to_string(),
+            }),
+        }
+    }
+
+    /// The certificate, PEM-encoded.
+    pub fn pem(&self) -> String {
+        files::cert_to_pem(&self.cert)
+    }
 
     /// Signs the certificate `decision` describes for the key `spki_der`.
     /// Its only EKU is the profile's: this path never sets the CA-endpoint
     /// EKU, so no certificate issued to another party can pass for the CA.
-    pub fn sign(&self, decision: &Decision, spki_der: &[u8]) -> Result<SignedCert, AuthorityError> {
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+    /// With `public_url`, it says where its CRL and its issuer are.
+    pub fn sign(
+        &self,
+        decision: &Decision,
+        spki_der: &[u8],
+        public_url: Option<&str>,
+    ) -> Result<SignedCert, AuthorityError> {
         let params = leaf_params(decision)?;
-        self.signed(params, &public_key)
+        self.signed(params, spki_der, public_url)
     }
 
     /// Signs the CA's own TLS certificate: as [`sign`](Self::sign) for a
@@ -223,8 +294,8 @@ impl RootAuthority {
         &self,
         decision: &Decision,
         spki_der: &[u8],
+        public_url: Option<&str>,
     ) -> Result<SignedCert, AuthorityError> {
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
         let mut params = leaf_params(decision)?;
         params.extended_key_usages = Vec::new();
         params
@@ -233,23 +304,43 @@ impl RootAuthority {
                 &[2, 5, 29, 37],
                 pki_common::tls::verify::CA_ENDPOINT_EKU_EXTENSION.to_vec(),
             ));
-        self.signed(params, &public_key)
+        self.signed(params, spki_der, public_url)
     }
 
     fn signed(
         &self,
-        params: CertificateParams,
-        public_key: &rcgen::SubjectPublicKeyInfo,
+        mut params: CertificateParams,
+        spki_der: &[u8],
+        public_url: Option<&str>,
     ) -> Result<SignedCert, AuthorityError> {
-        let cert = params.signed_by(public_key, &self.issuer)?;
-        let der = cert.der().clone();
-        let info = CertInfo::parse(&der).map_err(|e| AuthorityError::Root(e.to_string()))?;
-        Ok(SignedCert { der, info })
+        if let Some(url) = public_url {
+            crate::extensions::revocation_pointers(&mut params, url, &self.id);
+        }
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let (der, info) = self.signer.sign(&params, &public_key)?;
+        Ok(SignedCert {
+            der,
+            info,
+            issuer_id: self.id.clone(),
+            chain: vec![self.cert.clone()],
+        })
+    }
+
+    /// Signs this intermediate's CRL (see [`Signer::sign_crl`]).
+    pub fn sign_crl(
+        &self,
+        number: u64,
+        this_update: i64,
+        next_update: i64,
+        revoked: &[(String, Revocation)],
+    ) -> Result<CertificateRevocationListDer<'static>, AuthorityError> {
+        self.signer
+            .sign_crl(number, this_update, next_update, revoked)
     }
 }
 
 /// Every field of an end-entity certificate, as `decision` says.
-fn leaf_params(decision: &Decision) -> Result<CertificateParams, AuthorityError> {
+pub fn leaf_params(decision: &Decision) -> Result<CertificateParams, AuthorityError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     if let Some(first) = decision.names.first() {
@@ -295,10 +386,10 @@ fn rcgen_reason(reason: Reason) -> RevocationReason {
     }
 }
 
-/// The subjectKeyIdentifier of the root certificate.
-fn root_key_id(cert: &CertificateDer<'_>) -> Result<Vec<u8>, AuthorityError> {
-    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
-        .map_err(|e| AuthorityError::Root(e.to_string()))?;
+/// The subjectKeyIdentifier of a CA certificate.
+pub(crate) fn key_id_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
+    let (_, parsed) =
+        x509_parser::certificate::X509Certificate::from_der(cert).map_err(|e| e.to_string())?;
     parsed
         .extensions()
         .iter()
@@ -306,5 +397,117 @@ fn root_key_id(cert: &CertificateDer<'_>) -> Result<Vec<u8>, AuthorityError> {
             ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0.to_vec()),
             _ => None,
         })
-        .ok_or_else(|| AuthorityError::Root("the root has no subjectKeyIdentifier".into()))
+        .ok_or_else(|| "the certificate has no subjectKeyIdentifier".into())
+}
+
+/// An intermediate's id from its subjectKeyIdentifier: the first 16 hex
+/// digits, lower case.
+pub(crate) fn id_of(key_id: &[u8]) -> String {
+    let mut id = hex::encode(key_id);
+    id.truncate(16);
+    id
+}
+
+/// Checks that `cert` is signed by the root, so a stray file in
+/// `intermediates/` cannot make the CA issue under another CA.
+fn check_signed_by_root(cert: &CertificateDer<'_>, root: &RootAuthority) -> Result<(), String> {
+    let (_, parsed) =
+        x509_parser::certificate::X509Certificate::from_der(cert).map_err(|e| e.to_string())?;
+    let (_, root_cert) = x509_parser::certificate::X509Certificate::from_der(&root.cert)
+        .map_err(|e| e.to_string())?;
+    if parsed.issuer() != root_cert.subject() {
+        return Err(format!(
+            "it is issued by {}, not by the root {}",
+            parsed.issuer(),
+            root_cert.subject()
+        ));
+    }
+    parsed
+        .verify_signature(Some(root_cert.public_key()))
+        .map_err(|_| "the root's signature on it does not verify (another root signed it)".into())
+}
+
+/// The permitted subtrees of an intermediate's NameConstraints, per name
+/// type (RFC 5280 §4.2.1.10: a type without subtrees is unconstrained).
+#[derive(Debug, Default, Clone)]
+struct Permitted {
+    /// DNS names; each permits itself and the names below it.
+    dns: Vec<String>,
+    /// IP ranges: address and mask, of equal length (4 or 16 bytes).
+    ip: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Permitted {
+    fn of(cert: &CertificateDer<'_>) -> Result<Self, String> {
+        use x509_parser::extensions::GeneralName;
+        let (_, parsed) =
+            x509_parser::certificate::X509Certificate::from_der(cert).map_err(|e| e.to_string())?;
+        let mut permitted = Permitted::default();
+        let subtrees = parsed
+            .extensions()
+            .iter()
+            .filter_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::NameConstraints(nc) => nc.permitted_subtrees.as_ref(),
+                _ => None,
+            })
+            .flatten();
+        for subtree in subtrees {
+            match &subtree.base {
+                GeneralName::DNSName(d) => permitted
+                    .dns
+                    .push(d.trim_start_matches('.').to_ascii_lowercase()),
+                GeneralName::IPAddress(b) if b.len() == 8 || b.len() == 32 => {
+                    let (addr, mask) = b.split_at(b.len() / 2);
+                    permitted.ip.push((addr.to_vec(), mask.to_vec()));
+                }
+                other => return Err(format!("unsupported name constraint {other}")),
+            }
+        }
+        Ok(permitted)
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => {
+                let octets = match ip {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                };
+                self.ip.is_empty()
+                    || self.ip.iter().any(|(addr, mask)| {
+                        addr.len() == octets.len()
+                            && (0..addr.len()).all(|i| octets[i] & mask[i] == addr[i] & mask[i])
+                    })
+            }
+            Err(_) => {
+                let name = name.to_ascii_lowercase();
+                self.dns.is_empty()
+                    || self
+                        .dns
+                        .iter()
+                        .any(|d| name == *d || name.ends_with(&format!(".{d}")))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Permitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self.dns.iter().map(|d| format!("{d} and below")).collect();
+        for (addr, mask) in &self.ip {
+            let prefix: u32 = mask.iter().map(|b| b.count_ones()).sum();
+            let ip = match <[u8; 4]>::try_from(addr.as_slice()) {
+                Ok(v4) => IpAddr::from(v4),
+                Err(_) => match <[u8; 16]>::try_from(addr.as_slice()) {
+                    Ok(v6) => IpAddr::from(v6),
+                    Err(_) => continue,
+                },
+            };
+            parts.push(format!("{ip}/{prefix}"));
+        }
+        if parts.is_empty() {
+            return f.write_str("every name");
+        }
+        f.write_str(&parts.join(", "))
+    }
 }

@@ -66,6 +66,11 @@ impl Ca {
             .map(|n| policy::normalize_name(n))
             .collect::<Result<Vec<_>, _>>()?;
         self.refuse_reserved(&names)?;
+        // A token for a name the intermediate may not certify could never
+        // be redeemed; refuse it now, with the reason.
+        if let Ok(issuer) = self.current_issuer() {
+            issuer.check_permitted(&names)?;
+        }
         let now = pki_common::unix_now() as i64;
         let tokens: Vec<EnrollmentToken> =
             (0..count).map(|_| EnrollmentToken::generate()).collect();

@@ -26,7 +26,6 @@ use rustls::pki_types::CertificateDer;
 
 use pki_common::ca::api::{self, ErrorBody};
 use pki_common::cert::Profile;
-use pki_common::files::cert_to_pem;
 
 use crate::issue::Peer;
 use crate::metrics::CaMetrics;
@@ -61,6 +60,8 @@ pub fn router_counted(ca: Arc<Ca>, limits: BodyLimits, metrics: Arc<CaMetrics>) 
         .route(api::ROOT, get(root))
         .route(api::SIGN, post(sign))
         .route(api::CRL, get(crl))
+        .route(api::CRLS, get(crls))
+        .route(api::INTERMEDIATES, get(intermediates))
         .route(api::RENEW, post(renew))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -198,6 +199,40 @@ async fn root(State(ca): State<Arc<Ca>>) -> Response {
         .into_response()
 }
 
+/// `GET /v1/intermediates`: every intermediate held that has not expired,
+/// PEM, oldest first.
+async fn intermediates(State(ca): State<Arc<Ca>>) -> Response {
+    let bundle: String = ca.live_intermediates().iter().map(|i| i.pem()).collect();
+    ([(header::CONTENT_TYPE, "application/x-pem-file")], bundle).into_response()
+}
+
+/// `GET /v1/crls`: the root CRL, then each intermediate's CRL, PEM. A
+/// party missing any of them could not check a whole chain, so without
+/// the root CRL (none in `root.crl.pem`) or a CRL per live intermediate
+/// the answer is 503, not a partial bundle.
+async fn crls(State(ca): State<Arc<Ca>>) -> Response {
+    let Some(root_crl) = ca.root_crl() else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "crl_unavailable",
+            "the CA has no root CRL to publish (root.crl.pem); sign one where the root key is: `pki-ca root-crl`",
+        );
+    };
+    let crls = ca.crls();
+    if crls.is_empty() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "crl_unavailable",
+            "the CA has not published its CRLs yet; try again shortly",
+        );
+    }
+    let mut bundle = pki_common::files::pem_encode("X509 CRL", root_crl.der.as_ref());
+    for crl in crls {
+        bundle.push_str(&crl.pem());
+    }
+    ([(header::CONTENT_TYPE, "application/x-pem-file")], bundle).into_response()
+}
+
 #[derive(serde::Deserialize)]
 struct CrlQuery {
     format: Option<String>,
@@ -250,7 +285,7 @@ async fn not_found() -> Response {
     problem(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the API has GET /health, GET /v1/root, GET /v1/crl, POST /v1/sign and POST /v1/renew",
+        "no such endpoint; the API has GET /health, GET /v1/root, GET /v1/intermediates, GET /v1/crls, GET /v1/crl, POST /v1/sign and POST /v1/renew",
     )
 }
 
@@ -258,16 +293,17 @@ async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "wrong method for this endpoint; the API has GET /health, GET /v1/root, GET /v1/crl, POST /v1/sign and POST /v1/renew",
+        "wrong method for this endpoint; the API has GET /health, GET /v1/root, GET /v1/intermediates, GET /v1/crls, GET /v1/crl, POST /v1/sign and POST /v1/renew",
     )
 }
 
 fn status_of(err: &SignError) -> StatusCode {
     match err {
         SignError::MissingToken | SignError::Token(_) => StatusCode::UNAUTHORIZED,
-        SignError::Policy(crate::policy::PolicyError::NameNotAuthorized { .. }) => {
-            StatusCode::FORBIDDEN
-        }
+        SignError::Policy(
+            crate::policy::PolicyError::NameNotAuthorized { .. }
+            | crate::policy::PolicyError::NameNotPermitted { .. },
+        ) => StatusCode::FORBIDDEN,
         SignError::Policy(crate::policy::PolicyError::IssuerExpiring { .. }) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -276,6 +312,9 @@ fn status_of(err: &SignError) -> StatusCode {
             StatusCode::CONFLICT
         }
         SignError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SignError::Authority(crate::authority::AuthorityError::NoIntermediate { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         SignError::Authority(_) => StatusCode::INTERNAL_SERVER_ERROR,
         SignError::NoClientCertificate => StatusCode::UNAUTHORIZED,
         SignError::UnknownCertificate(_)
@@ -321,7 +360,7 @@ async fn signed(
         Ok(Ok(cert)) => {
             let mut response = (
                 [(header::CONTENT_TYPE, api::PEM_CERT_CHAIN)],
-                cert_to_pem(&cert.der),
+                cert.chain_pem(),
             )
                 .into_response();
             response.extensions_mut().insert(Issued {

@@ -1,7 +1,7 @@
 //! Issuing certificates: enrollment, renewal, and the CA's own.
 //!
 //! All three take one path, [`Ca::issue`]: the policy decides the
-//! certificate, the root signs it, and the ledger records it (consuming
+//! certificate, the current intermediate signs it, and the ledger records it (consuming
 //! the token, if any) before anyone sees it. The ledger's
 //! [`IssuedRecord`] is built in one place, [`issued_record`], so every
 //! certificate this CA issues is recorded alike. Who may ask is decided
@@ -108,6 +108,7 @@ fn issued_record(
         der: cert.der.to_vec(),
         revoked: None,
         renewed_from: grounds.renewed_from.map(str::to_owned),
+        issuer_id: cert.issuer_id.clone(),
     }
 }
 
@@ -150,10 +151,11 @@ impl Ca {
             peer,
             |cert| {
                 format!(
-                    "issued serial {} for {} (token {token_id}, valid until {})",
+                    "issued serial {} for {} (token {token_id}, valid until {}, signed by intermediate {})",
                     cert.info.serial_hex,
                     cert.info.names().join(", "),
-                    cert.info.not_after_rfc3339()
+                    cert.info.not_after_rfc3339(),
+                    cert.issuer_id
                 )
             },
             || format!("refused CSR (token {token_id})"),
@@ -208,10 +210,11 @@ impl Ca {
             peer,
             |cert| {
                 format!(
-                    "renewed serial {old} as {} for {} (valid until {})",
+                    "renewed serial {old} as {} for {} (valid until {}, signed by intermediate {})",
                     cert.info.serial_hex,
                     cert.info.names().join(", "),
-                    cert.info.not_after_rfc3339()
+                    cert.info.not_after_rfc3339(),
+                    cert.issuer_id
                 )
             },
             || format!("refused renewal of {old}"),
@@ -268,13 +271,23 @@ impl Ca {
         let cert = self.issue(&verified, &grounds)?;
         info!(
             target: "audit",
-            "audit: issued serial {} for the CA's own endpoint {}",
+            "audit: issued serial {} for the CA's own endpoint {} (signed by intermediate {})",
             cert.info.serial_hex,
-            names.join(", ")
+            names.join(", "),
+            cert.issuer_id
         );
         if cert.info.not_after >= self.root.info.not_after {
             warn!(
                 "the CA's own TLS certificate ends with the root, at {}: create a new root (`pki-ca init --force`) and re-enroll every party before then",
+                cert.info.not_after_rfc3339()
+            );
+        } else if self
+            .intermediate(&cert.issuer_id)
+            .is_some_and(|i| cert.info.not_after >= i.info.not_after)
+        {
+            warn!(
+                "the CA's own TLS certificate ends with its intermediate {}, at {}: issue a new intermediate where the root key is (`pki-ca intermediate`) before then",
+                cert.issuer_id,
                 cert.info.not_after_rfc3339()
             );
         }
@@ -283,13 +296,18 @@ impl Ca {
 
     /// When the CA's own certificate `info` is due for replacement: at two
     /// thirds of its life, like any certificate, unless it already ends
-    /// with the root. Such a certificate cannot be bettered, since every
+    /// with its issuer (the current intermediate, which never outlives the
+    /// root). Such a certificate cannot be bettered, since every
     /// replacement would end at the same instant, each shorter than the
     /// last (and, with the backdating, born past its own renewal point):
     /// replacing it would only add ledger rows, once a second. So it is
     /// due when it expires, and the rotation's refusal then backs off.
     pub(crate) fn own_renewal_due(&self, info: &pki_common::cert::CertInfo) -> i64 {
-        if info.not_after >= self.root.info.not_after {
+        let issuer_end = self
+            .current_issuer()
+            .map(|i| i.info.not_after)
+            .unwrap_or(self.root.info.not_after);
+        if info.not_after >= issuer_end {
             info.not_after
         } else {
             info.renewal_due()
@@ -308,18 +326,21 @@ impl Ca {
             // Defence in depth: the token may predate the reservation.
             self.refuse_reserved(grounds.names)?;
         }
+        let issuer = self.current_issuer()?;
+        issuer.check_permitted(grounds.names)?;
         let now = pki_common::unix_now() as i64;
         let decision = self.policy.decide(
             verified,
             grounds.names,
             grounds.profile,
-            self.root.info.not_after,
+            issuer.info.not_after,
             now,
         )?;
+        let url = self.public_url.as_deref();
         let cert = if grounds.ca_endpoint {
-            self.root.sign_ca_endpoint(&decision, &verified.spki_der)?
+            issuer.sign_ca_endpoint(&decision, &verified.spki_der, url)?
         } else {
-            self.root.sign(&decision, &verified.spki_der)?
+            issuer.sign(&decision, &verified.spki_der, url)?
         };
         let record = issued_record(&cert, &decision, grounds, now);
         self.ledger.record_issuance(&record, grounds.token_id)?;

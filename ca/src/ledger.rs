@@ -81,6 +81,36 @@ pub struct IssuedRecord {
     pub revoked: Option<Revocation>,
     /// The serial of the certificate this one renewed, if any.
     pub renewed_from: Option<String>,
+    /// The id of the intermediate that signed it; `root` for a certificate
+    /// the root signed itself (before the hierarchy: every row of an older
+    /// ledger).
+    pub issuer_id: String,
+}
+
+/// An intermediate as the ledger keeps it: issued where the root key is,
+/// revoked there too (the root CRL lists it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntermediateRecord {
+    pub id: String,
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub revoked: Option<Revocation>,
+}
+
+impl IntermediateRecord {
+    /// The record of the intermediate `id`, certificate `der`.
+    pub fn new(id: &str, der: &[u8], info: &pki_common::cert::CertInfo) -> Self {
+        IntermediateRecord {
+            id: id.to_string(),
+            serial_hex: info.serial_hex.clone(),
+            der: der.to_vec(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            revoked: None,
+        }
+    }
 }
 
 /// Where a certificate stands.
@@ -167,6 +197,13 @@ pub trait Ledger: Send + Sync {
     /// The next CRL number: increases by one on every call and never
     /// repeats, across restarts too.
     fn next_crl_number(&self) -> Result<u64, LedgerError>;
+    /// The next CRL number of the intermediate `issuer`: strictly
+    /// increasing for that issuer. (The default shares one counter among
+    /// every issuer, which is strictly increasing for each of them too.)
+    fn next_crl_number_of(&self, issuer: &str) -> Result<u64, LedgerError> {
+        let _ = issuer;
+        self.next_crl_number()
+    }
 }
 
 /// The ledger in an SQLite file.
@@ -224,6 +261,18 @@ const MIGRATIONS: &[&str] = &[
      INSERT OR IGNORE INTO counters (name, value) VALUES ('revision', 0), ('crl_number', 0);",
     // 2: renewal links a certificate to the one it replaced.
     "ALTER TABLE certificates ADD COLUMN renewed_from TEXT REFERENCES certificates(serial);",
+    // 3: the hierarchy: who signed each certificate (the root signed every
+    // certificate of an older ledger), and the intermediates themselves.
+    "ALTER TABLE certificates ADD COLUMN issuer_id TEXT NOT NULL DEFAULT 'root';
+     CREATE TABLE IF NOT EXISTS intermediates (
+         id                TEXT PRIMARY KEY,
+         serial            TEXT NOT NULL UNIQUE,
+         der               BLOB NOT NULL,
+         not_before        INTEGER NOT NULL,
+         not_after         INTEGER NOT NULL,
+         revoked_at        INTEGER,
+         revocation_reason TEXT
+     );",
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
@@ -340,8 +389,8 @@ fn insert_issuance(
         }
     }
     let inserted = conn.prepare_cached(
-        "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der, renewed_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der, renewed_from, issuer_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
             rec.serial_hex,
@@ -352,7 +401,8 @@ fn insert_issuance(
             rec.token_id,
             rec.issued_at,
             rec.der,
-            rec.renewed_from
+            rec.renewed_from,
+            rec.issuer_id
         ]);
     if let Err(e) = inserted {
         if let Some(id) = token_id {
@@ -613,6 +663,113 @@ impl Ledger for SqliteLedger {
         tx.commit()?;
         Ok(n as u64)
     }
+
+    fn next_crl_number_of(&self, issuer: &str) -> Result<u64, LedgerError> {
+        let name = format!("crl_number:{issuer}");
+        let n: i64 = self.conn().query_row(
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            [name],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}
+
+/// The intermediates, kept by the commands run where the root key is.
+/// Not part of [`Ledger`]: the online CA does not need them (it learns
+/// which intermediates are revoked from the root CRL, which it can verify).
+impl SqliteLedger {
+    /// Records an intermediate; one already recorded is left as it is.
+    pub fn record_intermediate(&self, rec: &IntermediateRecord) -> Result<(), LedgerError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO intermediates (id, serial, der, not_before, not_after)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                rec.id,
+                rec.serial_hex,
+                rec.der,
+                rec.not_before,
+                rec.not_after
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every intermediate, oldest first.
+    pub fn intermediates(&self) -> Result<Vec<IntermediateRecord>, LedgerError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn.prepare(
+            "SELECT id, serial, der, not_before, not_after, revoked_at, revocation_reason
+             FROM intermediates ORDER BY not_before, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                IntermediateRecord {
+                    id: r.get(0)?,
+                    serial_hex: r.get(1)?,
+                    der: r.get(2)?,
+                    not_before: r.get(3)?,
+                    not_after: r.get(4)?,
+                    revoked: None,
+                },
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut rec, at, reason) = row?;
+            if let (Some(revoked_at), Some(reason)) = (at, reason) {
+                rec.revoked = Some(Revocation {
+                    reason: reason.parse().map_err(LedgerError::Corrupt)?,
+                    revoked_at,
+                });
+            }
+            Ok(rec)
+        })
+        .collect()
+    }
+
+    /// Revokes the intermediate `id`; revoking it twice is refused.
+    pub fn revoke_intermediate(&self, id: &str, revocation: Revocation) -> Result<(), LedgerError> {
+        if let Some(done) = self
+            .intermediates()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.revoked)
+        {
+            return Err(LedgerError::AlreadyRevoked {
+                serial: id.to_string(),
+                reason: done.reason,
+                at: pki_common::cert::rfc3339(done.revoked_at),
+            });
+        }
+        let changed = self.conn().execute(
+            "UPDATE intermediates SET revoked_at = ?1, revocation_reason = ?2 WHERE id = ?3",
+            params![revocation.revoked_at, revocation.reason.as_str(), id],
+        )?;
+        if changed == 0 {
+            return Err(LedgerError::NoSuchSerial(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The certificates `issuer` signed, oldest first.
+    pub fn certificates_of(&self, issuer: &str) -> Result<Vec<IssuedRecord>, LedgerError> {
+        self.select_certificates("issuer_id = ?1 ORDER BY issued_at, rowid", [issuer])
+    }
+
+    /// The number of the last CRL the root signed before the hierarchy
+    /// (the single counter of older ledgers), so the root's CRLs go on
+    /// above it.
+    pub fn legacy_crl_number(&self) -> Result<u64, LedgerError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT value FROM counters WHERE name = 'crl_number'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
 }
 
 impl SqliteLedger {
@@ -625,7 +782,7 @@ impl SqliteLedger {
         let conn = lock(&self.reader);
         let mut stmt = conn.prepare(&format!(
             "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der,
-                    revoked_at, revocation_reason, renewed_from
+                    revoked_at, revocation_reason, renewed_from, issuer_id
              FROM certificates WHERE {condition}"
         ))?;
         let rows = stmt.query_map(params, Row::read)?;
@@ -648,6 +805,7 @@ struct Row {
     revoked_at: Option<i64>,
     reason: Option<String>,
     renewed_from: Option<String>,
+    issuer_id: String,
 }
 
 impl Row {
@@ -664,6 +822,7 @@ impl Row {
             revoked_at: r.get(8)?,
             reason: r.get(9)?,
             renewed_from: r.get(10)?,
+            issuer_id: r.get(11)?,
         })
     }
 
@@ -686,6 +845,7 @@ impl Row {
             der: self.der,
             revoked,
             renewed_from: self.renewed_from,
+            issuer_id: self.issuer_id,
         })
     }
 }
@@ -718,6 +878,7 @@ mod tests {
             der: vec![0x30],
             revoked: None,
             renewed_from: None,
+            issuer_id: "root".into(),
         }
     }
 
@@ -906,6 +1067,57 @@ mod tests {
             .filter_map(|r| r.as_ref().err())
             .all(|e| matches!(e, LedgerError::AlreadyRenewed { .. })));
         assert_eq!(l.certificates().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn crl_numbers_are_per_issuer_and_rows_name_their_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            let l = SqliteLedger::open(&path).unwrap();
+            assert_eq!(l.next_crl_number_of("aa").unwrap(), 1);
+            assert_eq!(l.next_crl_number_of("aa").unwrap(), 2);
+            assert_eq!(l.next_crl_number_of("bb").unwrap(), 1);
+            let under_aa = IssuedRecord {
+                issuer_id: "aa".into(),
+                ..record("01", None)
+            };
+            l.record_issuance(&under_aa, None).unwrap();
+            l.record_issuance(&record("02", None), None).unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.next_crl_number_of("aa").unwrap(), 3);
+        let of_aa = l.certificates_of("aa").unwrap();
+        assert_eq!(of_aa.len(), 1);
+        assert_eq!(of_aa[0].serial_hex, "01");
+        assert_eq!(l.certificates_of("root").unwrap()[0].serial_hex, "02");
+    }
+
+    #[test]
+    fn an_older_ledger_gets_the_issuer_column_and_its_rows_are_the_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            // A ledger as version 2 left it, with one certificate.
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", i as i64 + 1)
+                    .unwrap();
+            }
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO certificates (serial, names, profile, not_before, not_after, issued_at, der)
+                 VALUES ('0c', '[\"a.test\"]', 'server', 1, 2, 5, x'30')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert_eq!(l.certificate("0c").unwrap().unwrap().issuer_id, "root");
+        assert!(l.intermediates().unwrap().is_empty());
     }
 
     #[test]

@@ -22,13 +22,20 @@
 //!   authorized names, validity. No HTTP here, no signing.
 //! - [`reserved`]: the names the CA's own endpoint answers to, which are
 //!   never minted or issued to anyone else.
-//! - [`authority`]: the root (creation, loading) and the signing of the
-//!   certificates the policy decided, and of CRLs.
+//! - [`authority`]: the hierarchy's certificates (the root's, with no key;
+//!   the intermediates', with theirs) and the signing of the certificates
+//!   the policy decided, and of CRLs.
+//! - [`root`]: what is done with the root key, where it is: creating the
+//!   hierarchy, issuing intermediates, signing the root CRL. The online CA
+//!   never reads the root key.
+//! - `keyfile`: the root key on disk, encrypted PKCS#8.
+//! - `hierarchy`: which intermediates the CA holds, which one issues now,
+//!   and the root CRL it publishes.
 //! - `issue`: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
 //!   CA's own TLS certificate ([`Ca::issue_service_certificate`]), all
 //!   through one decide–sign–record path.
-//! - `crl`: revocation ([`Ca::revoke`]) and the CRL ([`Crl`]): signing,
-//!   publishing, refreshing.
+//! - `crl`: revocation ([`Ca::revoke`]) and the CRLs ([`Crl`]), one per
+//!   intermediate: signing, publishing, refreshing.
 //! - [`ledger`]: the record of every token and certificate (SQLite).
 //! - [`metrics`]: what `pki-ca serve --metrics-listen` exposes.
 //! - [`extensions`]: where any relying party finds revocation: the CRL
@@ -56,21 +63,24 @@ mod authorize;
 mod crl;
 mod error;
 pub mod extensions;
+mod hierarchy;
 pub mod http;
 mod issue;
+pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
 mod paths;
 pub mod policy;
 pub mod publish;
 pub mod reserved;
+pub mod root;
 pub mod serve;
 mod stall;
 mod tasks;
 pub mod token;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use authority::RootAuthority;
 use ledger::{Ledger, SqliteLedger};
@@ -81,26 +91,36 @@ pub use crl::Crl;
 pub use error::{CaError, SignError};
 pub use paths::CaPaths;
 
-/// The certificate authority: root, policy and ledger together.
+/// The certificate authority: root certificate, intermediates, policy and
+/// ledger together.
 ///
 /// Its operations are spread over the modules by concern (see the crate
 /// doc); this file holds only its state and how it is opened.
 pub struct Ca {
     paths: CaPaths,
     root: RootAuthority,
+    /// The intermediates and the root CRL; replaced on a reload.
+    held: RwLock<hierarchy::Held>,
     policy: IssuancePolicy,
     ledger: Arc<dyn Ledger>,
-    /// The CRL currently served; replaced whole, never edited.
-    crl: RwLock<Option<Arc<Crl>>>,
+    /// Where certificates say their CRL and issuer are published
+    /// (`--public-url`); `None` leaves those extensions out.
+    public_url: Option<String>,
+    /// The CRL currently served for each intermediate (by id); each is
+    /// replaced whole, never edited.
+    crls: RwLock<HashMap<String, Arc<Crl>>>,
     /// The names the CA's own endpoint answers to, never issued to others.
     reserved: RwLock<ReservedNames>,
-    /// The number of the CRL last written to `ca.crl.pem` (0: none yet),
-    /// so that a file left behind by a failed write is written again.
-    crl_written: AtomicU64,
+    /// The issuer and number of the CRL last written to `ca.crl.pem`
+    /// (`None`: none yet), so that a file left behind by a failed write is
+    /// written again.
+    crl_written: Mutex<Option<(String, u64)>>,
 }
 
 impl Ca {
-    /// Opens the CA in `paths` (the root must exist) with its SQLite ledger.
+    /// Opens the CA in `paths` (the root certificate must exist) with its
+    /// SQLite ledger. The root KEY is not read: the online CA signs with
+    /// its intermediates only.
     ///
     /// The root is loaded before the ledger is opened, which creates it
     /// (and its directory): a mistyped `--dir` then fails with "no CA
@@ -129,15 +149,33 @@ impl Ca {
         root: RootAuthority,
     ) -> Result<Self, CaError> {
         let reserved = ReservedNames::load(&paths.endpoint_names())?;
-        Ok(Ca {
+        let held = hierarchy::Held::load(paths, &root);
+        let ca = Ca {
             paths: paths.clone(),
             root,
+            held: RwLock::new(held),
             policy,
             ledger,
-            crl: RwLock::new(None),
+            public_url: None,
+            crls: RwLock::new(HashMap::new()),
             reserved: RwLock::new(reserved),
-            crl_written: AtomicU64::new(0),
-        })
+            crl_written: Mutex::new(None),
+        };
+        // Announces the current issuer (or the lack of one).
+        ca.reload_hierarchy();
+        Ok(ca)
+    }
+
+    /// Puts CRL Distribution Points and AIA caIssuers under `url` into
+    /// every certificate issued from now on (`--public-url`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// The base URL certificates point at for revocation, if any.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
     }
 
     /// The root certificate, PEM, as `GET /v1/root` serves it.
@@ -145,10 +183,9 @@ impl Ca {
         self.root.pem()
     }
 
-    /// The loaded root: its certificate (`cert`, the trust anchor every
-    /// party verifies against) and its parsed details (`info`). Not the
-    /// root certificate alone: the root key is inside too, private to
-    /// [`RootAuthority`], which never hands it out.
+    /// The root: its certificate (`cert`, the trust anchor every party
+    /// verifies against) and its parsed details (`info`). The root key is
+    /// not here: it stays where `pki-ca init` put it (`--root-dir`).
     pub fn root(&self) -> &RootAuthority {
         &self.root
     }

@@ -1,16 +1,21 @@
 //! `pki-ca`: the certificate authority's command line.
 //!
 //! Usage:
-//!   pki-ca init [--force]                       create the root in certs/
+//!   pki-ca init [--force] [--root-dir DIR]      create the root and an intermediate in certs/
 //!   pki-ca token --name app.pki.test [--profile server] [--ttl 15m]
 //!   pki-ca serve [--listen 127.0.0.1:8443]      the HTTPS API
 //!   pki-ca revoke --serial <hex>|--cert FILE [--reason keyCompromise] [--ca-url URL]
+//!   pki-ca revoke --intermediate <id> [--root-dir DIR]   (where the root key is)
+//!   pki-ca intermediate [--root-dir DIR]        a new intermediate (where the root key is)
+//!   pki-ca root-crl [--root-dir DIR]            re-sign the root CRL (where the root key is)
 //!   pki-ca list [--json]                        every certificate, its status and renewal chain
 //!   pki-ca completions bash                     a shell completion script
 //!
-//! Only `init` and `serve` create files (and `token` and `revoke` write to
-//! an existing CA's ledger); with a mistyped `--dir` every command reports
-//! "no CA root" and leaves nothing behind.
+//! Only `init`, `intermediate`, `root-crl` and `serve` create files (and
+//! `token` and `revoke` write to an existing CA's ledger); with a mistyped
+//! `--dir` every command reports "no CA root" and leaves nothing behind.
+//! Only `init`, `intermediate`, `revoke --intermediate` and `root-crl`
+//! read the root key; `serve` never does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,28 +27,31 @@ use anyhow::Context;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use pki_ca::authority::{init_root, InitOutcome, RootAuthority};
-use pki_ca::ledger::{IssuedRecord, Status};
+use pki_ca::authority::{Intermediate, RootAuthority};
+use pki_ca::keyfile::Passphrase;
+use pki_ca::ledger::{IssuedRecord, Revocation, Status};
 use pki_ca::policy::IssuancePolicy;
+use pki_ca::root::{InitOptions, InitOutcome, IntermediateOptions, RootSigner};
 use pki_ca::serve::{CaServer, ServeOptions};
 use pki_ca::{Ca, CaPaths};
 use pki_common::ca::bootstrap::Fingerprint;
 use pki_common::ca::client::CaClient;
-use pki_common::ca::crl::fetch_crl;
 use pki_common::cert::Profile;
 use pki_common::revocation::Reason;
 
 /// Examples shown under `pki-ca --help`: the first run, start to finish.
 const EXAMPLES: &str = "\
 Examples:
-  pki-ca init                                   # root in certs/, prints its fingerprint
+  pki-ca init                                   # root and intermediate in certs/, prints the root's fingerprint
+  PKI_ROOT_PASSPHRASE=... pki-ca init --root-dir /media/offline   # the root key encrypted, elsewhere
   pki-ca serve --listen 127.0.0.1:8443          # the HTTPS API (leave it running)
   pki-ca token --name app.pki.test              # a one-time token for a server
   pki-ca token --profile client --name client1.pki.test
   pki-ca list                                   # every certificate issued
   pki-ca revoke --cert certs/server.pem --reason keyCompromise
 
-Every command takes --dir (or PKI_CERTS_DIR); only init and serve create files.";
+Every command takes --dir (or PKI_CERTS_DIR); only init, intermediate, root-crl and serve create files.
+The root key is read only by init, intermediate, revoke --intermediate and root-crl (--root-dir).";
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +61,8 @@ Every command takes --dir (or PKI_CERTS_DIR); only init and serve create files."
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// Directory holding ca.pem, ca.key and the ledger.
+    /// The online CA's directory: ca.pem (the root certificate),
+    /// intermediates/, the ledger and the CRLs.
     #[arg(long, global = true, env = "PKI_CERTS_DIR", default_value = "certs")]
     dir: PathBuf,
     /// Log format on stderr: text (a line per event, for people) or json
@@ -66,13 +75,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the root key and self-signed root certificate (kept if present).
+    /// Create the root (key and self-signed certificate) and an issuing
+    /// intermediate signed by it (kept if present).
     #[command(after_help = "\
 Examples:
   pki-ca init                       # prints the files and the root's SHA-256 fingerprint
   pki-ca --dir /srv/pki init --validity 1825days
+  PKI_ROOT_PASSPHRASE=... pki-ca init --root-dir /media/offline --permit-dns pki.test --permit-ip 127.0.0.0/8
   openssl x509 -in certs/ca.pem -noout -fingerprint -sha256   # the same fingerprint")]
     Init(InitArgs),
+    /// Issue a new intermediate with the root key, to roll the current one
+    /// over; run where the root key is. The old one stays, so the
+    /// certificates it issued keep verifying; a serving CA issues under the
+    /// new one within a second.
+    #[command(after_help = "\
+Examples:
+  PKI_ROOT_PASSPHRASE=... pki-ca intermediate --root-dir /media/offline
+  pki-ca intermediate --permit-dns pki.test --validity 365days")]
+    Intermediate(IntermediateCmdArgs),
+    /// Re-sign the root's CRL (revoked intermediates) before its
+    /// nextUpdate; run where the root key is.
+    #[command(after_help = "\
+Examples:
+  PKI_ROOT_PASSPHRASE=... pki-ca root-crl --root-dir /media/offline
+  openssl crl -in certs/root.crl.pem -noout -text")]
+    RootCrl(RootCrlArgs),
     /// Mint a one-time enrollment token; prints it alone on stdout.
     #[command(after_help = "\
 Examples:
@@ -87,11 +114,14 @@ Examples:
   pki-ca serve
   pki-ca serve --listen 0.0.0.0:8443 --name ca.example.org --cert-lifetime 7days")]
     Serve(ServeArgs),
-    /// Revoke a certificate; works whether or not the CA is serving.
+    /// Revoke a certificate; works whether or not the CA is serving. An
+    /// intermediate (--intermediate) is revoked on the root's CRL, where
+    /// the root key is: every certificate it issued then fails.
     #[command(after_help = "\
 Examples:
   pki-ca revoke --cert certs/server.pem --reason keyCompromise
-  pki-ca revoke --serial 3f2a... --reason superseded --ca-url https://127.0.0.1:8443")]
+  pki-ca revoke --serial 3f2a... --reason superseded --ca-url https://127.0.0.1:8443
+  pki-ca revoke --intermediate 1a2b3c4d5e6f7a8b --reason cACompromise --root-dir /media/offline")]
     Revoke(RevokeArgs),
     /// List every issued certificate with its status.
     #[command(after_help = "\
@@ -119,12 +149,110 @@ Examples:
 
 #[derive(Args)]
 struct InitArgs {
-    /// Replace an existing root. Every certificate it issued stops verifying.
+    /// Replace an existing root (and its intermediates). Every certificate
+    /// it issued stops verifying.
     #[arg(long)]
     force: bool,
     /// Root validity.
     #[arg(long, value_name = "DURATION", default_value = "3650days", value_parser = humantime::parse_duration)]
     validity: Duration,
+    /// Intermediate validity (never past the root's).
+    #[arg(long, value_name = "DURATION", default_value = "1825days", value_parser = humantime::parse_duration)]
+    intermediate_validity: Duration,
+    #[command(flatten)]
+    root: RootArgs,
+    #[command(flatten)]
+    intermediate: IntermediateArgs,
+}
+
+/// Where the root key is, and its passphrase.
+#[derive(Args)]
+struct RootArgs {
+    /// The directory of the root key (root.key); default: --dir. Keep it
+    /// offline: only init, intermediate, revoke --intermediate and
+    /// root-crl read it, never serve.
+    #[arg(long, value_name = "DIR", env = "PKI_ROOT_DIR")]
+    root_dir: Option<PathBuf>,
+    /// A file (mode 0600) holding the root key's passphrase, or set
+    /// PKI_ROOT_PASSPHRASE. Without either, init writes the root key
+    /// unencrypted.
+    #[arg(long, value_name = "FILE")]
+    root_passphrase_file: Option<PathBuf>,
+}
+
+/// What goes into a new intermediate.
+#[derive(Args)]
+struct IntermediateArgs {
+    /// NameConstraints: leaves may carry this DNS name and the names below
+    /// it only (repeatable).
+    #[arg(long = "permit-dns", value_name = "NAME", value_parser = permit_dns)]
+    permit_dns: Vec<String>,
+    /// NameConstraints: leaves may carry addresses in this range only, as
+    /// CIDR (repeatable).
+    #[arg(long = "permit-ip", value_name = "CIDR", value_parser = permit_ip)]
+    permit_ip: Vec<String>,
+    /// The plain-HTTP base URL (http://HOST:PORT) where the CA publishes
+    /// CRLs and issuer certificates; the intermediate points at the root's
+    /// there.
+    #[arg(long, value_name = "URL", value_parser = public_url)]
+    public_url: Option<String>,
+    /// Validity of the root CRL signed now.
+    #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
+    root_crl_interval: Duration,
+}
+
+impl IntermediateArgs {
+    fn options(self, validity: Duration) -> IntermediateOptions {
+        IntermediateOptions {
+            validity,
+            permit_dns: self.permit_dns,
+            permit_ip: self.permit_ip,
+            public_url: self.public_url,
+            root_crl_interval: self.root_crl_interval,
+        }
+    }
+}
+
+#[derive(Args)]
+struct IntermediateCmdArgs {
+    /// Validity of the new intermediate (never past the root's).
+    #[arg(long, value_name = "DURATION", default_value = "1825days", value_parser = humantime::parse_duration)]
+    validity: Duration,
+    #[command(flatten)]
+    root: RootArgs,
+    #[command(flatten)]
+    intermediate: IntermediateArgs,
+}
+
+#[derive(Args)]
+struct RootCrlArgs {
+    #[command(flatten)]
+    root: RootArgs,
+    /// Validity of the root CRL; re-sign it before then.
+    #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
+    root_crl_interval: Duration,
+}
+
+/// `--permit-dns`: a DNS name, checked as the CA will use it.
+fn permit_dns(value: &str) -> Result<String, String> {
+    pki_ca::root::parse_permit_dns(value).map_err(|e| e.to_string())
+}
+
+/// `--permit-ip`: CIDR, checked as the CA will use it.
+fn permit_ip(value: &str) -> Result<String, String> {
+    pki_ca::root::parse_permit_ip(value)
+        .map(|_| value.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `--public-url`: plain HTTP (a CRL fetched over TLS would need a CRL for
+/// the TLS certificate itself, RFC 5280 §4.2.1.13), no trailing slash.
+fn public_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    match url.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && !rest.contains(['/', '?', '#', ' ']) => Ok(url.to_string()),
+        _ => Err(format!("{value:?}: expected http://HOST:PORT (plain HTTP, no path): CRLs and certificates are signed, and fetching them over TLS would need revocation information for the TLS certificate itself")),
+    }
 }
 
 #[derive(Args)]
@@ -183,8 +311,17 @@ struct ServeArgs {
 #[derive(Args)]
 struct RevokeArgs {
     /// The serial, in hex as `pki-ca list` or `openssl x509 -serial` prints it.
-    #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
+    #[arg(long, required_unless_present_any = ["cert", "intermediate"], conflicts_with_all = ["cert", "intermediate"])]
     serial: Option<String>,
+    /// Or an intermediate, by id (its file name in intermediates/) or
+    /// serial: revoked on the root CRL, with the root key (--root-dir).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["cert", "ca_url"])]
+    intermediate: Option<String>,
+    #[command(flatten)]
+    root: RootArgs,
+    /// With --intermediate: validity of the root CRL signed now.
+    #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
+    root_crl_interval: Duration,
     /// Or the certificate file (PEM) to revoke.
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
@@ -257,6 +394,8 @@ fn run() -> anyhow::Result<()> {
     let paths = CaPaths::new(&cli.dir);
     match cli.command {
         Command::Init(args) => init(&paths, args),
+        Command::Intermediate(args) => intermediate(&paths, args),
+        Command::RootCrl(args) => root_crl(&paths, args),
         Command::Token(args) => token(&paths, args),
         Command::Serve(args) => serve(&paths, args),
         Command::Revoke(args) => revoke(&paths, args),
@@ -279,14 +418,42 @@ fn open(paths: &CaPaths) -> anyhow::Result<Ca> {
     Ca::open(paths, IssuancePolicy::default()).context("cannot open the CA")
 }
 
-/// `pki-ca init`: on stdout, where each file is and the root's
-/// fingerprint, which other hosts need to fetch the root safely
-/// (`--root-fingerprint`).
+/// The CA's paths with the root key in `--root-dir` (if given).
+fn with_root(paths: &CaPaths, root: &RootArgs) -> CaPaths {
+    match &root.root_dir {
+        Some(dir) => paths.clone().with_root_dir(dir),
+        None => paths.clone(),
+    }
+}
+
+/// The root key's passphrase, from `--root-passphrase-file` or
+/// PKI_ROOT_PASSPHRASE.
+fn passphrase(root: &RootArgs) -> anyhow::Result<Option<Passphrase>> {
+    Ok(Passphrase::from_file_or_env(
+        root.root_passphrase_file.as_deref(),
+    )?)
+}
+
+/// Loads the root key, for the commands run where it is.
+fn root_signer(paths: &CaPaths, root: &RootArgs) -> anyhow::Result<RootSigner> {
+    RootSigner::load(paths, passphrase(root)?.as_ref()).context("cannot use the root key")
+}
+
+/// `pki-ca init`: on stdout, where each file is, which key is offline,
+/// and the root's fingerprint, which other hosts need to fetch the root
+/// safely (`--root-fingerprint`).
 fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
-    let outcome = init_root(paths, args.validity, args.force).context("cannot create the root")?;
+    let paths = with_root(paths, &args.root);
+    let opts = InitOptions {
+        validity: args.validity,
+        force: args.force,
+        passphrase: passphrase(&args.root)?,
+        intermediate: args.intermediate.options(args.intermediate_validity),
+    };
+    let outcome = pki_ca::root::init(&paths, opts).context("cannot create the root")?;
     let dir = paths.dir().display();
     match &outcome {
-        InitOutcome::Created(_) => println!("created the CA root in {dir}:"),
+        InitOutcome::Created(_) => println!("created the CA root and its intermediate in {dir}:"),
         InitOutcome::KeptExisting(info) => {
             tracing::info!(
                 "kept the existing root {} (serial {}, valid until {}); use --force to replace it",
@@ -297,28 +464,114 @@ fn init(paths: &CaPaths, args: InitArgs) -> anyhow::Result<()> {
             println!("kept the existing CA root in {dir} (--force replaces it):");
         }
     }
+    print_hierarchy(&paths)?;
     let root = pki_common::files::read_cert(&paths.root_cert())?;
     let fingerprint = Fingerprint::of(&root);
-    let (cert, key) = (paths.root_cert(), paths.root_key());
-    println!(
-        "  {}  the root certificate: every party trusts it (give them it, or its fingerprint)",
-        cert.display()
-    );
-    println!(
-        "  {}  the root key (mode 0600): keep it secret, and back it up",
-        key.display()
-    );
-    println!(
-        "  `pki-ca serve` keeps its ledger ({}) and CRL ({}) here too",
-        paths.ledger().display(),
-        paths.crl().display()
-    );
     println!("root fingerprint (SHA-256): {fingerprint}");
     println!(
         "  check it: openssl x509 -in {} -noout -fingerprint -sha256",
-        cert.display()
+        paths.root_cert().display()
     );
     println!("  on another host: pki-client --ca-url https://<this host>:8443 --root-fingerprint {fingerprint} enroll");
+    Ok(())
+}
+
+/// Prints root → intermediate and which key is where: the root key
+/// offline, the intermediate's key with the online CA.
+fn print_hierarchy(paths: &CaPaths) -> anyhow::Result<()> {
+    let root = RootAuthority::load(paths)?;
+    let key = [paths.root_key(), paths.legacy_root_key()]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| paths.root_key());
+    let encrypted = std::fs::read_to_string(&key)
+        .map(|pem| pki_ca::keyfile::is_encrypted(&pem))
+        .unwrap_or(false);
+    println!(
+        "  {}  the root certificate: every party trusts it (give them it, or its fingerprint)",
+        paths.root_cert().display()
+    );
+    println!(
+        "  {}  the root key (mode 0600, {}): OFFLINE; only init, intermediate, revoke --intermediate and root-crl read it, never serve; back it up",
+        key.display(),
+        if encrypted { "encrypted with the passphrase" } else { "NOT encrypted: give a passphrase to encrypt it" }
+    );
+    if let Some(current) = current_intermediate(paths, &root) {
+        println!(
+            "  {}  the issuing intermediate {}, signed by the root (valid until {}): it signs every certificate and their CRL",
+            paths.intermediate_cert(&current.id).display(),
+            current.id,
+            current.info.not_after_rfc3339()
+        );
+        println!(
+            "  {}  the intermediate's key (mode 0600): the ONLY key `pki-ca serve` needs",
+            paths.intermediate_key(&current.id).display()
+        );
+    }
+    println!(
+        "  {}  the root's CRL (revoked intermediates), signed by the root, published by `pki-ca serve`",
+        paths.root_crl().display()
+    );
+    println!(
+        "  `pki-ca serve` keeps its ledger ({}) and the intermediate's CRL ({}) here too",
+        paths.ledger().display(),
+        paths.crl().display()
+    );
+    println!(
+        "chain: root {} -> intermediate -> leaf",
+        root.info.subject_cn.as_deref().unwrap_or("(no CN)")
+    );
+    Ok(())
+}
+
+/// The intermediate valid now with the latest notBefore, as the CA would
+/// pick it (revocation aside: init and intermediate make a fresh one).
+fn current_intermediate(paths: &CaPaths, root: &RootAuthority) -> Option<Intermediate> {
+    let now = pki_common::unix_now() as i64;
+    pki_ca::root::intermediate_ids(paths)
+        .iter()
+        .filter_map(|id| Intermediate::load(paths, id, root).ok())
+        .filter(|i| i.info.not_before <= now && now < i.info.not_after)
+        .max_by_key(|i| i.info.not_before)
+}
+
+/// `pki-ca intermediate`: a new intermediate, signed with the root key.
+fn intermediate(paths: &CaPaths, args: IntermediateCmdArgs) -> anyhow::Result<()> {
+    let paths = with_root(paths, &args.root);
+    let signer = root_signer(&paths, &args.root)?;
+    let opts = args.intermediate.options(args.validity);
+    let (id, info) = signer
+        .issue_intermediate(&paths, &opts)
+        .context("cannot issue the intermediate")?;
+    signer
+        .sign_root_crl(&paths, opts.root_crl_interval)
+        .context("the intermediate is issued, but the root CRL could not be signed")?;
+    println!(
+        "issued intermediate {id} (serial {}, valid until {}), signed by the root:",
+        info.serial_hex,
+        info.not_after_rfc3339()
+    );
+    println!(
+        "  {}  its certificate; {}  its key (mode 0600)",
+        paths.intermediate_cert(&id).display(),
+        paths.intermediate_key(&id).display()
+    );
+    println!("  a serving CA issues under it within a second (or on its next start); the older intermediates stay, so the certificates they issued keep verifying");
+    Ok(())
+}
+
+/// `pki-ca root-crl`: re-signs the root CRL with the root key.
+fn root_crl(paths: &CaPaths, args: RootCrlArgs) -> anyhow::Result<()> {
+    let paths = with_root(paths, &args.root);
+    let signer = root_signer(&paths, &args.root)?;
+    let number = signer
+        .sign_root_crl(&paths, args.root_crl_interval)
+        .context("cannot sign the root CRL")?;
+    println!(
+        "{} is root CRL #{number}, valid for {}; a serving CA publishes it within a second",
+        paths.root_crl().display(),
+        humantime::format_duration(args.root_crl_interval)
+    );
     Ok(())
 }
 
@@ -366,7 +619,11 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
 
 /// `pki-ca revoke`: records the revocation in the ledger and rewrites the
 /// CRL file; with `--ca-url`, also waits for the running CA to serve it.
+/// With `--intermediate`, revokes an intermediate on the root CRL instead.
 fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
+    if let Some(id) = &args.intermediate {
+        return revoke_intermediate(paths, id, &args);
+    }
     let ca = open(paths)?;
     let serial = match (args.serial, args.cert) {
         (Some(s), _) => s,
@@ -376,7 +633,7 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}", path.display()))?
                 .serial_hex
         }
-        (None, None) => anyhow::bail!("give --serial or --cert"),
+        (None, None) => anyhow::bail!("give --serial, --cert or --intermediate"),
     };
     let reason = args.reason;
     let serial = ca.revoke(&serial, reason).context("cannot revoke")?;
@@ -385,39 +642,100 @@ fn revoke(paths: &CaPaths, args: RevokeArgs) -> anyhow::Result<()> {
     let crl = ca
         .publish_crl()
         .context("the revocation is recorded, but the CRL could not be published")?;
+    let issuer = ca
+        .ledger()
+        .certificate(&serial)
+        .ok()
+        .flatten()
+        .map(|r| r.issuer_id)
+        .unwrap_or_else(|| "-".into());
     println!(
-        "revoked {serial} ({reason}); {} is CRL #{}",
+        "revoked {serial} ({reason}); {} is CRL #{} (the CRL of intermediate {issuer}, which issued it, lists it)",
         paths.crl().display(),
         crl.number
     );
     if let Some(url) = args.ca_url {
         let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
         runtime
-            .block_on(wait_published(&url, &ca, &serial))
+            .block_on(wait_published(&url, &ca, &serial, &issuer))
             .context("the revocation is recorded, but the running CA did not publish it")?;
     }
     Ok(())
 }
 
-/// Polls the CA at `url` until its CRL lists `serial`, for at most 10 s.
-async fn wait_published(url: &str, ca: &Ca, serial: &str) -> anyhow::Result<()> {
+/// `pki-ca revoke --intermediate`: the root CRL lists it from now on.
+fn revoke_intermediate(paths: &CaPaths, id: &str, args: &RevokeArgs) -> anyhow::Result<()> {
+    let paths = with_root(paths, &args.root);
+    let signer = root_signer(&paths, &args.root)?;
+    let revocation = Revocation {
+        reason: args.reason,
+        revoked_at: pki_common::unix_now() as i64,
+    };
+    let (id, number) = signer
+        .revoke_intermediate(&paths, id, revocation, args.root_crl_interval)
+        .context("cannot revoke the intermediate")?;
+    println!(
+        "revoked intermediate {id} ({}); {} is root CRL #{number}: every certificate it issued fails from now on, and a serving CA publishes it at /v1/crls within a second",
+        args.reason,
+        paths.root_crl().display()
+    );
+    let root = RootAuthority::load(&paths)?;
+    let left = pki_ca::root::intermediate_ids(&paths)
+        .into_iter()
+        .filter(|other| *other != id)
+        .filter_map(|other| Intermediate::load(&paths, &other, &root).ok())
+        .any(|i| i.info.not_after > revocation.revoked_at);
+    if !left {
+        println!("  no other intermediate is left to issue with: `pki-ca intermediate` issues one");
+    }
+    Ok(())
+}
+
+/// Polls the CA at `url` until the CRL of `issuer` (the intermediate that
+/// issued `serial`) lists `serial`, for at most 10 s. Each CRL is checked
+/// against that intermediate's certificate, held in --dir.
+async fn wait_published(url: &str, ca: &Ca, serial: &str, issuer: &str) -> anyhow::Result<()> {
     let root = ca.root().cert.clone();
+    let issuer_cert = ca
+        .issuer_cert_der(issuer)
+        .map(rustls::pki_types::CertificateDer::from)
+        .with_context(|| {
+            format!("the intermediate {issuer} that issued {serial} is not in --dir, so the CRL served cannot be checked")
+        })?;
     let client = CaClient::new(url, None, &root)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         // A CA that is briefly unreachable, or still serves the older CRL,
         // is polled again until the deadline.
-        if let Ok(crl) = fetch_crl(&client, &root).await {
-            if crl.revocation_of(serial).is_some() {
-                println!("published by {url} in CRL #{}", crl.number);
-                return Ok(());
-            }
+        if let Some(number) = served_listing(&client, &issuer_cert, serial).await {
+            println!("published by {url} in CRL #{number}");
+            return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!("{url} did not list {serial} within 10 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The number of the CRL signed by `issuer` that `GET /v1/crls` serves,
+/// if it lists `serial`.
+async fn served_listing(
+    client: &CaClient,
+    issuer: &rustls::pki_types::CertificateDer<'_>,
+    serial: &str,
+) -> Option<u64> {
+    use rustls::pki_types::pem::PemObject;
+    let resp = client.get(pki_common::ca::api::CRLS).await.ok()?;
+    if !resp.status.is_success() {
+        return None;
+    }
+    let now = pki_common::unix_now() as i64;
+    rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&resp.body)
+        .filter_map(Result::ok)
+        .filter_map(|der| pki_common::revocation::verify_crl(der, issuer, now).ok())
+        .find(|crl| crl.revocation_of(serial).is_some())
+        .map(|crl| crl.number)
 }
 
 /// `pki-ca inspect`: reads files only; the CA is not opened, so nothing is
@@ -516,6 +834,7 @@ fn json_row(r: &IssuedRecord, renewed_by: Option<&str>, now: i64) -> serde_json:
         "token_id": r.token_id,
         "renewed_from": r.renewed_from,
         "renewed_by": renewed_by,
+        "issuer": r.issuer_id,
     })
 }
 

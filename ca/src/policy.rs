@@ -41,9 +41,15 @@ pub enum PolicyError {
     InvalidName(String),
     #[error("unsupported CSR signature: {0}; sign the CSR with SHA-256, SHA-384 or SHA-512 (RSA PKCS#1 v1.5 or ECDSA), or with Ed25519")]
     UnsupportedSignature(String),
-    #[error("the CA's root expires at {root_not_after}, so a certificate issued now would be valid for only {remaining_secs} s, below the minimum of {minimum_secs} s; the operator must create a new root (`pki-ca init --force`) and re-enroll every party")]
+    /// The intermediate's NameConstraints do not permit the name: a
+    /// certificate for it would fail verification everywhere.
+    #[error("{name:?} is outside the names the CA's intermediate may certify (its name constraints permit {permitted}); use a name inside them, or issue an intermediate that permits it where the root key is (`pki-ca intermediate --permit-dns …`)")]
+    NameNotPermitted { name: String, permitted: String },
+    /// `issuer_not_after` is the issuing intermediate's notAfter, which
+    /// never runs past the root's.
+    #[error("the CA's issuing intermediate expires at {issuer_not_after}, so a certificate issued now would be valid for only {remaining_secs} s, below the minimum of {minimum_secs} s; the operator must issue a new intermediate where the root key is (`pki-ca intermediate`), or, if the root itself expires then, create a new root (`pki-ca init --force`) and re-enroll every party")]
     IssuerExpiring {
-        root_not_after: String,
+        issuer_not_after: String,
         remaining_secs: i64,
         minimum_secs: i64,
     },
@@ -317,7 +323,8 @@ impl Default for IssuancePolicy {
 
 impl IssuancePolicy {
     /// Decides the certificate for `csr` under a token authorizing `names`
-    /// for `profile`. The lifetime never runs past `root_not_after`, and a
+    /// for `profile`. The lifetime never runs past `issuer_not_after` (the issuing
+    /// intermediate's notAfter), and a
     /// certificate that would be left with less than `min_validity` is
     /// refused ([`PolicyError::IssuerExpiring`]).
     pub fn decide(
@@ -325,7 +332,7 @@ impl IssuancePolicy {
         csr: &VerifiedCsr,
         names: &[String],
         profile: Profile,
-        root_not_after: i64,
+        issuer_not_after: i64,
         now: i64,
     ) -> Result<Decision, PolicyError> {
         for requested in &csr.requested_names {
@@ -348,8 +355,8 @@ impl IssuancePolicy {
         let backdate = i64::try_from(self.backdate.as_secs())
             .unwrap_or(0)
             .min(lifetime / 10);
-        let not_after = now.saturating_add(lifetime).min(root_not_after);
-        self.check_min_validity(not_after, root_not_after, now)?;
+        let not_after = now.saturating_add(lifetime).min(issuer_not_after);
+        self.check_min_validity(not_after, issuer_not_after, now)?;
         Ok(Decision {
             names: names.to_vec(),
             profile,
@@ -367,7 +374,7 @@ impl IssuancePolicy {
     fn check_min_validity(
         &self,
         not_after: i64,
-        root_not_after: i64,
+        issuer_not_after: i64,
         now: i64,
     ) -> Result<(), PolicyError> {
         let minimum = self.min_validity.min(self.lifetime).as_secs();
@@ -375,7 +382,7 @@ impl IssuancePolicy {
         let remaining = not_after.saturating_sub(now);
         if remaining < minimum {
             return Err(PolicyError::IssuerExpiring {
-                root_not_after: pki_common::cert::rfc3339(root_not_after),
+                issuer_not_after: pki_common::cert::rfc3339(issuer_not_after),
                 remaining_secs: remaining.max(0),
                 minimum_secs: minimum,
             });

@@ -1,8 +1,9 @@
 //! The CA's TLS 1.3 listener.
 //!
-//! The listener presents a certificate the CA issues from its own root at
-//! start-up, so callers verify the CA endpoint against `ca.pem` like any
-//! other server, plus the CA-endpoint EKU only that certificate carries.
+//! The listener presents a certificate the CA issues from its current
+//! intermediate at start-up, with that intermediate (leaf first), so
+//! callers verify the CA endpoint against `ca.pem` alone like any other
+//! server, plus the CA-endpoint EKU only that certificate carries.
 //! Connections are capped; on shutdown the listener stops accepting and
 //! lets in-flight requests finish within a deadline.
 //!
@@ -40,11 +41,12 @@ use crate::metrics::CaMetrics;
 use crate::stall::WriteDeadline;
 use crate::Ca;
 
-/// The acceptor presenting the CA's own certificate, and when that
-/// certificate is due for replacement. Shared between the accept loop,
-/// which clones the acceptor for each connection, and
-/// [`tasks::rotate_own`](crate::tasks), which swaps both at once.
-pub(crate) type OwnAcceptor = Arc<RwLock<(TlsAcceptor, i64)>>;
+/// The acceptor presenting the CA's own certificate, when that
+/// certificate is due for replacement, and the intermediate that issued
+/// it. Shared between the accept loop, which clones the acceptor for each
+/// connection, and [`tasks::rotate_own`](crate::tasks), which swaps all
+/// three at once.
+pub(crate) type OwnAcceptor = Arc<RwLock<(TlsAcceptor, i64, String)>>;
 
 /// How the CA listens.
 #[derive(Debug, Clone)]
@@ -129,7 +131,7 @@ impl CaServer {
             Some(addr) => Some(MetricsListener::bind(addr).await?),
             None => None,
         };
-        let (acceptor, due) = own_acceptor(&ca, &opts.names)?;
+        let own = own_acceptor(&ca, &opts.names)?;
         ca.publish_crl()?;
         let limits = crate::http::BodyLimits {
             max_body: opts.max_body,
@@ -140,7 +142,7 @@ impl CaServer {
         Ok(CaServer {
             ca,
             listener,
-            acceptor: Arc::new(RwLock::new((acceptor, due))),
+            acceptor: Arc::new(RwLock::new(own)),
             router,
             opts,
             metrics,
@@ -264,8 +266,12 @@ async fn serve_connection(
 }
 
 /// Issues the CA's own TLS certificate and the acceptor presenting it;
-/// answers also when it is due for replacement.
-pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i64), ServeError> {
+/// answers also when it is due for replacement and which intermediate
+/// issued it.
+pub(crate) fn own_acceptor(
+    ca: &Ca,
+    names: &[String],
+) -> Result<(TlsAcceptor, i64, String), ServeError> {
     let (cert, key) = ca.issue_service_certificate(names)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let verifier = RenewalClientVerifier::new(ca.root().cert.clone());
@@ -273,8 +279,13 @@ pub(crate) fn own_acceptor(ca: &Ca, names: &[String]) -> Result<(TlsAcceptor, i6
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(vec![cert.der.clone()], key)
+        .with_single_cert(
+            std::iter::once(cert.der.clone())
+                .chain(cert.chain.iter().cloned())
+                .collect(),
+            key,
+        )
         .map_err(|e| pki_common::tls::TlsSetupError::BadIdentity(e.to_string()))?;
     let due = ca.own_renewal_due(&cert.info);
-    Ok((TlsAcceptor::from(Arc::new(config)), due))
+    Ok((TlsAcceptor::from(Arc::new(config)), due, cert.issuer_id))
 }

@@ -21,11 +21,16 @@ use crate::Ca;
 const ROTATE_BACKOFF_FIRST: Duration = Duration::from_secs(10);
 /// The longest pause between two rotation attempts that fail.
 const ROTATE_BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// How often the rotation checks whether the current intermediate changed.
+const ISSUER_POLL: Duration = Duration::from_secs(1);
 /// At most one warning per this interval from a loop that keeps failing.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Replaces the CA's own TLS certificate before it runs out, so a CA that
-/// serves for longer than a certificate lifetime stays reachable.
+/// serves for longer than a certificate lifetime stays reachable, and
+/// within [`ISSUER_POLL`] of a change of the current intermediate (a
+/// rollover, or its revocation), so the CA presents a chain through the
+/// intermediate it issues under.
 ///
 /// A failure (the root is about to expire, the ledger cannot record)
 /// does not change by retrying at once, so the pause doubles from
@@ -41,18 +46,25 @@ pub(crate) async fn rotate_own(
     let mut warnings = WarnLimiter::new(WARN_INTERVAL);
     let mut pause = Duration::ZERO;
     loop {
-        let due = acceptor.read().unwrap_or_else(|p| p.into_inner()).1;
+        let (due, issuer) = {
+            let own = acceptor.read().unwrap_or_else(|p| p.into_inner());
+            (own.1, own.2.clone())
+        };
         let until_due = due.saturating_sub(pki_common::unix_now() as i64).max(1) as u64;
-        let wait = Duration::from_secs(until_due).max(pause);
+        let wait = Duration::from_secs(until_due).min(ISSUER_POLL).max(pause);
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+        let issuer_changed = ca.current_issuer().is_ok_and(|i| i.id != issuer);
+        if !issuer_changed && (pki_common::unix_now() as i64) < due {
+            continue;
         }
         let (ca, names) = (ca.clone(), names.clone());
         let failure = match tokio::task::spawn_blocking(move || own_acceptor(&ca, &names)).await {
             Ok(Ok(fresh)) => {
                 *acceptor.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                info!("replaced the CA's own TLS certificate before it expires");
+                info!("replaced the CA's own TLS certificate (it was due, or the current intermediate changed)");
                 backoff.reset();
                 pause = Duration::ZERO;
                 continue;

@@ -45,10 +45,22 @@ pub fn p256() -> Vec<&'static str> {
 }
 
 /// Runs `openssl verify -x509_strict -purpose sslserver` on the PEM file
-/// `pem` against the root file `root` and returns its output: the
-/// independent check that an issued server certificate is one a strict TLS
-/// client accepts. Fails the test if openssl exits non-zero.
+/// `pem` against the root file `root`, with the CA's intermediates (in
+/// `intermediates/` next to the root) as untrusted certificates, and
+/// returns its output: the independent check that an issued server
+/// certificate is one a strict TLS client accepts. Fails the test if
+/// openssl exits non-zero.
 pub fn openssl_verify_server(root: &str, pem: &str) -> String {
+    let dir = std::path::Path::new(root).with_file_name("intermediates");
+    let bundle: String = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    let untrusted = format!("{pem}.untrusted.pem");
+    std::fs::write(&untrusted, bundle).unwrap();
     openssl_ok(&[
         "verify",
         "-x509_strict",
@@ -56,6 +68,8 @@ pub fn openssl_verify_server(root: &str, pem: &str) -> String {
         "sslserver",
         "-CAfile",
         root,
+        "-untrusted",
+        &untrusted,
         pem,
     ])
 }

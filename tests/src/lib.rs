@@ -16,6 +16,7 @@
 pub mod crafted_csr;
 pub mod csr;
 pub mod fixtures;
+pub mod hierarchy;
 pub mod observed;
 pub mod raw;
 pub mod refusals;

@@ -268,7 +268,8 @@ async fn the_server_never_rolls_its_crl_back() {
         let now = pki_common::unix_now() as i64;
         let forged = pki
             .ca
-            .root()
+            .current_issuer()
+            .unwrap()
             .sign_crl(installed.number, now, now + 3600, &[])
             .unwrap();
         let forged_pem = files::pem_encode("X509 CRL", forged.as_ref());
@@ -333,14 +334,11 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
 fn the_crl_succession_rule_refuses_rollbacks_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let (_, ca) = offline_ca(dir.path());
-    let root = ca.root().cert.clone();
+    let issuer = ca.current_issuer().unwrap();
     let now = pki_common::unix_now() as i64;
     let signed = |number: u64, revoked: &[(String, Revocation)]| {
-        let der = ca
-            .root()
-            .sign_crl(number, now, now + 3600, revoked)
-            .unwrap();
-        verify_crl(der, &root, now).unwrap()
+        let der = issuer.sign_crl(number, now, now + 3600, revoked).unwrap();
+        verify_crl(der, &issuer.cert, now).unwrap()
     };
     let revoked = [(
         "01".to_string(),

@@ -73,7 +73,8 @@ async fn the_root_has_the_extensions_of_a_ca_and_init_keeps_it() {
     let root = pki.root_path();
     let text = openssl_ok(&["x509", "-in", root.to_str().unwrap(), "-noout", "-text"]);
     for expected in [
-        "X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0",
+        // pathLen 1: the root signs intermediates, which sign leaves.
+        "X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:1",
         "X509v3 Key Usage: critical\n                Certificate Sign, CRL Sign",
         "X509v3 Subject Key Identifier",
     ] {

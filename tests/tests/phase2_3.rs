@@ -132,12 +132,12 @@ async fn an_expired_server_certificate_is_refused() {
             not_before: now - 7200,
             not_after: now - 3600,
         };
-        let cert = pki
-            .ca
-            .root()
-            .sign(&decision, &key.subject_public_key_info())
-            .unwrap();
-        let identity = Identity::from_parts(pki.root(), cert.der, &key.serialize_pem()).unwrap();
+        let cert = pki_tests::hierarchy::root_signed(
+            &pki.paths,
+            &decision,
+            &key.subject_public_key_info(),
+        );
+        let identity = Identity::from_parts(pki.root(), cert, &key.serialize_pem()).unwrap();
         let server = RunningServer::with_identity(identity, |_| {}).await;
         let err = pki.memo_refusal(server.addr).await;
         assert!(

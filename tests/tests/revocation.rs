@@ -16,12 +16,14 @@ use pki_server::{AppServer, ServerError};
 use pki_tests::{bounded, openssl, openssl_ok, AppFixture, TestPki};
 use rustls::pki_types::CertificateRevocationListDer;
 
-/// Fetches the CA's CRL over HTTPS and checks it against the root.
+/// Fetches the CA's CRL over HTTPS and checks it against its issuer, the
+/// current intermediate.
 async fn fetch_crl(pki: &TestPki) -> pki_common::revocation::VerifiedCrl {
     let resp = pki.ca_client().get("/v1/crl").await.unwrap();
     assert_eq!(resp.status, 200);
     let der = CertificateRevocationListDer::from(resp.body.to_vec());
-    verify_crl(der, &pki.root(), pki_common::unix_now() as i64).unwrap()
+    let issuer = pki.ca.current_issuer().unwrap();
+    verify_crl(der, &issuer.cert, pki_common::unix_now() as i64).unwrap()
 }
 
 /// Polls the running CA until its CRL lists `serial` (the CA notices

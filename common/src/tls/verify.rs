@@ -161,17 +161,27 @@ impl RenewalClientVerifier {
 }
 
 /// Accepts serverAuth or clientAuth.
+///
+/// rustls-webpki applies the rule to every certificate of the path, and an
+/// issuer without an extendedKeyUsage extension (the intermediates) must
+/// pass; so an empty list passes here, and [`leaf_ekus`] holds the end
+/// entity itself to the rule after path validation.
 struct ServerOrClientAuth;
 
 impl webpki::ExtendedKeyUsageValidator for ServerOrClientAuth {
     fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let mut empty = true;
         for id in iter {
+            empty = false;
             let id = id?;
             if id == webpki::KeyPurposeId::new(SERVER_AUTH)
                 || id == webpki::KeyPurposeId::new(CLIENT_AUTH)
             {
                 return Ok(());
             }
+        }
+        if empty {
+            return Ok(());
         }
         Err(webpki::Error::RequiredEkuNotFoundContext(
             webpki::RequiredEkuNotFoundContext {
@@ -180,6 +190,28 @@ impl webpki::ExtendedKeyUsageValidator for ServerOrClientAuth {
             },
         ))
     }
+}
+
+/// The end entity's own extended key usages (DER content octets of each
+/// OID; empty without the extension or when it cannot be parsed, which
+/// path validation has refused already).
+fn leaf_ekus(leaf: &CertificateDer<'_>) -> Vec<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
+        return Vec::new();
+    };
+    let Ok(Some(eku)) = cert.extended_key_usage() else {
+        return Vec::new();
+    };
+    let eku = eku.value;
+    let mut ekus: Vec<Vec<u8>> = eku.other.iter().map(|o| o.as_bytes().to_vec()).collect();
+    if eku.server_auth {
+        ekus.push(SERVER_AUTH.to_vec());
+    }
+    if eku.client_auth {
+        ekus.push(CLIENT_AUTH.to_vec());
+    }
+    ekus
 }
 
 /// rustls's name for a path-validation failure, so the peer gets the
@@ -218,6 +250,12 @@ impl ClientCertVerifier for RenewalClientVerifier {
             ServerOrClientAuth,
         )
         .map_err(as_rustls)?;
+        let ekus = leaf_ekus(end_entity);
+        if !ekus.iter().any(|e| e == SERVER_AUTH || e == CLIENT_AUTH) {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -275,18 +313,21 @@ pub fn not_ca_endpoint(err: &rustls::Error) -> Option<&NotCaEndpoint> {
     }
 }
 
-/// Requires serverAuth and the CA-endpoint EKU together.
+/// Requires serverAuth and the CA-endpoint EKU together. As with
+/// [`ServerOrClientAuth`], an issuer without the extension passes, and the
+/// end entity is held to the rule by [`leaf_ekus`].
 struct CaEndpointUsage;
 
 impl webpki::ExtendedKeyUsageValidator for CaEndpointUsage {
     fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let (mut server_auth, mut endpoint) = (false, false);
+        let (mut server_auth, mut endpoint, mut empty) = (false, false, true);
         for id in iter {
+            empty = false;
             let id = id?;
             server_auth |= id == webpki::KeyPurposeId::new(SERVER_AUTH);
             endpoint |= id == webpki::KeyPurposeId::new(CA_ENDPOINT_EKU);
         }
-        if server_auth && endpoint {
+        if empty || (server_auth && endpoint) {
             return Ok(());
         }
         Err(webpki::Error::RequiredEkuNotFoundContext(
@@ -340,8 +381,21 @@ impl ServerCertVerifier for CaEndpointVerifier {
             ocsp_response,
             now,
         )?;
+        let not_endpoint = || {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(NotCaEndpoint),
+            )))
+        };
         match verify_chain(end_entity, &self.root, intermediates, now, CaEndpointUsage) {
-            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Ok(_) => {
+                let ekus = leaf_ekus(end_entity);
+                let has = |eku: &[u8]| ekus.iter().any(|e| e == eku);
+                if has(SERVER_AUTH) && has(CA_ENDPOINT_EKU) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(not_endpoint())
+                }
+            }
             Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {
                 Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                     rustls::OtherError(Arc::new(NotCaEndpoint)),
