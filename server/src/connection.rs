@@ -46,12 +46,14 @@ pub async fn serve(
     let mut conn = match framed {
         Ok(conn) => Conn {
             // The certificate this connection was authenticated with, if
-            // any: when a new CRL lists it, the connection ends.
+            // any, and the intermediates of its chain: when a new CRL
+            // lists one of them, the connection ends.
             serials: conn
                 .peer_cert()
-                .and_then(|c| CertInfo::parse(c).ok())
-                .map(|c| c.serial_hex)
                 .into_iter()
+                .chain(conn.peer_intermediates())
+                .filter_map(|c| CertInfo::parse(c).ok())
+                .map(|c| c.serial_hex)
                 .collect(),
             framed: conn,
             peer,
@@ -149,6 +151,29 @@ impl Conn<'_> {
         }
     }
 
+    /// Who signed the client's certificate, and which CRL covers each
+    /// certificate of its chain (TLS has checked them all).
+    fn narrate_client_chain(&self, identity: &Identity) {
+        let Some(leaf) = self.framed.peer_cert() else {
+            return;
+        };
+        let intermediates = self.framed.peer_intermediates();
+        info!(
+            "phase 2 · client chain: {}",
+            pki_common::cert::describe_chain(leaf, intermediates, &identity.root)
+        );
+        if let Some(crls) = &self.shared.live.current().crls {
+            let chain: Vec<_> = std::iter::once(leaf)
+                .chain(intermediates)
+                .cloned()
+                .collect();
+            info!(
+                "phase 2 · client revocation: {}",
+                crls.describe_coverage(&chain)
+            );
+        }
+    }
+
     /// Steps 3 to 6.
     async fn register(
         &mut self,
@@ -186,12 +211,15 @@ impl Conn<'_> {
         let registration =
             registering.on_registration(&reg_frame, self.clock(), client_cert.as_ref())?;
         match &client_cert {
-            Some(cert) => info!(
-                "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
-                registration.client_id,
-                registration.client_addr,
-                cert.short_serial()
-            ),
+            Some(cert) => {
+                info!(
+                    "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
+                    registration.client_id,
+                    registration.client_addr,
+                    cert.short_serial()
+                );
+                self.narrate_client_chain(identity);
+            }
             None => info!(
                 "phase 2 · step 5: registration from client {:?} at {} (no client certificate: unauthenticated client id)",
                 registration.client_id, registration.client_addr

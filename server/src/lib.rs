@@ -61,7 +61,8 @@ pub struct ServerConfig {
     /// The names the server enrolls for and answers to in step 3; the first
     /// becomes the certificate's subject CN.
     pub names: Vec<String>,
-    /// Holds ca.pem, server.key and server.pem (and the CA's ca.crl.pem
+    /// Holds ca.pem, server.key and server.pem, the CRL cache ca.crls.pem
+    /// (and the CA's ca.crl.pem
     /// when the CA shares the directory).
     pub certs_dir: PathBuf,
     /// The server's certificate; `None`: `server.pem` in `certs_dir`. Two
@@ -268,7 +269,7 @@ impl AppServer {
         config: ServerConfig,
         identity: Identity,
         service: Service,
-        crl: Option<pki_common::revocation::VerifiedCrl>,
+        crl: Option<pki_common::revocation::CrlSet>,
     ) -> Result<Self, ServerError> {
         if config.client_auth == ClientAuth::Required && crl.is_none() {
             return Err(ServerError::NoCrl);

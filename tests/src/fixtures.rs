@@ -204,7 +204,8 @@ pub async fn bind_ca(ca: Arc<Ca>, listen: std::net::SocketAddr) -> Result<CaServ
 pub fn write_identity_files(dir: &Path, tag: &str, enrolled: &Enrolled) -> (String, String) {
     let cert = dir.join(format!("{tag}.pem"));
     let key = dir.join(format!("{tag}.key"));
-    files::write_public(&cert, &files::cert_to_pem(&enrolled.cert)).unwrap();
+    let chain: String = enrolled.chain().iter().map(files::cert_to_pem).collect();
+    files::write_public(&cert, &chain).unwrap();
     files::write_private_key(&key, &enrolled.key_pem).unwrap();
     (
         cert.to_str().unwrap().to_string(),

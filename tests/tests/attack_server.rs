@@ -253,7 +253,7 @@ async fn the_server_never_rolls_its_crl_back() {
         files::write_public(&crl_file, &before.pem()).unwrap();
         logs.wait_for(&format!("CRL #{} is older than CRL #", before.number))
             .await;
-        let installed = server.shared.live.current().crl.clone().unwrap();
+        let installed = root_crl(&server.shared.live.current());
         assert!(installed.number > before.number);
         assert!(installed.revocation_of(&client.info.serial_hex).is_some());
         let err = request_once(&config, "memo", b"").await.unwrap_err();
@@ -279,7 +279,7 @@ async fn the_server_never_rolls_its_crl_back() {
         ))
         .await;
         let current = server.shared.live.current();
-        assert_eq!(current.crl.as_ref().unwrap().der, installed.der);
+        assert_eq!(root_crl(&current).der, installed.der);
         let err = request_once(&config, "memo", b"").await.unwrap_err();
         assert_eq!(
             tls_alert(&err),
@@ -310,10 +310,7 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
         let server = AppServer::bind(config.clone(), identity, Service::default())
             .await
             .unwrap();
-        assert_eq!(
-            server.shared().live.current().crl.as_ref().unwrap().number,
-            new.number
-        );
+        assert_eq!(root_crl(&server.shared().live.current()).number, new.number);
 
         // The CA answers a newer CRL than the (old) file: the CA's wins.
         files::write_public(&dir.path().join("ca.crl.pem"), &old.pem()).unwrap();
@@ -322,7 +319,7 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
         let server = AppServer::bind(config, identity, Service::default())
             .await
             .unwrap();
-        let crl = server.shared().live.current().crl.clone().unwrap();
+        let crl = root_crl(&server.shared().live.current());
         assert!(crl.number > old.number);
         assert!(crl.revocation_of(&client.info.serial_hex).is_some());
     })
@@ -440,6 +437,7 @@ fn short_lived_client(pki: &TestPki, name: &str, lifetime: Duration) -> Enrolled
     Enrolled {
         key_pem: key.serialize_pem(),
         info: CertInfo::parse(&signed.der).unwrap(),
+        intermediates: Vec::new(),
         cert: signed.der,
     }
 }
@@ -893,4 +891,13 @@ async fn client_ids_are_normalised_to_lower_case() {
         );
     })
     .await
+}
+
+/// The root's CRL among those the server uses (this CA has one level:
+/// the root's CRL is the only one).
+fn root_crl(live: &pki_server::live::Live) -> pki_common::revocation::VerifiedCrl {
+    let crls = live.crls.as_ref().expect("the server has CRLs");
+    crls.get(pki_common::revocation::ROOT_ID)
+        .expect("the root's CRL")
+        .clone()
 }

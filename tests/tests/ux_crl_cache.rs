@@ -1,5 +1,5 @@
-//! Issue 12, item 8: `pki-client` keeps the last verified CRL in
-//! `ca.crl.pem` next to its root, so a request still works while the CA is
+//! Issue 12, item 8: `pki-client` keeps the last verified CRLs in
+//! `ca.crls.pem` next to its root (issue 13: one CRL per issuer), so a request still works while the CA is
 //! down (until that CRL's nextUpdate), and an older CRL never takes the
 //! place of a newer one.
 //!
@@ -43,7 +43,7 @@ async fn request(dir: &Path, ca_url: String, server: &RunningServer) -> Output {
 /// clock says, to read an expired one too).
 fn cached(dir: &Path) -> VerifiedCrl {
     let root = pki_common::files::read_cert(&dir.join("ca.pem")).unwrap();
-    let bytes = std::fs::read(dir.join("ca.crl.pem")).expect("the client cached the CRL");
+    let bytes = std::fs::read(dir.join("ca.crls.pem")).expect("the client cached the CRL");
     verify_crl(crl_from_pem_or_der(&bytes).unwrap(), &root, 0).unwrap()
 }
 
@@ -55,7 +55,7 @@ fn plant(ca: &StoppableCa, dir: &Path, age: u64, validity: u64) -> u64 {
         .ca
         .sign_crl_at(now - age as i64, Duration::from_secs(validity))
         .unwrap();
-    std::fs::write(dir.join("ca.crl.pem"), crl.pem()).unwrap();
+    std::fs::write(dir.join("ca.crls.pem"), crl.pem()).unwrap();
     crl.number
 }
 
@@ -90,7 +90,7 @@ async fn the_client_caches_the_crl_and_uses_it_while_the_ca_is_down() {
         ca.stop().await;
         let out = request(dir.path(), ca.url(), &server).await;
         assert_served(&out);
-        let cache = dir.path().join("ca.crl.pem");
+        let cache = dir.path().join("ca.crls.pem");
         assert!(
             text(&out.stderr)
                 .contains(&format!("CRL #{served} from the cache {}", cache.display())),
@@ -137,7 +137,7 @@ async fn an_expired_cache_with_the_ca_down_fails_closed() {
             last.starts_with("pki-client: revocation status unknown: cannot fetch the CRL: ")
                 && last.contains(&format!(
                     "the cached CRL {} cannot stand in: the CRL is stale: its nextUpdate",
-                    dir.path().join("ca.crl.pem").display()
+                    dir.path().join("ca.crls.pem").display()
                 )),
             "{stderr}"
         );
@@ -195,7 +195,7 @@ async fn an_older_crl_in_the_cache_never_wins_over_a_newer_one() {
             stderr.contains(&format!("CRL #{newer} is older than CRL #{cached_number}"))
                 && stderr.contains(&format!(
                     "phase 2 · revocation: CRL #{cached_number} from the cache {} (newer than the CA's)",
-                    dir.path().join("ca.crl.pem").display()
+                    dir.path().join("ca.crls.pem").display()
                 )),
             "{stderr}"
         );

@@ -29,8 +29,17 @@ pub fn sign_path(profile: crate::cert::Profile) -> String {
 /// renewal of it is refused with `409 already_renewed` (renew the newer
 /// certificate instead), and revoking a certificate revokes its renewals.
 pub const RENEW: &str = "/v1/renew";
-/// `GET`: the current CRL, DER; `?format=pem` for PEM.
+/// `GET`: the current CRL, DER; `?format=pem` for PEM. With a two-level
+/// CA, the CRL of the current intermediate (kept for older callers).
 pub const CRL: &str = "/v1/crl";
+/// `GET`: every CRL a party needs, PEM bundle: the root's (listing revoked
+/// intermediates), then one per intermediate the CA holds (listing the
+/// leaves it issued). A CA without it (404) is a one-level CA: its
+/// `/v1/crl` is the root's, and all there is.
+pub const CRLS: &str = "/v1/crls";
+/// `GET`: every intermediate the CA holds that has not expired, PEM
+/// bundle: what a party checks the intermediates' CRLs against.
+pub const INTERMEDIATES: &str = "/v1/intermediates";
 
 /// Media type of the certificate the CA returns.
 pub const PEM_CERT_CHAIN: &str = "application/pem-certificate-chain";
