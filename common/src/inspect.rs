@@ -283,6 +283,24 @@ fn certificate(der: &[u8], rest: &[CertificateDer<'static>], trust: &Trust) -> O
     if !self_signed {
         fields.push(("revocation", revocation.clone()));
     }
+    let summary = certificate_summary(&cert, &info, &chain, &revocation, self_signed, now);
+    Some(Report {
+        kind: Kind::Certificate,
+        fields,
+        summary,
+    })
+}
+
+/// One line: who it is, who signed it, whether it chains and is revoked,
+/// when it expires.
+fn certificate_summary(
+    cert: &X509Certificate<'_>,
+    info: &CertInfo,
+    chain: &str,
+    revocation: &str,
+    self_signed: bool,
+    now: i64,
+) -> String {
     let who = info
         .names()
         .first()
@@ -296,25 +314,15 @@ fn certificate(der: &[u8], rest: &[CertificateDer<'static>], trust: &Trust) -> O
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| cert.issuer().to_string());
-    let summary = format!(
-        "{who}, {} — {chain}{}, expires {}",
-        if self_signed {
-            "self-signed".to_string()
-        } else {
-            format!("signed by {issuer}")
-        },
-        if self_signed {
-            String::new()
-        } else {
-            format!("; {revocation}")
-        },
+    let (signed, revoked) = if self_signed {
+        ("self-signed".to_string(), String::new())
+    } else {
+        (format!("signed by {issuer}"), format!("; {revocation}"))
+    };
+    format!(
+        "{who}, {signed} — {chain}{revoked}, expires {}",
         relative(info.not_after, now)
-    );
-    Some(Report {
-        kind: Kind::Certificate,
-        fields,
-        summary,
-    })
+    )
 }
 
 /// The validity period and where now stands in it.
@@ -385,18 +393,9 @@ fn chain_status(
         );
     }
     let leaf = CertificateDer::from(der.to_vec());
-    let at = info.not_before.max(0) as i64 + 1;
+    let at = info.not_before.max(0) + 1;
     if info.is_ca {
-        return match Signer::intermediate(&leaf, root, at) {
-            Ok(s) => format!(
-                "chain OK to the root in {root_name}: the root signed this intermediate (id {}), which signs leaves and their CRL",
-                s.issuer.id
-            ),
-            Err(CrlError::BadIntermediate { why, .. }) => {
-                format!("does not chain to the root in {root_name}: {why}")
-            }
-            Err(e) => format!("does not chain to the root in {root_name}: {e}"),
-        };
+        return intermediate_status(&leaf, root, &root_name.to_string(), at);
     }
     let pool: Vec<_> = rest.iter().chain(&trust.intermediates).cloned().collect();
     let when = UnixTime::since_unix_epoch(Duration::from_secs(at as u64));
@@ -427,6 +426,26 @@ fn chain_status(
             "does not chain to the root in {root_name}: {}",
             crate::cert::describe_webpki_error(&other)
         ),
+    }
+}
+
+/// Whether a CA certificate (not the root) is an intermediate the root
+/// signed, judged at `at` (inside its validity).
+fn intermediate_status(
+    cert: &CertificateDer<'_>,
+    root: &CertificateDer<'_>,
+    root_name: &str,
+    at: i64,
+) -> String {
+    match Signer::intermediate(cert, root, at) {
+        Ok(s) => format!(
+            "chain OK to the root in {root_name}: the root signed this intermediate (id {}), which signs leaves and their CRL",
+            s.issuer.id
+        ),
+        Err(CrlError::BadIntermediate { why, .. }) => {
+            format!("does not chain to the root in {root_name}: {why}")
+        }
+        Err(e) => format!("does not chain to the root in {root_name}: {e}"),
     }
 }
 

@@ -146,6 +146,13 @@ pub fn issuer_id(cert: &X509Certificate<'_>) -> String {
     id
 }
 
+/// [`issuer_id`] of a certificate in DER; `None` if it cannot be parsed.
+pub fn issuer_id_of(cert: &CertificateDer<'_>) -> Option<String> {
+    X509Certificate::from_der(cert)
+        .ok()
+        .map(|(_, c)| issuer_id(&c))
+}
+
 /// The common name of a certificate's subject, or the whole subject.
 fn display_name(name: &x509_parser::x509::X509Name<'_>) -> String {
     name.iter_common_name()

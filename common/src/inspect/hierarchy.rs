@@ -50,19 +50,21 @@ fn is_crl_name(p: &Path) -> bool {
     name.ends_with(".crl.pem") || name.ends_with(".crl") || name == "ca.crls.pem"
 }
 
-/// The CRL files of a CA directory: the parties' cache `ca.crls.pem`, the
-/// CA's `ca.crl.pem` and `root.crl.pem`, and `intermediates/*.crl*`.
+/// The CRL files of a CA directory: the CA's own (`root.crl.pem`,
+/// `ca.crl.pem`, `intermediates/*.crl*`) first, so that a CRL found there
+/// and in the parties' cache `ca.crls.pem` is said to come from the CA's.
 fn crl_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["ca.crls.pem", "ca.crl.pem", "root.crl.pem"]
+    let own = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+    let mut files: Vec<PathBuf> = ["root.crl.pem", "ca.crl.pem"]
         .iter()
-        .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
+        .filter_map(|n| own(n))
         .collect();
     files.extend(
         files_in(&dir.join(INTERMEDIATES))
             .into_iter()
             .filter(|p| is_crl_name(p)),
     );
+    files.extend(own("ca.crls.pem"));
     files
 }
 
@@ -260,73 +262,23 @@ fn tree(dir: &Path, trust: &Trust, leaves: &[String]) -> String {
         .map(|(_, c)| c.subject().to_string());
     let _ = writeln!(out, "root {} (ca.pem)", root_info.unwrap_or_default());
     let _ = writeln!(out, "  key: {}", root_key(dir, trust));
-    let crl_line = |id: &str| -> String {
-        match &trust.crls {
-            Some(Ok(set)) => match set.get(id) {
-                Some(c) => format!(
-                    "CRL #{} ({}), {} revoked",
-                    c.number,
-                    trust
-                        .crl_files
-                        .get(id)
-                        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
-                        .unwrap_or_default(),
-                    c.len()
-                ),
-                None => "no CRL here".into(),
-            },
-            _ => "no CRL here".into(),
-        }
-    };
     let _ = writeln!(
         out,
         "  its CRL (lists revoked intermediates): {}",
-        crl_line("root")
+        crl_line(dir, trust, crate::revocation::ROOT_ID)
     );
     let mut placed = vec![false; leaves.len()];
     for cert in &trust.intermediates {
-        let Ok(signer) = Signer::intermediate(cert, root, 0) else {
-            continue;
-        };
-        let id = &signer.issuer.id;
-        let _ = writeln!(
-            out,
-            "  └─ intermediate \"{}\" (id {id}), signed by the root",
-            signer.issuer.name
-        );
-        let key = dir.join(INTERMEDIATES).join(format!("{id}.key"));
-        let _ = writeln!(
-            out,
-            "       key: {}",
-            if key.exists() {
-                format!(
-                    "{} — ONLINE: the CA signs leaves and this intermediate's CRL with it",
-                    key.strip_prefix(dir).unwrap_or(&key).display()
-                )
-            } else {
-                "not in this directory".into()
-            }
-        );
-        let _ = writeln!(
-            out,
-            "       its CRL (lists revoked leaves): {}",
-            crl_line(id)
-        );
-        for (i, leaf) in leaves.iter().enumerate() {
-            if signed_by(&dir.join(leaf), &signer) {
-                placed[i] = true;
-                let _ = writeln!(out, "       └─ {leaf}{}", leaf_names(&dir.join(leaf)));
-            }
+        if let Ok(signer) = Signer::intermediate(cert, root, 0) {
+            out.push_str(&branch(dir, trust, &signer, leaves, &mut placed));
         }
     }
     let root_signer = Signer::root(root).ok();
     for (i, leaf) in leaves.iter().enumerate() {
-        if !placed[i]
-            && leaf != "ca.pem"
-            && root_signer
-                .as_ref()
-                .is_some_and(|r| signed_by(&dir.join(leaf), r))
-        {
+        let by_root = root_signer
+            .as_ref()
+            .is_some_and(|r| signed_by(&dir.join(leaf), r));
+        if !placed[i] && leaf != "ca.pem" && by_root {
             let _ = writeln!(
                 out,
                 "  └─ {leaf}{} (signed by the root directly)",
@@ -335,6 +287,60 @@ fn tree(dir: &Path, trust: &Trust, leaves: &[String]) -> String {
         }
     }
     out
+}
+
+/// One intermediate of the tree: its key, its CRL, and the leaves in
+/// `leaves` it signed (marked in `placed`).
+fn branch(
+    dir: &Path,
+    trust: &Trust,
+    signer: &Signer,
+    leaves: &[String],
+    placed: &mut [bool],
+) -> String {
+    let id = &signer.issuer.id;
+    let mut out = format!(
+        "  └─ intermediate \"{}\" (id {id}), signed by the root\n",
+        signer.issuer.name
+    );
+    let key = dir.join(INTERMEDIATES).join(format!("{id}.key"));
+    let key = if key.exists() {
+        format!(
+            "{} — ONLINE: the CA signs leaves and this intermediate's CRL with it",
+            key.strip_prefix(dir).unwrap_or(&key).display()
+        )
+    } else {
+        "not in this directory".into()
+    };
+    let _ = writeln!(out, "       key: {key}");
+    let _ = writeln!(
+        out,
+        "       its CRL (lists revoked leaves): {}",
+        crl_line(dir, trust, id)
+    );
+    for (i, leaf) in leaves.iter().enumerate() {
+        if signed_by(&dir.join(leaf), signer) {
+            placed[i] = true;
+            let _ = writeln!(out, "       └─ {leaf}{}", leaf_names(&dir.join(leaf)));
+        }
+    }
+    out
+}
+
+/// "CRL #3 (root.crl.pem), 1 revoked": the CRL of issuer `id` in use.
+fn crl_line(dir: &Path, trust: &Trust, id: &str) -> String {
+    let Some(Ok(set)) = &trust.crls else {
+        return "no CRL here".into();
+    };
+    let Some(crl) = set.get(id) else {
+        return "no CRL here".into();
+    };
+    let file = trust
+        .crl_files
+        .get(id)
+        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .unwrap_or_default();
+    format!("CRL #{} ({file}), {} revoked", crl.number, crl.len())
 }
 
 /// Whether the first certificate in `path` was signed by `signer`.
