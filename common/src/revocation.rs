@@ -573,13 +573,18 @@ impl CrlSet {
             .join(", ")
     }
 
-    /// The earliest moment by which every CRL here is half-way through its
-    /// life: a party that refreshes then always finds a newer set (the CA
-    /// re-signs at half-life).
+    /// When a party should fetch a newer set: the earliest half-life of
+    /// the intermediates' CRLs (the CA re-signs them at half-life), or of
+    /// the root's CRL when it is the only one (a one-level CA). The root's
+    /// CRL of a two-level CA is re-signed by hand where the root key is,
+    /// rarely; judging freshness by it would make every party fetch on
+    /// every use for most of its life. Any fetch brings the whole set, so a
+    /// new root CRL is seen as soon as a leaf revocation would be.
     pub fn half_life(&self) -> i64 {
-        self.iter()
-            .map(|c| c.this_update + (c.next_update - c.this_update) / 2)
-            .min()
+        let half = |c: &VerifiedCrl| c.this_update + (c.next_update - c.this_update) / 2;
+        let frequent = self.iter().filter(|c| !c.issuer.is_root()).map(half).min();
+        frequent
+            .or_else(|| self.iter().map(half).min())
             .unwrap_or(0)
     }
 

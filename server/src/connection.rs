@@ -228,7 +228,20 @@ impl Conn<'_> {
 
         // Step 6.
         let client_serial = client_cert.map(|c| c.serial_hex);
-        self.grant(registering, &registration, client_serial).await
+        // The intermediates of its chain: the root revoking one of them
+        // revokes the session too.
+        let issuer_serials = match client_serial {
+            Some(_) => self
+                .framed
+                .peer_intermediates()
+                .iter()
+                .filter_map(|c| CertInfo::parse(c).ok())
+                .map(|c| c.serial_hex)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.grant(registering, &registration, client_serial, issuer_serials)
+            .await
     }
 
     /// Step 6: a fresh session id, stored with the session keys, then
@@ -238,14 +251,16 @@ impl Conn<'_> {
         registering: ServerRegistering,
         registration: &Registration,
         client_serial: Option<String>,
+        issuer_serials: Vec<String>,
     ) -> Result<(), ProtoError> {
-        // A CRL installed since the TLS handshake may list the certificate.
-        if let Some(serial) = client_serial.as_ref() {
-            if self.shared.live.current().is_revoked(serial) {
-                return Err(ProtoError::CertificateRevoked {
-                    serial: serial.clone(),
-                });
-            }
+        // A CRL installed since the TLS handshake may list the certificate
+        // or one of its intermediates.
+        let live = self.shared.live.current();
+        let chain = client_serial.iter().chain(&issuer_serials);
+        if let Some(serial) = chain.clone().find(|s| live.is_revoked(s)) {
+            return Err(ProtoError::CertificateRevoked {
+                serial: serial.clone(),
+            });
         }
         let mut session_id = [0u8; 16];
         rand::rng().fill_bytes(&mut session_id);
@@ -261,6 +276,7 @@ impl Conn<'_> {
         let session = Session {
             client_id: registration.client_id.clone(),
             client_serial,
+            issuer_serials,
             source: self.peer.ip(),
             expires_at: now.saturating_add(lifetime.as_secs()),
             deadline: std::time::Instant::now() + lifetime,

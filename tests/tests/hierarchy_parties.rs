@@ -706,3 +706,64 @@ async fn inspect_shows_root_intermediate_leaf_the_offline_key_and_the_crls() {
     })
     .await
 }
+
+// ------------------------------------------- the server's CRL refresh
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_root_crl_revoking_the_clients_intermediate_ends_its_session() {
+    bounded(async {
+        let pki = pki();
+        let dir = tempfile::tempdir().unwrap();
+        lay_out(dir.path(), &pki, &[]);
+        let identity = pki_server::identity::Identity::from_chain(
+            pki.root.cert.clone(),
+            pki.server.chain(),
+            &pki.server.key_pem,
+        )
+        .unwrap();
+        let server = pki_tests::RunningServer::with_identity(identity, |c| {
+            c.certs_dir = dir.path().to_path_buf();
+            c.client_auth = pki_server::ClientAuth::Required;
+            c.enrollment.ca_url = format!("https://127.0.0.1:{}", free_port());
+        })
+        .await;
+        let installed = server.shared.live.current().crls.clone().unwrap();
+        assert_eq!(
+            installed.len(),
+            3,
+            "the root's and both intermediates' CRLs"
+        );
+
+        let config = pki_client::ClientConfig {
+            server: server.addr.to_string(),
+            ca: dir.path().join("ca.pem"),
+            crl: pki_client::CrlSource::File(dir.path().join("ca.crls.pem")),
+            client_id: "client1.pki.test".into(),
+            identity: Some(pki.client.clone()),
+            ..pki_client::ClientConfig::default()
+        };
+        let mut conn = pki_client::Connection::connect(&config).await.unwrap();
+        let mut session = conn.register().await.unwrap();
+        conn.request(&mut session, "memo", b"").await.unwrap();
+        assert_eq!(server.shared.sessions.len(), 1);
+
+        // The root revokes B; the server installs the new set (as its
+        // refresh would): the session bound to a certificate under B ends,
+        // and so does the connection.
+        let revoked = pki
+            .set(vec![
+                pki.root.crl(2, &[B_SERIAL], DAY),
+                pki.b.crl(1, &[], DAY),
+            ])
+            .unwrap();
+        pki_server::live::install_crl(&server.shared, revoked).await;
+        assert_eq!(server.shared.sessions.len(), 0);
+        let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+        // The set in use still holds A's CRL, which the offer did not carry.
+        let now = server.shared.live.current().crls.clone().unwrap();
+        assert_eq!(now.get(ROOT_ID).unwrap().number, 2);
+        assert!(now.get(&pki.a.id()).is_some());
+    })
+    .await
+}
