@@ -214,8 +214,8 @@ async fn cached_crl(
         source: FetchCrlError::from(e),
     })?;
     let cache = CrlCache {
+        ca_files: CrlCache::next_to(cache).ca_files,
         path: cache.to_path_buf(),
-        legacy: Some(cache.with_file_name("ca.crl.pem")),
     };
     let (set, origin) = match cache.current(&ca, root).await {
         Ok(found) => found,

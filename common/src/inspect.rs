@@ -73,7 +73,7 @@ impl Trust {
             }
         };
         let dir = root_file.parent().unwrap_or(Path::new("."));
-        let mut intermediates = hierarchy::held_intermediates(dir);
+        let mut intermediates = crate::ca::crl::intermediates_next_to(root_file);
         let (crls, crl_files) = hierarchy::crls_next_to(dir, &root, &intermediates);
         if let Some(Ok(set)) = &crls {
             for cert in set.intermediates() {

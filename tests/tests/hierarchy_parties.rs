@@ -767,3 +767,31 @@ async fn a_new_root_crl_revoking_the_clients_intermediate_ends_its_session() {
     })
     .await
 }
+
+#[test]
+fn the_cas_own_crl_files_stand_in_for_the_cache_in_a_shared_directory() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    lay_out(dir.path(), &pki, &[B_SERIAL]);
+    std::fs::remove_file(dir.path().join("ca.crls.pem")).unwrap();
+    // root.crl.pem (the root's), ca.crl.pem (A's, checked with
+    // intermediates/), as `pki-ca serve` leaves them in its directory.
+    let cache = CrlCache::next_to(&dir.path().join("ca.pem"));
+    let set = cache.load(&pki.root.cert).unwrap();
+    assert_eq!(set.len(), 2);
+    assert!(set.revocation_of(&pki.b.serial()).is_some());
+    assert_eq!(
+        set.covering(&pki.server.cert).unwrap().issuer.id,
+        pki.a.id()
+    );
+    // An older root CRL there never replaces the newer one in the cache.
+    cache
+        .store(
+            &pki.set(vec![pki.root.crl(5, &[], DAY)]).unwrap(),
+            &pki.root.cert,
+        )
+        .unwrap();
+    let set = cache.load(&pki.root.cert).unwrap();
+    assert_eq!(set.get(ROOT_ID).unwrap().number, 5);
+    assert!(set.revocation_of(&pki.b.serial()).is_none());
+}

@@ -166,13 +166,16 @@ pub enum CrlOrigin {
 /// replay, or a CA restored from an old backup) never brings back a
 /// revoked certificate.
 ///
-/// `legacy` (`ca.crl.pem`, the CA's own file when it shares the directory,
-/// as in `make run-all`) is read too, never written: a current CRL there
-/// is used like a cached one.
+/// `ca_files` are the CA's own CRL files, when it shares the directory
+/// (as in `make run-all`): `ca.crl.pem` (its current issuer's CRL) and
+/// `root.crl.pem` (the root's). They are read, never written, checked with
+/// the intermediates the cache holds and those of `intermediates/` next
+/// to the root, and merged by the same rule: a current CRL there is used
+/// like a cached one, an older one is refused aloud.
 #[derive(Debug, Clone)]
 pub struct CrlCache {
     pub path: PathBuf,
-    pub legacy: Option<PathBuf>,
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// No current CRL from the CA, nor from the cache.
@@ -186,55 +189,85 @@ pub struct NoCurrentCrl {
     pub cache: String,
 }
 
+/// The certificates in `intermediates/*.pem` next to `root_file` (a
+/// two-level CA's directory), unverified: every use checks them against
+/// the root.
+pub fn intermediates_next_to(root_file: &Path) -> Vec<CertificateDer<'static>> {
+    let dir = root_file.with_file_name("intermediates");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .filter(|p| !p.to_string_lossy().ends_with(".crl.pem"))
+        .filter_map(|p| crate::files::read_certs(p).ok())
+        .flatten()
+        .collect()
+}
+
 impl CrlCache {
     /// The cache beside `root`: `ca.crls.pem` in the root's directory, and
-    /// the CA's `ca.crl.pem` there read as well.
+    /// the CA's `ca.crl.pem` and `root.crl.pem` there read as well.
     pub fn next_to(root: &Path) -> Self {
         CrlCache {
             path: root.with_file_name("ca.crls.pem"),
-            legacy: Some(root.with_file_name("ca.crl.pem")),
+            ca_files: vec![
+                root.with_file_name("ca.crl.pem"),
+                root.with_file_name("root.crl.pem"),
+            ],
         }
     }
 
     /// The cached CRLs that verify and are current (the file's and the
-    /// legacy file's, merged by the succession rule).
+    /// CA's files', merged by the succession rule).
     pub fn load(&self, root: &CertificateDer<'_>) -> Result<CrlSet, FetchCrlError> {
         self.load_at(root, crate::unix_now() as i64)
             .map_err(|(_, e)| e)
     }
 
     /// [`CrlCache::load`] at `now`; on failure, the file to blame: the
-    /// cache's, or the legacy file's when the cache does not exist. The
-    /// legacy file's CRLs are checked with the intermediates the cache
-    /// holds, and one older than the cache's (a replay) is refused aloud.
+    /// cache's, or the first CA file's when the cache does not exist.
     fn load_at(
         &self,
         root: &CertificateDer<'_>,
         now: i64,
     ) -> Result<CrlSet, (PathBuf, FetchCrlError)> {
         let own = read(&self.path).and_then(|b| Ok(CrlSet::from_pem(&b, root, now)?));
-        let known = own.as_ref().map(CrlSet::intermediates).unwrap_or_default();
-        let legacy = self.legacy.as_deref().filter(|p| p.exists()).map(|p| {
-            let set = read(p).and_then(|b| Ok(CrlSet::from_pem_with(&b, &known, root, now)?));
-            (p, set)
-        });
-        match (own, legacy) {
-            (Ok(own), Some((path, Ok(legacy)))) => {
-                let merged = CrlSet::merge(Some(&own), legacy);
-                for (issuer, e) in &merged.refused {
-                    tracing::warn!("the CRL of {issuer} in {} is not used: {e}", path.display());
+        let mut known = own.as_ref().map(CrlSet::intermediates).unwrap_or_default();
+        known.extend(intermediates_next_to(&self.path));
+        let mut first_err = None;
+        let mut found = own.as_ref().ok().cloned();
+        for path in self.ca_files.iter().filter(|p| p.exists()) {
+            let set = read(path).and_then(|b| Ok(CrlSet::from_pem_with(&b, &known, root, now)?));
+            match set {
+                Ok(set) => found = Some(self.merge_ca_file(found, set, path)),
+                Err(e) => {
+                    first_err.get_or_insert((path.clone(), e));
                 }
-                Ok(merged.set)
             }
-            (Ok(own), _) => Ok(own),
-            (Err(_), Some((_, Ok(legacy)))) => Ok(legacy),
-            (Err(FetchCrlError::Read { source, .. }), Some((path, Err(legacy_err))))
+        }
+        match (found, own, first_err) {
+            (Some(set), _, _) => Ok(set),
+            (None, Err(FetchCrlError::Read { source, .. }), Some(ca_err))
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                Err((path.to_path_buf(), legacy_err))
+                Err(ca_err)
             }
-            (Err(e), _) => Err((self.path.clone(), e)),
+            (None, Err(e), _) => Err((self.path.clone(), e)),
+            (None, Ok(own), _) => Ok(own),
         }
+    }
+
+    /// `found` merged with the CRLs of the CA's file at `path`; one older
+    /// than the one in hand (a replay) is refused aloud.
+    fn merge_ca_file(&self, found: Option<CrlSet>, set: CrlSet, path: &Path) -> CrlSet {
+        let merged = CrlSet::merge(found.as_ref(), set);
+        for (issuer, e) in &merged.refused {
+            tracing::warn!("the CRL of {issuer} in {} is not used: {e}", path.display());
+        }
+        merged.set
     }
 
     /// Stores the CRLs of `set` that succeed those in the file, issuer by

@@ -20,17 +20,6 @@ use crate::revocation::{CrlSet, Signer};
 /// Where a two-level CA keeps its intermediates, under its `--dir`.
 const INTERMEDIATES: &str = "intermediates";
 
-/// The intermediates the CA holds: every certificate in
-/// `dir/intermediates/*.pem` (unverified; every use checks them).
-pub(super) fn held_intermediates(dir: &Path) -> Vec<CertificateDer<'static>> {
-    files_in(&dir.join(INTERMEDIATES))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pem") && !is_crl_name(p))
-        .filter_map(|p| crate::files::read_certs(&p).ok())
-        .flatten()
-        .collect()
-}
-
 /// The regular files of `dir`, sorted; none if it cannot be read.
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
