@@ -1,19 +1,22 @@
 //! What the client trusts, and the revocation check before any byte of the
 //! protocol.
 //!
-//! The root (`ca.pem`) is the only trust anchor. The client gets the current
-//! CRL (from the CA, through its cache `ca.crl.pem` next to the root, or from
-//! a file), checks that the root signed it and that it is not stale, and
-//! hands it to rustls, which then refuses a revoked server
-//! certificate during the handshake. Revocation lives here rather than in a
-//! module of its own because it is part of the trust decision: the CRL is
-//! loaded with the root and baked into the same TLS configuration.
+//! The root (`ca.pem`) is the only trust anchor; the server sends its
+//! intermediate with its certificate. The client gets the current CRLs, one
+//! per issuer (from the CA, through its cache `ca.crls.pem` next to the
+//! root, or from a file), checks each against its issuer (the root, or an
+//! intermediate the root signed) and the clock, and hands them all to
+//! rustls, which then refuses a server certificate that is revoked, or
+//! whose intermediate is, during the handshake. Revocation lives here
+//! rather than in a module of its own because it is part of the trust
+//! decision: the CRLs are loaded with the root and baked into the same TLS
+//! configuration.
 //!
 //! rustls says only "revoked"; to say which certificate and why, the
-//! verifier remembers the certificate it was shown, and
-//! [`ClientTls::revoked_error`] looks the serial up in the CRL.
+//! verifier remembers the chain it was shown, and
+//! [`ClientTls::revoked_error`] looks the serials up in the CRLs.
 //!
-//! Getting and verifying the CRL is `pki_common::ca::crl`'s, the same code
+//! Getting and verifying the CRLs is `pki_common::ca::crl`'s, the same code
 //! the server runs; the recording verifier is in `pki_common::tls::verify`
 //! beside the CA's.
 

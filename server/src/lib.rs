@@ -62,8 +62,8 @@ pub struct ServerConfig {
     /// becomes the certificate's subject CN.
     pub names: Vec<String>,
     /// Holds ca.pem, server.key and server.pem, the CRL cache ca.crls.pem
-    /// (and the CA's ca.crl.pem
-    /// when the CA shares the directory).
+    /// (and the CA's ca.crl.pem, root.crl.pem and intermediates/ when the
+    /// CA shares the directory).
     pub certs_dir: PathBuf,
     /// The server's certificate; `None`: `server.pem` in `certs_dir`. Two
     /// servers sharing a directory each need their own.
