@@ -251,9 +251,14 @@ fn tree(dir: &Path, trust: &Trust, leaves: &[String]) -> String {
         .map(|(_, c)| c.subject().to_string());
     let _ = writeln!(out, "root {} (ca.pem)", root_info.unwrap_or_default());
     let _ = writeln!(out, "  key: {}", root_key(dir, trust));
+    let lists = if trust.intermediates.is_empty() {
+        "leaves"
+    } else {
+        "intermediates"
+    };
     let _ = writeln!(
         out,
-        "  its CRL (lists revoked intermediates): {}",
+        "  its CRL (lists revoked {lists}): {}",
         crl_line(dir, trust, crate::revocation::ROOT_ID)
     );
     let mut placed = vec![false; leaves.len()];
