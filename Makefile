@@ -79,6 +79,7 @@ fmt:
 
 clean-certs:
 	find $(CERTS) -mindepth 1 ! -name README.md -delete
+	rm -rf $(CERTS)-root
 
 clean: clean-certs
 	$(CARGO) clean

@@ -17,6 +17,11 @@ SERVER_NAME=${SERVER_NAME:-app.pki.test}
 CLIENT_NAME=${CLIENT_NAME:-client1.pki.test}
 REQUEST=${REQUEST:-memo}
 BIN=${BIN:-target/debug}
+# The offline root: its key lives outside certs/ (which the online CA and
+# the parties use), encrypted with a passphrase. A real operator keeps this
+# directory on another machine and types the passphrase; the demo makes a
+# random one, in a file of mode 0600 next to the key.
+ROOT_DIR=${ROOT_DIR:-${CERTS%/}-root}
 
 export PKI_CERTS_DIR="$CERTS"
 pids=()
@@ -90,8 +95,14 @@ request() {
     return "${PIPESTATUS[0]}"; } 3>&1
 }
 
-step "CA root in $CERTS/ (created if missing, kept otherwise)"
-"$BIN/pki-ca" init >&"${log[ca]}" 2>&1 || fail "pki-ca init"
+step "CA root (key offline in $ROOT_DIR/, encrypted) and intermediate in $CERTS/ (created if missing, kept otherwise)"
+mkdir -p "$ROOT_DIR" && chmod 700 "$ROOT_DIR" || fail "cannot create $ROOT_DIR"
+if [ ! -s "$ROOT_DIR/passphrase" ]; then
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$ROOT_DIR/passphrase") \
+    || fail "cannot write $ROOT_DIR/passphrase"
+fi
+"$BIN/pki-ca" init --root-dir "$ROOT_DIR" --root-passphrase-file "$ROOT_DIR/passphrase" \
+  >&"${log[ca]}" 2>&1 || fail "pki-ca init"
 
 step "starting the CA on https://$CA_LISTEN"
 "$BIN/pki-ca" serve --listen "$CA_LISTEN" >&"${log[ca]}" 2>&1 &

@@ -195,3 +195,16 @@ impl Ca {
         self.ledger.as_ref()
     }
 }
+
+/// What the plain-HTTP publication listener serves: the CRL and the
+/// certificate of each issuer the CA holds, by id (`root`, or an
+/// intermediate's id).
+impl publish::PublicSource for Ca {
+    fn crl_der(&self, id: &str) -> Option<Vec<u8>> {
+        self.crl_der_of(id)
+    }
+
+    fn issuer_der(&self, id: &str) -> Option<Vec<u8>> {
+        self.issuer_cert_der(id)
+    }
+}

@@ -306,6 +306,18 @@ struct ServeArgs {
     /// a scraper on this host unless you name another address.
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8442")]
     metrics_listen: Option<SocketAddr>,
+    /// The base URL put in every issued certificate's CRL Distribution
+    /// Points and AIA caIssuers, e.g. http://ca.example:8080: where any
+    /// relying party (openssl, browsers) finds the issuer's CRL and
+    /// certificate. Serve them there with --http-listen.
+    #[arg(long, value_name = "URL", value_parser = public_url)]
+    public_url: Option<String>,
+    /// Serve /crl/<issuer>.crl and /issuer/<issuer>.crt in plain HTTP on
+    /// this address (what --public-url points at). Plain HTTP on purpose:
+    /// they are signed, and fetching them over TLS would need revocation
+    /// information for the TLS certificate itself.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -597,7 +609,8 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
         crl_interval: args.crl_interval,
         ..IssuancePolicy::default()
     };
-    let ca = Arc::new(Ca::open(paths, policy).context("cannot open the CA")?);
+    let ca = Ca::open(paths, policy).context("cannot open the CA")?;
+    let ca = Arc::new(ca.with_public_url(args.public_url));
     let mut opts = ServeOptions::on(args.listen);
     opts.names = args.names;
     opts.max_body = args.max_body;
@@ -605,6 +618,7 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
     opts.listener.handshake_timeout = args.handshake_timeout;
     opts.request_timeout = args.request_timeout;
     opts.metrics_listen = args.metrics_listen;
+    opts.http_listen = args.http_listen;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let shutdown = pki_common::shutdown::on_os_signal();

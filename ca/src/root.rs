@@ -127,7 +127,7 @@ pub fn init(paths: &CaPaths, opts: InitOptions) -> Result<InitOutcome, Authority
         }
         return Ok(InitOutcome::KeptExisting(root.info));
     }
-    let (key, cert) = self_signed_root(opts.validity)?;
+    let (key, cert) = self_signed_root(opts.validity, opts.intermediate.public_url.as_deref())?;
     if opts.force {
         forget_old_hierarchy(paths)?;
     }
@@ -158,8 +158,14 @@ pub fn init(paths: &CaPaths, opts: InitOptions) -> Result<InitOutcome, Authority
 }
 
 /// A fresh root key and its self-signed certificate: pathLen 1 (it signs
-/// intermediates, which sign leaves), keyCertSign and cRLSign.
-fn self_signed_root(validity: Duration) -> Result<(KeyPair, rcgen::Certificate), AuthorityError> {
+/// intermediates, which sign leaves), keyCertSign and cRLSign. With a
+/// public URL, the root points at its own CRL: `openssl verify
+/// -crl_download -crl_check_all` wants a CRL for every certificate of the
+/// path, the root included, and finds it only through that pointer.
+fn self_signed_root(
+    validity: Duration,
+    public_url: Option<&str>,
+) -> Result<(KeyPair, rcgen::Certificate), AuthorityError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = ca_name("Root CA");
@@ -169,6 +175,9 @@ fn self_signed_root(validity: Duration) -> Result<(KeyPair, rcgen::Certificate),
     let now = pki_common::unix_now() as i64;
     params.not_before = to_time(now - 300)?;
     params.not_after = to_time(now.saturating_add(validity.as_secs() as i64))?;
+    if let Some(url) = public_url {
+        crate::extensions::crl_pointer(&mut params, url, ROOT_ID);
+    }
     let cert = params.self_signed(&key)?;
     Ok((key, cert))
 }

@@ -38,6 +38,7 @@ use pki_common::shutdown::Shutdown;
 use pki_common::tls::verify::RenewalClientVerifier;
 
 use crate::metrics::CaMetrics;
+use crate::publish::{PublicListener, PublicSource};
 use crate::stall::WriteDeadline;
 use crate::Ca;
 
@@ -67,6 +68,10 @@ pub struct ServeOptions {
     /// Where to serve `/metrics` and `/health` in plain HTTP, if anywhere
     /// (see `pki_common::metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the CRLs and issuer certificates that issued
+    /// certificates point at (`--http-listen`), in plain HTTP: see
+    /// [`crate::publish`].
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -80,6 +85,7 @@ impl ServeOptions {
                 ..ListenOptions::on(listen)
             },
             request_timeout: crate::http::DEFAULT_REQUEST_TIMEOUT,
+            http_listen: None,
             names: crate::reserved::DEFAULT_ENDPOINT_NAMES
                 .iter()
                 .map(|n| n.to_string())
@@ -117,6 +123,7 @@ pub struct CaServer {
     opts: ServeOptions,
     metrics: Arc<CaMetrics>,
     metrics_listener: Option<MetricsListener>,
+    public_listener: Option<PublicListener>,
 }
 
 impl CaServer {
@@ -129,6 +136,10 @@ impl CaServer {
         let listener = Listener::bind(opts.listener.clone()).await?;
         let metrics_listener = match opts.metrics_listen {
             Some(addr) => Some(MetricsListener::bind(addr).await?),
+            None => None,
+        };
+        let public_listener = match opts.http_listen {
+            Some(addr) => Some(PublicListener::bind(addr).await?),
             None => None,
         };
         let own = own_acceptor(&ca, &opts.names)?;
@@ -147,6 +158,7 @@ impl CaServer {
             opts,
             metrics,
             metrics_listener,
+            public_listener,
         })
     }
 
@@ -160,6 +172,13 @@ impl CaServer {
         self.metrics_listener
             .as_ref()
             .and_then(|m| m.local_addr().ok())
+    }
+
+    /// The plain-HTTP publication endpoint's address, if it serves one.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_listener
+            .as_ref()
+            .and_then(|p| p.local_addr().ok())
     }
 
     /// Starts the background loops of [`tasks`](crate::tasks), which stop
@@ -188,6 +207,13 @@ impl CaServer {
                 .metrics
                 .endpoint(self.ca.clone(), self.listener.refused_at_cap());
             tokio::spawn(metrics_listener.serve(endpoint, shutdown.clone()));
+        }
+        if let Some(public) = self.public_listener {
+            if let Ok(addr) = public.local_addr() {
+                info!("publishing CRLs and issuer certificates on http://{addr} (plain HTTP)");
+            }
+            let source: Arc<dyn PublicSource> = self.ca.clone();
+            tokio::spawn(public.serve(source, shutdown.clone()));
         }
         let (acceptor, router) = (self.acceptor, self.router);
         let timeouts = Timeouts {

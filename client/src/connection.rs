@@ -76,6 +76,7 @@ impl Connection {
                 info.not_after_rfc3339(),
                 config.ca.display()
             );
+            narrate_chain(tls, &framed);
         }
         Ok(Connection {
             framed,
@@ -205,6 +206,29 @@ impl Connection {
     async fn refuse(&mut self, err: ProtoError) -> ClientError {
         self.framed.send_alert(&err).await;
         ClientError::Proto(err)
+    }
+}
+
+/// Who signed the server's certificate, and which CRL covers each
+/// certificate of its chain: rustls has checked them all.
+fn narrate_chain(tls: &ClientTls, framed: &ClientFramed) {
+    let Some(leaf) = framed.peer_cert() else {
+        return;
+    };
+    let intermediates = framed.peer_intermediates();
+    info!(
+        "phase 2 · server chain: {}",
+        pki_common::cert::describe_chain(leaf, intermediates, tls.root())
+    );
+    if let Some(crls) = tls.crls() {
+        let chain: Vec<_> = std::iter::once(leaf)
+            .chain(intermediates)
+            .cloned()
+            .collect();
+        info!(
+            "phase 2 · server revocation: {}",
+            crls.describe_coverage(&chain)
+        );
     }
 }
 

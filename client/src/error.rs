@@ -100,6 +100,15 @@ pub enum ClientError {
         serial: String,
         reason: Option<pki_common::revocation::Reason>,
     },
+    /// The server's certificate itself is not listed, but the
+    /// intermediate that issued it is: the root revoked that whole branch.
+    #[error("server certificate {serial} was issued by the intermediate {issuer} (serial {issuer_serial}), which the root has revoked ({}); every certificate it issued is refused: the server needs a certificate from the CA's current intermediate (restart pki-server with a new token)", .reason.map(|r| r.as_str()).unwrap_or("no reason given"))]
+    IssuerRevoked {
+        serial: String,
+        issuer: String,
+        issuer_serial: String,
+        reason: Option<pki_common::revocation::Reason>,
+    },
     #[error(transparent)]
     Proto(#[from] ProtoError),
     #[error("{}{}", .0, enroll_hint(.0))]

@@ -216,10 +216,13 @@ impl std::str::FromStr for Profile {
     }
 }
 
-/// Verifies that `leaf` chains to `root`, is valid at `now`, carries the
-/// EKU for `profile`, and (if given) is valid for `name`.
+/// Verifies that `leaf` chains to `root` (through `intermediates`, the
+/// rest of the chain it came with: the root alone is trusted, an
+/// intermediate only helps to build the path), is valid at `now`, carries
+/// the EKU for `profile`, and (if given) is valid for `name`.
 pub fn verify_leaf(
     leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
     root: &CertificateDer<'_>,
     profile: Profile,
     name: Option<&str>,
@@ -229,7 +232,7 @@ pub fn verify_leaf(
         Profile::Server => webpki::KeyUsage::server_auth(),
         Profile::Client => webpki::KeyUsage::client_auth(),
     };
-    let ee = crate::tls::verify::verify_chain(leaf, root, &[], now, usage)
+    let ee = crate::tls::verify::verify_chain(leaf, root, intermediates, now, usage)
         .map_err(|e| chain_error(&e, profile))?;
     if let Some(name) = name {
         let server_name = ServerName::try_from(name).map_err(|e| CertError::Name {
@@ -302,4 +305,59 @@ pub fn describe_webpki_error(e: &webpki::Error) -> String {
         _ => "it fails path validation against the root",
     };
     text.to_string()
+}
+
+/// The common name of a certificate's subject (or the whole subject).
+fn subject_name(cert: &X509Certificate<'_>) -> String {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| cert.subject().to_string())
+}
+
+/// Who signed what, leaf first, for narration: "app.pki.test (serial
+/// 1a2b…) ← signed by intermediate "PKI Intermediate" (id ab12…) ←
+/// signed by the root "PKI Root"". Under a one-level CA the root signs
+/// the leaf directly, and the line says so.
+pub fn describe_chain(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    root: &CertificateDer<'_>,
+) -> String {
+    let mut out = match CertInfo::parse(leaf) {
+        Ok(info) => format!(
+            "{} (serial {})",
+            info.names()
+                .first()
+                .cloned()
+                .or(info.subject_cn.clone())
+                .unwrap_or_default(),
+            info.short_serial()
+        ),
+        Err(_) => "the certificate".into(),
+    };
+    for cert in intermediates {
+        if let Ok((_, parsed)) = X509Certificate::from_der(cert) {
+            out.push_str(&format!(
+                " ← signed by intermediate \"{}\" (id {})",
+                subject_name(&parsed),
+                crate::revocation::issuer_id(&parsed)
+            ));
+        }
+    }
+    let root_name = X509Certificate::from_der(root)
+        .map(|(_, r)| subject_name(&r))
+        .unwrap_or_default();
+    if intermediates.is_empty() {
+        out.push_str(&format!(
+            " ← signed by the root \"{root_name}\" directly (one-level CA)"
+        ));
+    } else {
+        out.push_str(&format!(
+            " ← signed by the root \"{root_name}\", which signs only intermediates (its key can stay offline)"
+        ));
+    }
+    out
 }

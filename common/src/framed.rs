@@ -23,6 +23,9 @@ pub struct TlsBinding {
     pub exporter: [u8; 32],
     /// The peer's end-entity certificate, verified by TLS, if it sent one.
     pub peer_cert: Option<CertificateDer<'static>>,
+    /// The rest of the chain the peer sent (its intermediates), as TLS
+    /// verified it against the root.
+    pub peer_intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl TlsBinding {
@@ -31,13 +34,17 @@ impl TlsBinding {
     pub fn of<D>(conn: &rustls::ConnectionCommon<D>) -> Result<Self, rustls::Error> {
         let mut exporter = [0u8; 32];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, None)?;
-        let peer_cert = conn
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .map(|c| c.clone().into_owned());
+        let chain = conn.peer_certificates().unwrap_or_default();
+        let peer_cert = chain.first().map(|c| c.clone().into_owned());
+        let peer_intermediates = chain
+            .iter()
+            .skip(1)
+            .map(|c| c.clone().into_owned())
+            .collect();
         Ok(TlsBinding {
             exporter,
             peer_cert,
+            peer_intermediates,
         })
     }
 }
@@ -103,6 +110,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedTls<S> {
     /// The peer's certificate, as TLS verified it.
     pub fn peer_cert(&self) -> Option<&CertificateDer<'static>> {
         self.binding.peer_cert.as_ref()
+    }
+
+    /// The intermediates the peer sent after its certificate.
+    pub fn peer_intermediates(&self) -> &[CertificateDer<'static>] {
+        &self.binding.peer_intermediates
     }
 
     /// The stream underneath, for what only it knows (the rustls state).

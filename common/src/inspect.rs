@@ -9,6 +9,7 @@
 //! x509-parser's. A private key is described by its public half and its
 //! file mode; no byte of the key is ever printed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +22,10 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::cert::{rfc3339, CertInfo};
-use crate::revocation::{verify_crl, CrlError, VerifiedCrl};
+use crate::revocation::{CrlError, CrlSet, Signer};
+
+mod hierarchy;
+pub use hierarchy::overview;
 
 /// Errors reading a file to inspect.
 #[derive(Debug, thiserror::Error)]
@@ -35,18 +39,26 @@ pub enum InspectError {
     Unknown { path: PathBuf, why: Option<String> },
 }
 
-/// What a file is checked against: the root, and the CRL next to it.
+/// What a file is checked against: the root, the intermediates and the
+/// CRLs next to it (see [`hierarchy`]).
 pub struct Trust {
     /// The root file and its certificate, if it could be read.
     pub root: Option<(PathBuf, CertificateDer<'static>)>,
     /// Why there is no root, when there is none.
     pub no_root: Option<String>,
-    /// The CRL file next to the root (`ca.crl.pem`), verified; or why not.
-    pub crl: Option<Result<(PathBuf, VerifiedCrl), String>>,
+    /// The intermediates the CA holds (`intermediates/*.pem` next to the
+    /// root) and those the CRL files carry: they link a leaf to the root.
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// The CRLs next to the root (`ca.crls.pem`, `ca.crl.pem`,
+    /// `root.crl.pem`, `intermediates/*.crl.pem`), verified, the newest
+    /// of each issuer; or why none could be used. `None`: no CRL file.
+    pub crls: Option<Result<CrlSet, String>>,
+    /// The file each issuer's CRL in `crls` was read from, by issuer id.
+    pub crl_files: BTreeMap<String, PathBuf>,
 }
 
 impl Trust {
-    /// The root in `root_file` and the `ca.crl.pem` beside it.
+    /// The root in `root_file`, and the intermediates and CRLs beside it.
     pub fn from_root_file(root_file: &Path) -> Self {
         let root = match crate::files::read_cert(root_file) {
             Ok(cert) => cert,
@@ -54,20 +66,28 @@ impl Trust {
                 return Trust {
                     root: None,
                     no_root: Some(e.to_string()),
-                    crl: None,
+                    intermediates: Vec::new(),
+                    crls: None,
+                    crl_files: BTreeMap::new(),
                 }
             }
         };
-        let crl_path = root_file.with_file_name("ca.crl.pem");
-        let crl = crl_path.exists().then(|| {
-            crate::ca::crl::read_crl(&crl_path, &root)
-                .map(|c| (crl_path.clone(), c))
-                .map_err(|e| format!("{}: {e}", crl_path.display()))
-        });
+        let dir = root_file.parent().unwrap_or(Path::new("."));
+        let mut intermediates = crate::ca::crl::intermediates_next_to(root_file);
+        let (crls, crl_files) = hierarchy::crls_next_to(dir, &root, &intermediates);
+        if let Some(Ok(set)) = &crls {
+            for cert in set.intermediates() {
+                if !intermediates.contains(&cert) {
+                    intermediates.push(cert);
+                }
+            }
+        }
         Trust {
             root: Some((root_file.to_path_buf(), root)),
             no_root: None,
-            crl,
+            intermediates,
+            crls,
+            crl_files,
         }
     }
 }
@@ -111,8 +131,11 @@ pub fn inspect_file(path: &Path, trust: &Trust) -> Result<Report, InspectError> 
         why,
     };
     let (label, der) = decode(&bytes).map_err(|why| unknown(Some(why)))?;
+    if let Some(report) = hierarchy::crl_bundle(&bytes, trust) {
+        return Ok(report);
+    }
     let report = match label.as_deref() {
-        Some("CERTIFICATE") => certificate(&der, trust),
+        Some("CERTIFICATE") => certificate(&der, &hierarchy::rest_of_chain(&bytes), trust),
         Some("CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") => csr(&der),
         Some("X509 CRL") => crl(&der, trust),
         Some(l) if l.ends_with("PRIVATE KEY") => key(path, &der),
@@ -134,7 +157,7 @@ fn decode(bytes: &[u8]) -> Result<(Option<String>, Vec<u8>), String> {
 /// DER without a label: tried as each kind in turn.
 fn sniff_der(path: &Path, der: &[u8], trust: &Trust) -> Option<Report> {
     if X509Certificate::from_der(der).is_ok() {
-        return certificate(der, trust);
+        return certificate(der, &[], trust);
     }
     if X509CertificationRequest::from_der(der).is_ok() {
         return csr(der);
@@ -222,13 +245,15 @@ fn describe_eku(cert: &X509Certificate<'_>) -> Option<String> {
     Some(names.join(", "))
 }
 
-/// A certificate: its fields, then trust and revocation.
-fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
+/// A certificate (with the rest of the chain its file holds): its
+/// fields, then trust and revocation.
+fn certificate(der: &[u8], rest: &[CertificateDer<'static>], trust: &Trust) -> Option<Report> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let info = CertInfo::parse(der).ok()?;
     let now = crate::unix_now() as i64;
-    let chain = chain_status(der, &info, trust);
-    let revocation = revocation_status(&info, trust);
+    let self_signed = info.is_ca && cert.subject() == cert.issuer();
+    let chain = chain_status(der, rest, &info, trust);
+    let revocation = revocation_status(der, rest, trust);
     let mut fields = vec![
         ("type", "certificate (X.509)".to_string()),
         ("subject", cert.subject().to_string()),
@@ -246,9 +271,36 @@ fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
         ("SHA-256 fingerprint", sha256_fingerprint(der)),
         ("chain", chain.clone()),
     ];
-    if !info.is_ca {
+    if !rest.is_empty() {
+        fields.push((
+            "file holds",
+            format!(
+                "the chain: this certificate, then {} intermediate(s)",
+                rest.len()
+            ),
+        ));
+    }
+    if !self_signed {
         fields.push(("revocation", revocation.clone()));
     }
+    let summary = certificate_summary(&cert, &info, &chain, &revocation, self_signed, now);
+    Some(Report {
+        kind: Kind::Certificate,
+        fields,
+        summary,
+    })
+}
+
+/// One line: who it is, who signed it, whether it chains and is revoked,
+/// when it expires.
+fn certificate_summary(
+    cert: &X509Certificate<'_>,
+    info: &CertInfo,
+    chain: &str,
+    revocation: &str,
+    self_signed: bool,
+    now: i64,
+) -> String {
     let who = info
         .names()
         .first()
@@ -262,25 +314,15 @@ fn certificate(der: &[u8], trust: &Trust) -> Option<Report> {
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| cert.issuer().to_string());
-    let summary = format!(
-        "{who}, {} — {chain}{}, expires {}",
-        if info.is_ca && cert.subject() == cert.issuer() {
-            "self-signed".to_string()
-        } else {
-            format!("signed by {issuer}")
-        },
-        if info.is_ca {
-            String::new()
-        } else {
-            format!("; {revocation}")
-        },
+    let (signed, revoked) = if self_signed {
+        ("self-signed".to_string(), String::new())
+    } else {
+        (format!("signed by {issuer}"), format!("; {revocation}"))
+    };
+    format!(
+        "{who}, {signed} — {chain}{revoked}, expires {}",
         relative(info.not_after, now)
-    );
-    Some(Report {
-        kind: Kind::Certificate,
-        fields,
-        summary,
-    })
+    )
 }
 
 /// The validity period and where now stands in it.
@@ -328,10 +370,16 @@ fn key_usage(cert: &X509Certificate<'_>) -> String {
     }
 }
 
-/// Whether `der` chains to the root, judged at a moment inside its own
-/// validity so that the answer is about the signature alone (expiry is
-/// reported on its own line).
-fn chain_status(der: &[u8], info: &CertInfo, trust: &Trust) -> String {
+/// Whether `der` chains to the root (through the intermediates of its file
+/// and those next to the root), judged at a moment inside its own validity
+/// so that the answer is about the signatures alone (expiry is reported on
+/// its own line); and if it does, who signed what.
+fn chain_status(
+    der: &[u8],
+    rest: &[CertificateDer<'static>],
+    info: &CertInfo,
+    trust: &Trust,
+) -> String {
     let Some((root_path, root)) = &trust.root else {
         return format!(
             "not checked: no root ({}); pass --ca FILE",
@@ -345,15 +393,23 @@ fn chain_status(der: &[u8], info: &CertInfo, trust: &Trust) -> String {
         );
     }
     let leaf = CertificateDer::from(der.to_vec());
-    let at = info.not_before.max(0) as u64 + 1;
-    let when = UnixTime::since_unix_epoch(Duration::from_secs(at));
-    let verify = |usage| crate::tls::verify::verify_chain(&leaf, root, &[], when, usage).err();
+    let at = info.not_before.max(0) + 1;
+    if info.is_ca {
+        return intermediate_status(&leaf, root, &root_name.to_string(), at);
+    }
+    let pool: Vec<_> = rest.iter().chain(&trust.intermediates).cloned().collect();
+    let when = UnixTime::since_unix_epoch(Duration::from_secs(at as u64));
+    let verify = |usage| crate::tls::verify::verify_chain(&leaf, root, &pool, when, usage).err();
     // Either purpose will do here: the question is who signed it.
     let (Some(as_server), Some(as_client)) = (
         verify(webpki::KeyUsage::server_auth()),
         verify(webpki::KeyUsage::client_auth()),
     ) else {
-        return format!("chain OK to the root in {root_name}");
+        let path = hierarchy::path_to_root(&leaf, &pool, root);
+        return format!(
+            "chain OK to the root in {root_name}: {}",
+            crate::cert::describe_chain(&leaf, &path, root)
+        );
     };
     #[allow(deprecated)]
     let err = match as_server {
@@ -373,21 +429,79 @@ fn chain_status(der: &[u8], info: &CertInfo, trust: &Trust) -> String {
     }
 }
 
-/// Whether the CRL next to the root lists the certificate.
-fn revocation_status(info: &CertInfo, trust: &Trust) -> String {
-    match &trust.crl {
-        None => "not checked: no ca.crl.pem next to the root".into(),
-        Some(Err(why)) => format!("unknown: {why}"),
-        Some(Ok((path, crl))) => match crl.revocation_of(&info.serial_hex) {
-            None => format!("not revoked (CRL #{} in {})", crl.number, path.display()),
-            Some(reason) => format!(
-                "REVOKED ({}) per CRL #{} in {}",
-                reason.map(|r| r.as_str()).unwrap_or("no reason given"),
-                crl.number,
-                path.display()
-            ),
-        },
+/// Whether a CA certificate (not the root) is an intermediate the root
+/// signed, judged at `at` (inside its validity).
+fn intermediate_status(
+    cert: &CertificateDer<'_>,
+    root: &CertificateDer<'_>,
+    root_name: &str,
+    at: i64,
+) -> String {
+    match Signer::intermediate(cert, root, at) {
+        Ok(s) => format!(
+            "chain OK to the root in {root_name}: the root signed this intermediate (id {}), which signs leaves and their CRL",
+            s.issuer.id
+        ),
+        Err(CrlError::BadIntermediate { why, .. }) => {
+            format!("does not chain to the root in {root_name}: {why}")
+        }
+        Err(e) => format!("does not chain to the root in {root_name}: {e}"),
     }
+}
+
+/// Whether the CRLs next to the root list the certificate, or an
+/// intermediate above it: which CRL covers it, and what it says.
+fn revocation_status(der: &[u8], rest: &[CertificateDer<'static>], trust: &Trust) -> String {
+    let set = match &trust.crls {
+        None => {
+            return "not checked: no CRL (ca.crls.pem, ca.crl.pem, root.crl.pem) next to the root"
+                .into()
+        }
+        Some(Err(why)) => return format!("unknown: {why}"),
+        Some(Ok(set)) => set,
+    };
+    let cert = CertificateDer::from(der.to_vec());
+    let file_of = |id: &str| {
+        trust
+            .crl_files
+            .get(id)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let Some(crl) = set.covering(&cert) else {
+        return "unknown: no CRL of its issuer next to the root (a party would refuse it)".into();
+    };
+    let serial = CertInfo::parse(der)
+        .map(|i| i.serial_hex)
+        .unwrap_or_default();
+    let per = format!(
+        "CRL #{} of {} in {}",
+        crl.number,
+        crl.issuer,
+        file_of(&crl.issuer.id)
+    );
+    if let Some(reason) = crl.revocation_of(&serial) {
+        let why = reason.map(|r| r.as_str()).unwrap_or("no reason given");
+        return format!("REVOKED ({why}) per {per}");
+    }
+    // A revoked intermediate above it takes it down too.
+    let root = trust.root.as_ref().map(|(_, r)| r.clone());
+    let pool: Vec<_> = rest.iter().chain(&trust.intermediates).cloned().collect();
+    let above = root
+        .map(|r| hierarchy::path_to_root(&cert, &pool, &r))
+        .unwrap_or_default();
+    for issuer in above.iter().filter_map(|c| CertInfo::parse(c).ok()) {
+        if let Some((reason, on)) = set.revocation_of(&issuer.serial_hex) {
+            let why = reason.map(|r| r.as_str()).unwrap_or("no reason given");
+            return format!(
+                "REVOKED: its intermediate {} is revoked ({why}) per CRL #{} of {}; itself not listed on {per}",
+                issuer.subject_cn.unwrap_or_default(),
+                on.number,
+                on.issuer
+            );
+        }
+    }
+    format!("not revoked ({per})")
 }
 
 /// A CSR: who asks for what, with which key, and whether it proves it.
@@ -492,12 +606,32 @@ fn crl_trust(der: &[u8], trust: &Trust, now: i64) -> String {
         return "not checked: no root".into();
     };
     let root_name = root_path.display();
-    match verify_crl(der.to_vec().into(), root, now) {
-        Ok(_) => format!("signed by the root in {root_name}, current"),
+    let check = |at| CrlSet::from_pem_with(der, &trust.intermediates, root, at);
+    // First who signed it (whatever the clock), then whether it is current.
+    let signed = match check(0) {
+        Ok(set) => match set.iter().next() {
+            Some(crl) if crl.issuer.is_root() => format!(
+                "signed by the root in {root_name}; it covers the certificates the root signed (intermediates, or the leaves of a one-level CA)"
+            ),
+            Some(crl) => format!(
+                "signed by {}, which the root in {root_name} signed; it covers the leaves that intermediate issued",
+                crl.issuer
+            ),
+            None => return "refused: no CRL".into(),
+        },
+        Err(CrlError::NotFromRoot(_)) => return format!("NOT signed by the root in {root_name}"),
+        Err(e @ CrlError::UnknownIssuer { .. }) => return format!("refused: {e}"),
+        Err(e) => return format!("refused: {e}"),
+    };
+    match check(now) {
+        Ok(_) => match signed.split_once(';') {
+            Some((who, covers)) => format!("{who}, current;{covers}"),
+            None => format!("{signed}, current"),
+        },
         Err(CrlError::Expired { next_update }) => {
-            format!("signed by the root in {root_name}, but STALE since {next_update}")
+            let who = signed.split(';').next().unwrap_or_default();
+            format!("{who}, but STALE since {next_update}")
         }
-        Err(CrlError::NotFromRoot(_)) => format!("NOT signed by the root in {root_name}"),
         Err(e) => format!("refused: {e}"),
     }
 }
@@ -553,62 +687,6 @@ fn file_mode(path: &Path) -> String {
         }
     }
     "unknown".into()
-}
-
-/// Every PKI file in `dir`, one line each, the root first: "who signed
-/// what, and why is it trusted", as `make inspect` shows it. Files that
-/// are not PKI files (the ledger, notes) are left out.
-pub fn overview(dir: &Path, trust: &Trust) -> Result<String, InspectError> {
-    let read_err = |source| InspectError::Read {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            !name.starts_with('.')
-                && [".pem", ".key", ".crt", ".der", ".crl", ".csr"]
-                    .iter()
-                    .any(|s| name.ends_with(s))
-        })
-        .collect();
-    // The root first, then certificates, keys, and the CRL last.
-    let rank = |p: &PathBuf| {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        match name {
-            "ca.pem" => 0,
-            n if n.ends_with(".crl.pem") || n.ends_with(".crl") => 3,
-            n if n.ends_with(".key") => 2,
-            _ => 1,
-        }
-    };
-    files.sort_by_key(|p| (rank(p), p.clone()));
-    let mut out = String::new();
-    for path in &files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        match inspect_file(path, trust) {
-            Ok(report) => {
-                let _ = writeln!(out, "{name}: {}", report.summary);
-            }
-            Err(InspectError::Unknown { .. }) => {}
-            Err(e) => {
-                let _ = writeln!(out, "{name}: cannot be read: {e}");
-            }
-        }
-    }
-    if files.is_empty() {
-        let _ = writeln!(out, "{}: no certificates, keys or CRLs here", dir.display());
-    }
-    let _ = writeln!(
-        out,
-        "\nWhy trusted: each party was given the root (ca.pem) out of band and trusts nothing else; a certificate is good when it chains to that root, is within its validity and is not listed in the CRL the root signed (ca.crl.pem)."
-    );
-    Ok(out)
 }
 
 #[cfg(test)]

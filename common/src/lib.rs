@@ -18,8 +18,9 @@
 //!   that trusts only the root, enrolling and renewing (and
 //!   [`ca::enroll::obtain`]: reuse, else renew, else enroll), and fetching
 //!   the CRL.
-//! - [`revocation`]: revocation reasons, and checking a CRL against the
-//!   root and the clock.
+//! - [`revocation`]: revocation reasons, checking a CRL against its issuer
+//!   (the root or an intermediate) and the clock, and the verified CRL set
+//!   of a two-level CA (one CRL per issuer).
 //! - [`proto`]: the application protocol of phases 2 and 3 (steps 3 to 8):
 //!   frames, messages, key schedule, sealing, and the two state machines.
 //! - [`framed`]: a TLS stream carrying protocol frames, with the frame
@@ -30,7 +31,8 @@
 //! - [`cli`]: how the three programs report an error: one line, the
 //!   hint on its own line, a backtrace only with `PKI_BACKTRACE=1`.
 //! - [`inspect`]: a readable summary of a certificate, CSR, CRL or key
-//!   file (`pki-ca inspect`), with its trust and revocation status.
+//!   file (`pki-ca inspect`), with its trust and revocation status, and the
+//!   hierarchy a directory holds (root → intermediate → leaf).
 //! - [`logging`]: `RUST_LOG`-driven narration, as text or JSON lines.
 //! - [`metrics`]: the `/metrics` and `/health` endpoint both daemons serve
 //!   on `--metrics-listen`; each registers its own metrics.

@@ -46,12 +46,14 @@ pub async fn serve(
     let mut conn = match framed {
         Ok(conn) => Conn {
             // The certificate this connection was authenticated with, if
-            // any: when a new CRL lists it, the connection ends.
+            // any, and the intermediates of its chain: when a new CRL
+            // lists one of them, the connection ends.
             serials: conn
                 .peer_cert()
-                .and_then(|c| CertInfo::parse(c).ok())
-                .map(|c| c.serial_hex)
                 .into_iter()
+                .chain(conn.peer_intermediates())
+                .filter_map(|c| CertInfo::parse(c).ok())
+                .map(|c| c.serial_hex)
                 .collect(),
             framed: conn,
             peer,
@@ -149,6 +151,64 @@ impl Conn<'_> {
         }
     }
 
+    /// Who signed the client's certificate, and which CRL covers each
+    /// certificate of its chain (TLS has checked them all).
+    fn narrate_client_chain(&self, identity: &Identity) {
+        let Some(leaf) = self.framed.peer_cert() else {
+            return;
+        };
+        let intermediates = self.framed.peer_intermediates();
+        info!(
+            "phase 2 · client chain: {}",
+            pki_common::cert::describe_chain(leaf, intermediates, &identity.root)
+        );
+        if let Some(crls) = &self.shared.live.current().crls {
+            let chain: Vec<_> = std::iter::once(leaf)
+                .chain(intermediates)
+                .cloned()
+                .collect();
+            info!(
+                "phase 2 · client revocation: {}",
+                crls.describe_coverage(&chain)
+            );
+        }
+    }
+
+    /// Step 5's narration: who registered, and how the server knows.
+    fn narrate_registration(
+        &self,
+        identity: &Identity,
+        registration: &Registration,
+        client_cert: Option<&CertInfo>,
+    ) {
+        match client_cert {
+            Some(cert) => {
+                info!(
+                    "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
+                    registration.client_id,
+                    registration.client_addr,
+                    cert.short_serial()
+                );
+                self.narrate_client_chain(identity);
+            }
+            None => info!(
+                "phase 2 · step 5: registration from client {:?} at {} (no client certificate: unauthenticated client id)",
+                registration.client_id, registration.client_addr
+            ),
+        }
+    }
+
+    /// The serials of the intermediates in the client's chain: the root
+    /// revoking one of them revokes the session too.
+    fn client_issuer_serials(&self) -> Vec<String> {
+        self.framed
+            .peer_intermediates()
+            .iter()
+            .filter_map(|c| CertInfo::parse(c).ok())
+            .map(|c| c.serial_hex)
+            .collect()
+    }
+
     /// Steps 3 to 6.
     async fn register(
         &mut self,
@@ -185,22 +245,16 @@ impl Conn<'_> {
         let reg_frame = self.next_frame(deadline, "the registration").await?;
         let registration =
             registering.on_registration(&reg_frame, self.clock(), client_cert.as_ref())?;
-        match &client_cert {
-            Some(cert) => info!(
-                "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
-                registration.client_id,
-                registration.client_addr,
-                cert.short_serial()
-            ),
-            None => info!(
-                "phase 2 · step 5: registration from client {:?} at {} (no client certificate: unauthenticated client id)",
-                registration.client_id, registration.client_addr
-            ),
-        }
+        self.narrate_registration(identity, &registration, client_cert.as_ref());
 
         // Step 6.
         let client_serial = client_cert.map(|c| c.serial_hex);
-        self.grant(registering, &registration, client_serial).await
+        let issuer_serials = match client_serial {
+            Some(_) => self.client_issuer_serials(),
+            None => Vec::new(),
+        };
+        self.grant(registering, &registration, client_serial, issuer_serials)
+            .await
     }
 
     /// Step 6: a fresh session id, stored with the session keys, then
@@ -210,14 +264,16 @@ impl Conn<'_> {
         registering: ServerRegistering,
         registration: &Registration,
         client_serial: Option<String>,
+        issuer_serials: Vec<String>,
     ) -> Result<(), ProtoError> {
-        // A CRL installed since the TLS handshake may list the certificate.
-        if let Some(serial) = client_serial.as_ref() {
-            if self.shared.live.current().is_revoked(serial) {
-                return Err(ProtoError::CertificateRevoked {
-                    serial: serial.clone(),
-                });
-            }
+        // A CRL installed since the TLS handshake may list the certificate
+        // or one of its intermediates.
+        let live = self.shared.live.current();
+        let chain = client_serial.iter().chain(&issuer_serials);
+        if let Some(serial) = chain.clone().find(|s| live.is_revoked(s)) {
+            return Err(ProtoError::CertificateRevoked {
+                serial: serial.clone(),
+            });
         }
         let mut session_id = [0u8; 16];
         rand::rng().fill_bytes(&mut session_id);
@@ -233,6 +289,7 @@ impl Conn<'_> {
         let session = Session {
             client_id: registration.client_id.clone(),
             client_serial,
+            issuer_serials,
             source: self.peer.ip(),
             expires_at: now.saturating_add(lifetime.as_secs()),
             deadline: std::time::Instant::now() + lifetime,

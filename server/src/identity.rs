@@ -24,7 +24,7 @@ pub use pki_common::ca::enroll::Enrollment;
 use pki_common::ca::enroll::{self, EnrollError, Enrolled, KeyFiles, ObtainError};
 use pki_common::cert::{CertInfo, Profile};
 use pki_common::files::{self, FileError};
-use pki_common::revocation::VerifiedCrl;
+use pki_common::revocation::CrlSet;
 
 /// Errors obtaining the server's identity.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +82,17 @@ impl IdentityFiles {
         }
     }
 
-    /// The CRL file next to the root: the CA writes it when it shares the
-    /// directory, and the server keeps the newest CRL it fetched there
-    /// (`CrlCache`), so a restart while the CA is down still has one.
+    /// The CRL file next to the root that the CA writes when it shares the
+    /// directory (`ca.crl.pem`); the server reads it, never writes it.
     pub fn crl(&self) -> PathBuf {
         self.root.with_file_name("ca.crl.pem")
+    }
+
+    /// Where the server keeps the newest CRLs it fetched (`ca.crls.pem`
+    /// next to the root, see `CrlCache`), so a restart while the CA is
+    /// down still has them; the CA's `ca.crl.pem` is read as well.
+    pub fn crl_cache(&self) -> CrlCache {
+        CrlCache::next_to(&self.root)
     }
 }
 
@@ -94,6 +100,8 @@ impl IdentityFiles {
 pub struct Identity {
     pub root: CertificateDer<'static>,
     pub cert: CertificateDer<'static>,
+    /// The intermediates between `cert` and the root, presented after it.
+    pub intermediates: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     pub info: CertInfo,
     /// The certified key, for the step-4 signature.
@@ -103,12 +111,27 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Builds an identity from a certificate and its key (PEM).
+    /// Builds an identity from a certificate the root signed directly and
+    /// its key (PEM).
     pub fn from_parts(
         root: CertificateDer<'static>,
         cert: CertificateDer<'static>,
         key_pem: &str,
     ) -> Result<Self, IdentityError> {
+        Self::from_chain(root, vec![cert], key_pem)
+    }
+
+    /// Builds an identity from a chain (the leaf, then its intermediates)
+    /// and the leaf's key (PEM).
+    pub fn from_chain(
+        root: CertificateDer<'static>,
+        mut chain: Vec<CertificateDer<'static>>,
+        key_pem: &str,
+    ) -> Result<Self, IdentityError> {
+        if chain.is_empty() {
+            return Err(IdentityError::Key("no certificate in the chain".into()));
+        }
+        let cert = chain.remove(0);
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| IdentityError::Key(e.to_string()))?;
         let signer = pki_common::tls::provider()
@@ -119,6 +142,7 @@ impl Identity {
         Ok(Identity {
             root,
             cert,
+            intermediates: chain,
             key,
             info,
             signer,
@@ -127,33 +151,44 @@ impl Identity {
     }
 
     fn from_enrolled(root: CertificateDer<'static>, e: Enrolled) -> Result<Self, IdentityError> {
-        Self::from_parts(root, e.cert, &e.key_pem)
+        let chain = e.chain();
+        Self::from_chain(root, chain, &e.key_pem)
     }
 
     fn as_enrolled(&self) -> Enrolled {
         Enrolled {
             key_pem: self.key_pem.clone(),
             cert: self.cert.clone(),
+            intermediates: self.intermediates.clone(),
             info: self.info.clone(),
         }
     }
+
+    /// The chain presented in TLS: the leaf, then its intermediates.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        std::iter::once(self.cert.clone())
+            .chain(self.intermediates.iter().cloned())
+            .collect()
+    }
 }
 
-/// The newest CRL the server can verify: the CA's (`GET /v1/crl`) and the
-/// `ca.crl.pem` file next to the root are both read, and the one with the
-/// higher CRL number wins ([`newest`](pki_common::revocation::newest), the
+/// The newest CRLs the server can verify, one per issuer: the CA's (`GET
+/// /v1/crls`, or `/v1/crl` from a one-level CA) and the files next to the
+/// root (`ca.crls.pem`, and the CA's `ca.crl.pem`) are all read, and of
+/// each issuer the CRL with the higher number wins ([`CrlSet::merge`], the
 /// rule every CRL replacement follows), so a stale file can never stand in
-/// for the CA's newer list. A newer CRL from the CA is kept in that file
-/// (`CrlCache`, shared with the client), so a restart while the CA is down
-/// still has it. `None` (with a warning) when neither is available.
+/// for the CA's newer list. Newer CRLs from the CA are kept in
+/// `ca.crls.pem` (`CrlCache`, shared with the client), so a restart while
+/// the CA is down still has them. `None` (with a warning) when neither is
+/// available.
 pub async fn current_crl(
     files: &IdentityFiles,
     enrollment: &Enrollment,
     root: &CertificateDer<'static>,
-) -> Option<VerifiedCrl> {
+) -> Option<CrlSet> {
     let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
         .map_err(FetchCrlError::from);
-    let cache = CrlCache { path: files.crl() };
+    let cache = files.crl_cache();
     match cache.latest(ca, root).await {
         Ok(crl) => Some(crl),
         Err(e) => {
@@ -171,7 +206,7 @@ pub async fn current_crl_until(
     enrollment: &Enrollment,
     root: &CertificateDer<'static>,
     deadline: tokio::time::Instant,
-) -> Option<VerifiedCrl> {
+) -> Option<CrlSet> {
     let mut backoff = enrollment.retry.initial_backoff;
     loop {
         if let Some(crl) = current_crl(files, enrollment, root).await {
@@ -219,7 +254,7 @@ pub async fn obtain(
     files: &IdentityFiles,
     names: &[String],
     enrollment: &Enrollment,
-    crl: Option<&VerifiedCrl>,
+    crl: Option<&CrlSet>,
 ) -> Result<Identity, IdentityError> {
     let root = read_root(files)?;
     let key_files = files.key_files();

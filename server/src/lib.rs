@@ -61,8 +61,9 @@ pub struct ServerConfig {
     /// The names the server enrolls for and answers to in step 3; the first
     /// becomes the certificate's subject CN.
     pub names: Vec<String>,
-    /// Holds ca.pem, server.key and server.pem (and the CA's ca.crl.pem
-    /// when the CA shares the directory).
+    /// Holds ca.pem, server.key and server.pem, the CRL cache ca.crls.pem
+    /// (and the CA's ca.crl.pem, root.crl.pem and intermediates/ when the
+    /// CA shares the directory).
     pub certs_dir: PathBuf,
     /// The server's certificate; `None`: `server.pem` in `certs_dir`. Two
     /// servers sharing a directory each need their own.
@@ -268,7 +269,7 @@ impl AppServer {
         config: ServerConfig,
         identity: Identity,
         service: Service,
-        crl: Option<pki_common::revocation::VerifiedCrl>,
+        crl: Option<pki_common::revocation::CrlSet>,
     ) -> Result<Self, ServerError> {
         if config.client_auth == ClientAuth::Required && crl.is_none() {
             return Err(ServerError::NoCrl);

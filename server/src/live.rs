@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use pki_common::revocation::{Reason, Succession, VerifiedCrl};
+use pki_common::revocation::{CrlSet, Reason};
 use pki_common::shutdown::Shutdown;
 use pki_common::tls::{server_config_with_client_auth, ClientAuth, TlsSetupError};
 
@@ -23,43 +23,52 @@ use crate::Shared;
 pub struct Live {
     pub identity: Arc<Identity>,
     pub tls: Arc<rustls::ServerConfig>,
-    /// The CRL client certificates are checked against, if any.
-    pub crl: Option<VerifiedCrl>,
+    /// The CRLs client certificates are checked against (one per issuer:
+    /// the root's, and each intermediate's), if any.
+    pub crls: Option<CrlSet>,
 }
 
 impl Live {
+    /// The TLS configuration presenting the identity's whole chain (leaf,
+    /// then intermediates), checking client chains against the root and
+    /// every CRL of `crls`.
     pub fn build(
         identity: Arc<Identity>,
-        crl: Option<VerifiedCrl>,
+        crls: Option<CrlSet>,
         mode: ClientAuth,
     ) -> Result<Self, TlsSetupError> {
-        let crls = crl.iter().map(|c| c.der.clone()).collect();
+        let ders = crls.as_ref().map(CrlSet::ders).unwrap_or_default();
         let tls = server_config_with_client_auth(
-            vec![identity.cert.clone()],
+            identity.chain(),
             identity.key.clone_key(),
             &identity.root,
-            crls,
+            ders,
             mode,
         )?;
         Ok(Live {
             identity,
             tls: Arc::new(tls),
-            crl,
+            crls,
         })
     }
 
-    /// Whether this CRL lists the certificate with `serial_hex`.
+    /// Whether a CRL in use lists the certificate with `serial_hex` (a
+    /// client's, or an intermediate of its chain).
     pub fn is_revoked(&self, serial_hex: &str) -> bool {
-        self.crl
+        self.crls
             .as_ref()
             .is_some_and(|c| c.revocation_of(serial_hex).is_some())
     }
 
-    /// Whether this CRL lists the server's own certificate: `Some(reason)`
-    /// if it does. Such a certificate is never presented again.
+    /// Whether a CRL in use lists the server's own certificate or an
+    /// intermediate of its chain: `Some(reason)` if one does. Such a
+    /// certificate is never presented again.
     pub fn own_revocation(&self) -> Option<Option<Reason>> {
-        let crl = self.crl.as_ref()?;
-        crl.revocation_of(&self.identity.info.serial_hex)
+        let crls = self.crls.as_ref()?;
+        std::iter::once(&self.identity.cert)
+            .chain(&self.identity.intermediates)
+            .filter_map(|c| pki_common::cert::CertInfo::parse(c).ok())
+            .find_map(|info| crls.revocation_of(&info.serial_hex).map(|(r, _)| r))
     }
 }
 
@@ -117,10 +126,10 @@ pub async fn revoked_among(live: &mut watch::Receiver<Arc<Live>>, serials: &[Str
     }
 }
 
-/// Fetches the CRL every `crl_refresh` and installs it when it is newer.
-/// "Newer" is the one rule of [`VerifiedCrl::succeeds`]: an older CRL (a
-/// stale `ca.crl.pem` while the CA is down, say) or another CRL with the
-/// same number is refused, and the one in use stays.
+/// Fetches the CRLs every `crl_refresh` and installs those that are newer.
+/// "Newer" is the one rule of [`CrlSet::merge`], issuer by issuer: an
+/// older CRL (a stale `ca.crl.pem` while the CA is down, say) or another
+/// CRL with the same number is refused, and the one in use stays.
 pub async fn refresh_crl(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let files = shared.config.identity_files();
     loop {
@@ -137,40 +146,52 @@ pub async fn refresh_crl(shared: Arc<Shared>, mut shutdown: Shutdown) {
     }
 }
 
-/// Installs `crl` if it succeeds the CRL in use; then ends the sessions of
-/// the client certificates it lists, and deals with the server's own
-/// certificate if it is listed.
-pub async fn install_crl(shared: &Arc<Shared>, crl: VerifiedCrl) {
-    let number = crl.number;
+/// Installs the CRLs of `offered` that succeed those in use, issuer by
+/// issuer; then ends the sessions of the client certificates they list,
+/// and deals with the server's own certificate if it is listed (or its
+/// intermediate is).
+pub async fn install_crl(shared: &Arc<Shared>, offered: CrlSet) {
     let mode = shared.config.client_auth;
     let installed = shared.live.update(|current| {
-        match crl.succeeds(current.crl.as_ref()) {
-            Ok(Succession::Same) => return (None, None),
-            Err(e) => {
-                warn!("not installing the CRL offered: {e}");
-                return (None, None);
-            }
-            Ok(Succession::Newer) => {}
+        let merged = CrlSet::merge(current.crls.as_ref(), offered);
+        for (issuer, e) in &merged.refused {
+            warn!("not installing the CRL of {issuer} offered: {e}");
         }
-        match Live::build(current.identity.clone(), Some(crl), mode) {
+        if merged.newer.is_empty() {
+            return (None, None);
+        }
+        let numbers: Vec<String> = merged
+            .newer
+            .iter()
+            .filter_map(|i| merged.set.get(&i.id))
+            .map(|c| format!("CRL #{} of {}", c.number, c.issuer))
+            .collect();
+        match Live::build(current.identity.clone(), Some(merged.set), mode) {
             Ok(live) => {
                 let own = live.own_revocation();
-                (Some(live), Some(own))
+                (Some(live), Some((own, numbers)))
             }
             Err(e) => {
-                warn!("cannot install the new CRL: {e}");
+                warn!("cannot install the new CRLs: {e}");
                 (None, None)
             }
         }
     });
-    let Some(own) = installed else { return };
-    info!("installed CRL #{number} for checking client certificates");
+    let Some((own, numbers)) = installed else {
+        return;
+    };
+    for crl in &numbers {
+        info!("installed {crl} for checking client certificates");
+    }
     let live = shared.live.current();
     let ended = shared
         .sessions
         .end_revoked(|serial| live.is_revoked(serial));
     if ended > 0 {
-        warn!("CRL #{number} revokes client certificates: ended {ended} session(s) bound to them");
+        warn!(
+            "{} revoke(s) client certificates: ended {ended} session(s) bound to them",
+            numbers.join(", ")
+        );
     }
     if let Some(reason) = own {
         own_certificate_revoked(shared, reason).await;
@@ -193,13 +214,13 @@ async fn own_certificate_revoked(shared: &Arc<Shared>, reason: Option<Reason>) {
         &files,
         &config.names,
         &config.enrollment,
-        current.crl.as_ref(),
+        current.crls.as_ref(),
     )
     .await;
     let installed = obtained.and_then(|identity| {
         let new_serial = identity.info.short_serial();
         shared.live.update(|live| {
-            match Live::build(Arc::new(identity), live.crl.clone(), config.client_auth) {
+            match Live::build(Arc::new(identity), live.crls.clone(), config.client_auth) {
                 Ok(new) => (Some(new), Ok(new_serial)),
                 Err(e) => (None, Err(IdentityError::Key(e.to_string()))),
             }
@@ -244,7 +265,7 @@ pub async fn keep_renewed(shared: Arc<Shared>, mut shutdown: Shutdown) {
                 let serial = renewed.info.short_serial();
                 let mode = shared.config.client_auth;
                 let built = shared.live.update(|live| {
-                    match Live::build(Arc::new(renewed), live.crl.clone(), mode) {
+                    match Live::build(Arc::new(renewed), live.crls.clone(), mode) {
                         Ok(new) => (Some(new), Ok(())),
                         Err(e) => (None, Err(e)),
                     }

@@ -99,18 +99,23 @@ impl ServerMetrics {
         }
     }
 
-    /// Sets the gauges from the session table and the CRL in use.
+    /// Sets the gauges from the session table and the CRLs in use.
     fn read(&self, shared: &Shared) {
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.sessions_active.set(as_i64(shared.sessions.len()));
         self.sessions_anonymous
             .set(as_i64(shared.sessions.anonymous_len()));
-        if let Some(crl) = &shared.live.current().crl {
+        // The number of the CRL that covers the server's own certificate
+        // (its issuer's), and the age of the oldest CRL in use.
+        let live = shared.live.current();
+        if let Some(crls) = &live.crls {
             let now = pki_common::unix_now() as i64;
-            self.crl_number
-                .set(i64::try_from(crl.number).unwrap_or(i64::MAX));
-            self.crl_age_seconds
-                .set(now.saturating_sub(crl.this_update));
+            if let Some(crl) = crls.covering(&live.identity.cert).or(crls.iter().next()) {
+                self.crl_number
+                    .set(i64::try_from(crl.number).unwrap_or(i64::MAX));
+            }
+            let oldest = crls.iter().map(|c| c.this_update).min().unwrap_or(now);
+            self.crl_age_seconds.set(now.saturating_sub(oldest));
         }
     }
 }
@@ -139,8 +144,8 @@ fn health(shared: &Shared) -> Result<String, String> {
         shared.config.names.join(", "),
         info.short_serial(),
         info.not_after_rfc3339(),
-        match &live.crl {
-            Some(crl) => format!("CRL #{}", crl.number),
+        match &live.crls {
+            Some(crls) => format!("CRLs {}", crls.numbers()),
             None => "no CRL".to_string(),
         }
     ))

@@ -41,6 +41,9 @@ pub struct Session {
     /// was proven with, or `None` if the id was only stated by the client
     /// in step 5.
     pub client_serial: Option<String>,
+    /// The serials of the intermediates of that certificate's chain: the
+    /// root revoking one of them revokes the session too.
+    pub issuer_serials: Vec<String>,
     /// The TCP peer's address at registration, for the per-address bound.
     pub source: IpAddr,
     /// Seconds since the Unix epoch, for display.
@@ -58,6 +61,18 @@ impl Session {
     /// Whether the client id was proven by a TLS client certificate.
     pub fn client_authenticated(&self) -> bool {
         self.client_serial.is_some()
+    }
+
+    /// The client certificate's serial and its intermediates', if the
+    /// session was registered with a certificate: if a CRL lists any of
+    /// them, the session ends.
+    pub fn serials(&self) -> Vec<String> {
+        match &self.client_serial {
+            Some(leaf) => std::iter::once(leaf.clone())
+                .chain(self.issuer_serials.iter().cloned())
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Step 7: opens a request and counts it.
@@ -100,7 +115,8 @@ struct Entry {
     /// For unauthenticated sessions: the source address and the insertion
     /// order (the key in [`Inner::anonymous`]).
     anonymous: Option<(IpAddr, u64)>,
-    client_serial: Option<String>,
+    /// The client certificate's serial, then its intermediates'.
+    serials: Vec<String>,
 }
 
 /// The table and its counters, kept consistent under one lock.
@@ -220,7 +236,7 @@ impl SessionTable {
         inner.next_order += 1;
         let entry = Entry {
             anonymous: anonymous.then_some((source, order)),
-            client_serial: session.client_serial.clone(),
+            serials: session.serials(),
             handle: Arc::new(Mutex::new(session)),
         };
         if anonymous {
@@ -253,10 +269,8 @@ impl SessionTable {
             ProtoError::RequestLimit {
                 max: self.limits.max_requests,
             }
-        } else if let Some(serial) = session.client_serial.as_deref().filter(|s| revoked(s)) {
-            ProtoError::CertificateRevoked {
-                serial: serial.to_string(),
-            }
+        } else if let Some(serial) = session.serials().into_iter().find(|s| revoked(s)) {
+            ProtoError::CertificateRevoked { serial }
         } else {
             return use_session(&mut session);
         };
@@ -266,10 +280,11 @@ impl SessionTable {
     }
 
     /// Ends every session registered with a client certificate that
-    /// `revoked` says is revoked; answers how many.
+    /// `revoked` says is revoked (or whose intermediate it says is);
+    /// answers how many.
     pub fn end_revoked(&self, revoked: impl Fn(&str) -> bool) -> usize {
         self.lock()
-            .remove_where(|e| e.client_serial.as_deref().is_some_and(&revoked))
+            .remove_where(|e| e.serials.iter().any(|s| revoked(s)))
     }
 
     /// Removes expired sessions; answers how many.

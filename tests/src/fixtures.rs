@@ -53,12 +53,19 @@ impl AppFixture {
         RawClient::connect(&self.pki, self.server.addr).await
     }
 
-    /// Writes `crl` into the CA's directory as `<tag>.crl.pem`, gives it to
-    /// the client as its CRL file and asks for the memo, where the test
-    /// expects the client to refuse that CRL: returns the error.
+    /// Writes `crl` alone into the CA's directory as `<tag>.crl.pem`, gives
+    /// it to the client as its CRL file and asks for the memo, where the
+    /// test expects the client to refuse that CRL: returns the error.
     pub async fn memo_refusal_with_crl(&self, tag: &str, crl: &pki_ca::Crl) -> ClientError {
+        self.memo_refusal_with_crls(tag, &crl.pem()).await
+    }
+
+    /// [`AppFixture::memo_refusal_with_crl`] with a whole CRL set in PEM,
+    /// as a party keeps it (`ca.crls.pem`: the intermediates that signed
+    /// CRLs, then the CRLs).
+    pub async fn memo_refusal_with_crls(&self, tag: &str, pem: &str) -> ClientError {
         let path = self.pki.dir().join(format!("{tag}.crl.pem"));
-        files::write_public(&path, &crl.pem()).unwrap();
+        files::write_public(&path, pem).unwrap();
         let mut config = self.client_config();
         config.crl = pki_client::CrlSource::File(path);
         request_once(&config, "memo", b"")
@@ -204,7 +211,8 @@ pub async fn bind_ca(ca: Arc<Ca>, listen: std::net::SocketAddr) -> Result<CaServ
 pub fn write_identity_files(dir: &Path, tag: &str, enrolled: &Enrolled) -> (String, String) {
     let cert = dir.join(format!("{tag}.pem"));
     let key = dir.join(format!("{tag}.key"));
-    files::write_public(&cert, &files::cert_to_pem(&enrolled.cert)).unwrap();
+    let chain: String = enrolled.chain().iter().map(files::cert_to_pem).collect();
+    files::write_public(&cert, &chain).unwrap();
     files::write_private_key(&key, &enrolled.key_pem).unwrap();
     (
         cert.to_str().unwrap().to_string(),

@@ -301,7 +301,7 @@ impl TestPki {
     /// Enrolls a fresh key for `names` and returns it as a server identity.
     pub async fn enroll_identity(&self, names: &[&str]) -> Identity {
         let enrolled = self.enroll_as(names, Profile::Server).await;
-        Identity::from_parts(self.root(), enrolled.cert, &enrolled.key_pem).unwrap()
+        Identity::from_chain(self.root(), enrolled.chain(), &enrolled.key_pem).unwrap()
     }
 
     /// Enrolls a client-profile certificate for `name` (a fresh key).

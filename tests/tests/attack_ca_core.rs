@@ -182,7 +182,10 @@ async fn an_unwritable_crl_file_does_not_keep_a_revocation_off_v1_crl() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let on_disk = pki_common::ca::crl::read_crl(&crl_path, &pki.root()).unwrap();
+        // ca.crl.pem is the current intermediate's CRL: it verifies against
+        // that intermediate.
+        let issuer = pki.ca.current_issuer().unwrap();
+        let on_disk = pki_common::ca::crl::read_crl(&crl_path, &issuer.cert).unwrap();
         assert_eq!(
             on_disk.revocation_of(serial),
             Some(Some(Reason::KeyCompromise))

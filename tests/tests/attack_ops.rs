@@ -144,6 +144,8 @@ async fn run_all_keeps_the_tokens_out_of_the_process_table() {
             .current_dir(repo)
             .env("BIN", wrapped_bin(work.path()))
             .env("CERTS", &certs)
+            // The offline root, kept inside the temporary directory.
+            .env("ROOT_DIR", certs.join("offline-root"))
             .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("ATTACK_LOG", &log)

@@ -103,11 +103,12 @@ async fn until_server_lists(server: &RunningServer, serial: &str) {
     }
 }
 
-/// A TLS client configuration trusting `pki`, presenting `identity`, with
-/// rustls's default resumption (an in-memory ticket store) left on.
+/// A TLS client configuration trusting `pki`, presenting `identity` (its
+/// chain: the leaf, then its intermediate), with rustls's default
+/// resumption (an in-memory ticket store) left on.
 fn tls_config(pki: &TestPki, identity: Option<&Enrolled>) -> rustls::ClientConfig {
     let verifier = pki_common::tls::server_verifier(&pki.root(), Vec::new()).unwrap();
-    let identity = identity.map(|e| (vec![e.cert.clone()], e.key_der().unwrap()));
+    let identity = identity.map(|e| (e.chain(), e.key_der().unwrap()));
     pki_common::tls::client_config_with(verifier, identity).unwrap()
 }
 
@@ -253,7 +254,7 @@ async fn the_server_never_rolls_its_crl_back() {
         files::write_public(&crl_file, &before.pem()).unwrap();
         logs.wait_for(&format!("CRL #{} is older than CRL #", before.number))
             .await;
-        let installed = server.shared.live.current().crl.clone().unwrap();
+        let installed = crl_covering(&server.shared.live.current(), &client);
         assert!(installed.number > before.number);
         assert!(installed.revocation_of(&client.info.serial_hex).is_some());
         let err = request_once(&config, "memo", b"").await.unwrap_err();
@@ -280,7 +281,7 @@ async fn the_server_never_rolls_its_crl_back() {
         ))
         .await;
         let current = server.shared.live.current();
-        assert_eq!(current.crl.as_ref().unwrap().der, installed.der);
+        assert_eq!(crl_covering(&current, &client).der, installed.der);
         let err = request_once(&config, "memo", b"").await.unwrap_err();
         assert_eq!(
             tls_alert(&err),
@@ -304,7 +305,11 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
         let identity = pki.enroll_identity(&["app.pki.test"]).await;
 
         // The CA is down and the file is old: the file's CRL is all there is.
+        // ca.crl.pem is the CA's file (the current intermediate's CRL), read
+        // where the server shares the CA's directory: the intermediate that
+        // signed it is there too, in intermediates/, as is the root's CRL.
         let dir = pki.server_dir();
+        share_ca_directory(&pki, dir.path());
         files::write_public(&dir.path().join("ca.crl.pem"), &new.pem()).unwrap();
         let mut config = pki.server_config(dir.path(), None);
         config.enrollment.ca_url = format!("https://127.0.0.1:{}", free_port());
@@ -312,7 +317,7 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
             .await
             .unwrap();
         assert_eq!(
-            server.shared().live.current().crl.as_ref().unwrap().number,
+            crl_covering(&server.shared().live.current(), &client).number,
             new.number
         );
 
@@ -323,7 +328,7 @@ async fn at_start_the_server_takes_the_newer_of_the_cas_crl_and_the_file() {
         let server = AppServer::bind(config, identity, Service::default())
             .await
             .unwrap();
-        let crl = server.shared().live.current().crl.clone().unwrap();
+        let crl = crl_covering(&server.shared().live.current(), &client);
         assert!(crl.number > old.number);
         assert!(crl.revocation_of(&client.info.serial_hex).is_some());
     })
@@ -438,6 +443,7 @@ fn short_lived_client(pki: &TestPki, name: &str, lifetime: Duration) -> Enrolled
     Enrolled {
         key_pem: key.serialize_pem(),
         info: CertInfo::parse(&signed.der).unwrap(),
+        intermediates: signed.chain,
         cert: signed.der,
     }
 }
@@ -891,4 +897,28 @@ async fn client_ids_are_normalised_to_lower_case() {
         );
     })
     .await
+}
+
+/// The CRL among those the server uses that covers `holder`'s
+/// certificate: its issuing intermediate's (the CA's `publish_crl` and
+/// `ca.crl.pem`), not the root's, which lists intermediates.
+fn crl_covering(
+    live: &pki_server::live::Live,
+    holder: &Enrolled,
+) -> pki_common::revocation::VerifiedCrl {
+    let crls = live.crls.as_ref().expect("the server has CRLs");
+    crls.covering(&holder.cert)
+        .expect("the CRL of the certificate's issuer")
+        .clone()
+}
+
+/// What a server sharing the CA's directory finds there besides
+/// `ca.crl.pem`: the intermediates (certificates only) and the root's CRL.
+fn share_ca_directory(pki: &TestPki, dir: &std::path::Path) {
+    let ours = dir.join("intermediates");
+    std::fs::create_dir_all(&ours).unwrap();
+    for issuer in pki.ca.intermediates() {
+        files::write_public(&ours.join(format!("{}.pem", issuer.id)), &issuer.pem()).unwrap();
+    }
+    std::fs::copy(pki.paths.root_crl(), dir.join("root.crl.pem")).unwrap();
 }

@@ -155,8 +155,15 @@ async fn openssl_s_client_with_a_client_certificate_completes_the_handshake() {
         let AppFixture { pki, server } =
             AppFixture::start_with(|c| c.client_auth = ClientAuth::Required).await;
         let other = TestPki::start().await;
+        // openssl's -cert takes the leaf alone: the intermediate that
+        // issued it goes in -cert_chain, so s_client sends the whole chain
+        // and the server can build the path to the root it trusts.
         let write = |tag: &str, e: &pki_common::ca::enroll::Enrolled| {
-            write_identity_files(pki.dir(), tag, e)
+            let (cert, key) = write_identity_files(pki.dir(), tag, e);
+            let chain = pki.dir().join(format!("{tag}-chain.pem"));
+            let intermediates: String = e.intermediates.iter().map(files::cert_to_pem).collect();
+            files::write_public(&chain, &intermediates).unwrap();
+            (cert, key, chain.to_str().unwrap().to_string())
         };
         let ours = write("ours", &pki.enroll_client("client1.pki.test").await);
         let theirs = write("theirs", &other.enroll_client("client1.pki.test").await);
@@ -165,7 +172,7 @@ async fn openssl_s_client_with_a_client_certificate_completes_the_handshake() {
         // Sends one line and waits for the server to answer or close: with
         // TLS 1.3 the server's verdict on the client certificate arrives
         // after the client's side of the handshake.
-        let s_client = move |identity: Option<(String, String)>| {
+        let s_client = move |identity: Option<(String, String, String)>| {
             let mut args = vec![
                 "s_client".to_string(),
                 "-tls1_3".into(),
@@ -178,8 +185,15 @@ async fn openssl_s_client_with_a_client_certificate_completes_the_handshake() {
                 "-verify_return_error".into(),
                 "-ign_eof".into(),
             ];
-            if let Some((cert, key)) = identity {
-                args.extend(["-cert".into(), cert, "-key".into(), key]);
+            if let Some((cert, key, chain)) = identity {
+                args.extend([
+                    "-cert".into(),
+                    cert,
+                    "-cert_chain".into(),
+                    chain,
+                    "-key".into(),
+                    key,
+                ]);
             }
             let mut child = Command::new("openssl")
                 .args(&args)

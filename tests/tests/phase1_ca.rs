@@ -31,7 +31,12 @@ async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() 
         );
         let root = pki.root_path();
         let root = root.to_str().unwrap();
+        // The CA answered the chain: the leaf, then the intermediate that
+        // signed it (its current issuer), whose key the online CA holds.
+        let issuer = pki.ca.current_issuer().unwrap();
+        assert_eq!(enrolled.intermediates, vec![issuer.cert.clone()]);
 
+        // openssl verifies it up to the root alone, through the intermediate.
         let verify = openssl_verify_server(root, &pem);
         assert!(verify.contains(": OK"), "{verify}");
 
@@ -44,17 +49,39 @@ async fn enrollment_yields_a_certificate_openssl_accepts_with_every_extension() 
             "X509v3 Extended Key Usage: \n                TLS Web Server Authentication",
             "X509v3 Subject Key Identifier",
             "X509v3 Authority Key Identifier",
-            "Issuer: O = pki-auth, CN = pki-auth Root CA",
+            "Issuer: O = pki-auth, CN = pki-auth Intermediate CA ",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        // The AKI is the root's SKI.
+        // The issuer is the intermediate by name and by key: the leaf's AKI
+        // is the intermediate's SKI, whose AKI is the root's SKI.
+        let intermediate = pki.paths.intermediate_cert(&issuer.id);
+        let intermediate = intermediate.to_str().unwrap();
+        let intermediate_text = openssl_ok(&["x509", "-in", intermediate, "-noout", "-text"]);
         let root_text = openssl_ok(&["x509", "-in", root, "-noout", "-text"]);
+        let field = |t: &str, label: &str| {
+            let at = t.find(label).unwrap();
+            t[at..].lines().next().unwrap().to_string()
+        };
+        assert_eq!(
+            field(&text, "Issuer: ").trim(),
+            field(&intermediate_text, "Subject: ")
+                .trim()
+                .replacen("Subject: ", "Issuer: ", 1)
+        );
         let ski = |t: &str, label: &str| {
             let at = t.find(label).unwrap();
             t[at..].lines().nth(1).unwrap().trim().to_string()
         };
         assert_eq!(
+            ski(&text, "X509v3 Authority Key Identifier"),
+            ski(&intermediate_text, "X509v3 Subject Key Identifier")
+        );
+        assert_eq!(
+            ski(&intermediate_text, "X509v3 Authority Key Identifier"),
+            ski(&root_text, "X509v3 Subject Key Identifier")
+        );
+        assert_ne!(
             ski(&text, "X509v3 Authority Key Identifier"),
             ski(&root_text, "X509v3 Subject Key Identifier")
         );

@@ -174,12 +174,14 @@ async fn a_step4_signature_by_a_key_other_than_the_certificates_is_refused() {
 }
 
 /// A server that runs the protocol honestly except for tampering with the
-/// ciphertext of `step` (6 or 8). Serves one connection.
+/// ciphertext of `step` (6 or 8). Serves one connection, presenting the
+/// identity's chain (the leaf, then its intermediate) as the real server
+/// does.
 async fn tampering_server(identity: Identity, step: u8) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = pki_common::tls::server_config_with_client_auth(
-        vec![identity.cert.clone()],
+        identity.chain(),
         identity.key.clone_key(),
         &identity.root,
         Vec::new(),

@@ -195,7 +195,7 @@ async fn openssl_s_client_completes_a_tls13_handshake_with_the_server() {
 }
 
 /// Runs `openssl s_server` presenting `cert`/`key` on a free port.
-async fn s_server(dir: &Path, cert: &str, key: &str) -> (Reaped, SocketAddr) {
+async fn s_server(dir: &Path, cert: &str, chain: &str, key: &str) -> (Reaped, SocketAddr) {
     let port = free_port();
     let child = spawn(
         Command::new("openssl")
@@ -206,6 +206,8 @@ async fn s_server(dir: &Path, cert: &str, key: &str) -> (Reaped, SocketAddr) {
                 &port.to_string(),
                 "-cert",
                 cert,
+                "-cert_chain",
+                chain,
                 "-key",
                 key,
                 "-www",
@@ -227,7 +229,18 @@ async fn pki_client_verifies_openssl_s_server_by_our_ca_and_refuses_another_ca()
         for (tag, ca, expect_ok) in [("ours", &pki, true), ("theirs", &other, false)] {
             let enrolled = ca.enroll_as(&["app.pki.test"], Profile::Server).await;
             let (cert, key) = write_identity_files(dir.path(), tag, &enrolled);
-            let (_child, addr) = s_server(dir.path(), &cert, &key).await;
+            // s_server's -cert takes the leaf alone; the intermediate that
+            // issued it goes in -cert_chain, so the client, which trusts
+            // only the root, is sent the whole chain to verify.
+            let chain = dir.path().join(format!("{tag}-chain.pem"));
+            let intermediates: String = enrolled
+                .intermediates
+                .iter()
+                .map(files::cert_to_pem)
+                .collect();
+            files::write_public(&chain, &intermediates).unwrap();
+            let chain = chain.to_str().unwrap();
+            let (_child, addr) = s_server(dir.path(), &cert, chain, &key).await;
             let result = Connection::connect(&pki.client_config(addr)).await;
             if expect_ok {
                 let conn = result
@@ -265,7 +278,9 @@ fn run_all_script(
             .arg("scripts/run-all.sh")
             .current_dir(repo)
             .env("BIN", bin)
-            .env("CERTS", certs)
+            .env("CERTS", &certs)
+            // The offline root, kept inside the temporary directory.
+            .env("ROOT_DIR", certs.join("offline-root"))
             .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
             .envs(extra))
@@ -281,6 +296,11 @@ async fn the_run_all_script_narrates_eight_steps_and_prints_the_memo() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout, "take cis3319 class this morning\n");
+    // The root key is offline: encrypted, outside the certs the CA and the
+    // parties use, and not needed by them.
+    let root_key = std::fs::read_to_string(certs.path().join("offline-root/root.key")).unwrap();
+    assert!(root_key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    assert!(!certs.path().join("root.key").exists() && !certs.path().join("ca.key").exists());
     // Both sides authenticated by certificate.
     assert!(
         stderr.contains("server listening on") && stderr.contains("client certificates required"),

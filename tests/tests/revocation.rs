@@ -10,7 +10,7 @@ use pki_client::{request_once, ClientError};
 use pki_common::cert::CertInfo;
 use pki_common::cert::Profile;
 use pki_common::files;
-use pki_common::revocation::{verify_crl, CrlError, Reason};
+use pki_common::revocation::{verify_crl_by, CrlError, Reason, Signer, VerifiedCrl};
 use pki_server::identity::IdentityError;
 use pki_server::{AppServer, ServerError};
 use pki_tests::{bounded, openssl, openssl_ok, AppFixture, TestPki};
@@ -18,12 +18,30 @@ use rustls::pki_types::CertificateRevocationListDer;
 
 /// Fetches the CA's CRL over HTTPS and checks it against its issuer, the
 /// current intermediate.
-async fn fetch_crl(pki: &TestPki) -> pki_common::revocation::VerifiedCrl {
+async fn fetch_crl(pki: &TestPki) -> VerifiedCrl {
     let resp = pki.ca_client().get("/v1/crl").await.unwrap();
     assert_eq!(resp.status, 200);
-    let der = CertificateRevocationListDer::from(resp.body.to_vec());
+    verify_by_current_issuer(pki, CertificateRevocationListDer::from(resp.body.to_vec()))
+}
+
+/// Checks `der` as a party does: signed by the CA's current intermediate
+/// (itself checked against the root), and current. Not the root's CRL.
+fn verify_by_current_issuer(
+    pki: &TestPki,
+    der: CertificateRevocationListDer<'static>,
+) -> VerifiedCrl {
+    let now = pki_common::unix_now() as i64;
     let issuer = pki.ca.current_issuer().unwrap();
-    verify_crl(der, &issuer.cert, pki_common::unix_now() as i64).unwrap()
+    let signers = [
+        Signer::root(&pki.root()).unwrap(),
+        Signer::intermediate(&issuer.cert, &pki.root(), now).unwrap(),
+    ];
+    let crl = verify_crl_by(der, &signers, now).unwrap();
+    assert_eq!(
+        crl.issuer.id, issuer.id,
+        "not the current intermediate's CRL"
+    );
+    crl
 }
 
 /// Polls the running CA until its CRL lists `serial` (the CA notices
@@ -69,10 +87,18 @@ async fn openssl_agrees_with_the_ledger() {
         pki.ca.revoke(serial, Reason::KeyCompromise).unwrap();
         let crl = pki.ca.publish_crl().unwrap();
 
+        // ca.crl.pem is the current intermediate's CRL, signed by it.
+        let issuer = pki.ca.current_issuer().unwrap();
+        assert_eq!(crl.issuer_id, issuer.id);
+        let issuer_name = format!(
+            "Issuer: O = pki-auth, CN = {}",
+            issuer.info.subject_cn.as_deref().unwrap()
+        );
         let crl_file = pki.paths.crl();
         let text = openssl_ok(&["crl", "-in", crl_file.to_str().unwrap(), "-noout", "-text"]);
         for expected in [
             "Version 2",
+            &issuer_name,
             "X509v3 Authority Key Identifier",
             "X509v3 CRL Number",
             "Next Update",
@@ -89,15 +115,27 @@ async fn openssl_agrees_with_the_ledger() {
             "{text}"
         );
 
+        // openssl checks the whole chain (-crl_check_all): the leaf against
+        // ca.crl.pem, the intermediate (given as untrusted, the root alone
+        // is trusted) against the root's CRL.
         let root = pki.root_path();
+        let intermediate = pki.paths.intermediate_cert(&issuer.id);
+        let crl_set = pki.dir().join("crl-set.pem");
+        let set = [pki.paths.root_crl(), crl_file.clone()]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect::<String>();
+        std::fs::write(&crl_set, set).unwrap();
         let verify = |cert: &std::path::Path| {
             openssl(&[
                 "verify",
-                "-crl_check",
+                "-crl_check_all",
                 "-CRLfile",
-                crl_file.to_str().unwrap(),
+                crl_set.to_str().unwrap(),
                 "-CAfile",
                 root.to_str().unwrap(),
+                "-untrusted",
+                intermediate.to_str().unwrap(),
                 cert.to_str().unwrap(),
             ])
         };
@@ -170,16 +208,37 @@ async fn a_stale_crl_is_refused() {
     bounded(async {
         let app = AppFixture::start().await;
         let now = pki_common::unix_now() as i64;
+        // The current intermediate's CRL, signed by it, expired an hour ago;
+        // given in a set that is otherwise whole and current (the
+        // intermediate that signed it, the root's CRL).
         let stale = app
             .pki
             .ca
             .sign_crl_at(now - 7200, Duration::from_secs(3600))
             .unwrap();
-        let err = app.memo_refusal_with_crl("stale", &stale).await;
+        let issuer = app.pki.ca.current_issuer().unwrap();
+        assert_eq!(stale.issuer_id, issuer.id);
+        let root_crl = std::fs::read_to_string(app.pki.paths.root_crl()).unwrap();
+        let set = format!("{}{root_crl}{}", issuer.pem(), stale.pem());
+        let err = app.memo_refusal_with_crls("stale", &set).await;
         assert!(
             matches!(err, ClientError::Crl(CrlError::Expired { .. })),
             "{err}"
         );
+
+        // The same set with a current CRL in its place is accepted: the
+        // staleness alone was refused.
+        let fresh = app
+            .pki
+            .ca
+            .sign_crl_at(now, Duration::from_secs(3600))
+            .unwrap();
+        let path = app.pki.dir().join("fresh.crl.pem");
+        let set = format!("{}{root_crl}{}", issuer.pem(), fresh.pem());
+        files::write_public(&path, &set).unwrap();
+        let mut config = app.client_config();
+        config.crl = CrlSource::File(path);
+        request_once(&config, "memo", b"").await.unwrap();
     })
     .await
 }
@@ -275,8 +334,7 @@ async fn an_unspecified_revocation_is_listed_without_a_reason_code() {
             .revoke(&info.serial_hex, Reason::Unspecified)
             .unwrap();
         let crl = pki.ca.publish_crl().unwrap();
-        let verified =
-            verify_crl(crl.der.clone(), &pki.root(), pki_common::unix_now() as i64).unwrap();
+        let verified = verify_by_current_issuer(&pki, crl.der.clone());
         assert_eq!(verified.revocation_of(&info.serial_hex), Some(None));
         let text = openssl_ok(&[
             "crl",

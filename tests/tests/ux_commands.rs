@@ -427,8 +427,10 @@ async fn the_root_is_not_taken_from_an_endpoint_that_is_not_the_ca() {
     bounded(async {
         let pki = TestPki::start().await;
         let fingerprint = Fingerprint::of(&pki.root()).to_string();
-        // A certificate from the right CA, but not the CA's own; and one
-        // from nobody. Both endpoints serve the right root.
+        // A certificate from the right CA, but not the CA's own, presented
+        // with its whole chain (the intermediate that issued it), so it
+        // does chain to the root; and one from nobody. Both endpoints serve
+        // the right root.
         let other = pki.enroll_identity(&["app.pki.test"]).await;
         let own_key = rcgen::KeyPair::generate().unwrap();
         let self_signed = rcgen::CertificateParams::new(vec!["app.pki.test".into()])
@@ -437,7 +439,7 @@ async fn the_root_is_not_taken_from_an_endpoint_that_is_not_the_ca() {
             .unwrap();
         let cases = [
             (
-                vec![other.cert.clone()],
+                other.chain(),
                 other.key.clone_key(),
                 "lacks the CA-endpoint extended key usage",
             ),

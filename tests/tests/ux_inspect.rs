@@ -46,6 +46,18 @@ fn field<'a>(report: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {label:?} in:\n{report}"))
 }
 
+/// The CA's current intermediate, which signed every leaf here: its id and
+/// common name; and the root's common name.
+fn issuers(pki: &TestPki) -> (String, String, String) {
+    let issuer = pki.ca.current_issuer().unwrap();
+    let root = CertInfo::parse(&pki.root()).unwrap();
+    (
+        issuer.id.clone(),
+        issuer.info.subject_cn.clone().unwrap(),
+        root.subject_cn.unwrap(),
+    )
+}
+
 /// A CA with an enrolled server and client, their files in the CA's
 /// directory as `make run-all` leaves them, and a current CRL file.
 async fn pki_with_parties() -> TestPki {
@@ -68,9 +80,14 @@ async fn a_certificate_shows_its_fields_its_chain_and_its_revocation() {
         let report = inspect_ok(pki.dir(), &[path.to_str().unwrap()]).await;
         let der = pki_common::files::read_cert(&path).unwrap();
         let info = CertInfo::parse(&der).unwrap();
+        let (id, intermediate, root) = issuers(&pki);
         assert_eq!(field(&report, "subject"), "CN=app.pki.test");
         assert_eq!(field(&report, "names"), "app.pki.test");
-        assert!(field(&report, "issuer").contains("Root CA"), "{report}");
+        // Signed by the intermediate, not by the root.
+        assert_eq!(
+            field(&report, "issuer"),
+            format!("O=pki-auth, CN={intermediate}")
+        );
         assert_eq!(field(&report, "serial"), info.serial_hex);
         assert!(
             ["(expires in 29 days)", "(expires in 30 days)"]
@@ -92,13 +109,29 @@ async fn a_certificate_shows_its_fields_its_chain_and_its_revocation() {
         ]);
         let expected = openssl.trim().split('=').nth(1).unwrap();
         assert_eq!(field(&report, "SHA-256 fingerprint"), expected);
+        // The chain: leaf ← the intermediate the file carries ← the root.
+        let chain = field(&report, "chain");
         assert!(
-            field(&report, "chain").starts_with("chain OK to the root in"),
+            chain.starts_with(&format!(
+                "chain OK to the root in {}: app.pki.test (serial {}…) ← signed by intermediate \"{intermediate}\" (id {id}) ← signed by the root \"{root}\"",
+                pki.root_path().display(),
+                &info.serial_hex[..8]
+            )),
             "{report}"
         );
-        assert!(
-            field(&report, "revocation").starts_with("not revoked (CRL #"),
-            "{report}"
+        assert_eq!(
+            field(&report, "file holds"),
+            "the chain: this certificate, then 1 intermediate(s)"
+        );
+        // Judged by the CRL of the intermediate that issued it.
+        let crl = pki.ca.current_crl().unwrap();
+        assert_eq!(
+            field(&report, "revocation"),
+            format!(
+                "not revoked (CRL #{} of intermediate {id} ({intermediate}) in {})",
+                crl.number,
+                pki.paths.crl().display()
+            )
         );
     })
     .await
@@ -141,17 +174,24 @@ async fn a_revoked_certificate_and_the_crl_show_the_reason() {
         pki.ca.revoke(&serial, Reason::KeyCompromise).unwrap();
         let crl = pki.ca.publish_crl().unwrap();
 
+        let (id, intermediate, _) = issuers(&pki);
+        assert_eq!(crl.issuer_id, id);
         let report = inspect_ok(pki.dir(), &[client.to_str().unwrap()]).await;
         assert!(
-            field(&report, "revocation")
-                .starts_with(&format!("REVOKED (keyCompromise) per CRL #{}", crl.number)),
+            field(&report, "revocation").starts_with(&format!(
+                "REVOKED (keyCompromise) per CRL #{} of intermediate {id}",
+                crl.number
+            )),
             "{report}"
         );
 
         let crl_path = pki.dir().join("ca.crl.pem");
         let report = inspect_ok(pki.dir(), &[crl_path.to_str().unwrap()]).await;
         assert_eq!(field(&report, "number"), format!("#{}", crl.number));
-        assert!(field(&report, "issuer").contains("Root CA"), "{report}");
+        assert_eq!(
+            field(&report, "issuer"),
+            format!("O=pki-auth, CN={intermediate}")
+        );
         assert!(field(&report, "this update").ends_with('Z'), "{report}");
         assert!(field(&report, "next update").contains("(in "), "{report}");
         assert_eq!(field(&report, "entries"), "1 revoked");
@@ -159,9 +199,12 @@ async fn a_revoked_certificate_and_the_crl_show_the_reason() {
             report.contains(&format!("  {serial} revoked ")) && report.contains("(keyCompromise)"),
             "{report}"
         );
-        assert!(
-            field(&report, "status").starts_with("signed by the root in"),
-            "{report}"
+        assert_eq!(
+            field(&report, "status"),
+            format!(
+                "signed by intermediate {id} ({intermediate}), which the root in {} signed, current; it covers the leaves that intermediate issued",
+                pki.root_path().display()
+            )
         );
     })
     .await
@@ -232,6 +275,8 @@ async fn a_key_shows_its_type_and_mode_and_never_its_material() {
 async fn the_directory_overview_says_who_signed_what() {
     bounded(async {
         let pki = pki_with_parties().await;
+        let (id, intermediate, root) = issuers(&pki);
+        let root_crl = pki.ca.root_crl().unwrap().number;
         let out = inspect_ok(pki.dir(), &[]).await;
         let line = |name: &str| {
             out.lines()
@@ -243,20 +288,72 @@ async fn the_directory_overview_says_who_signed_what() {
             line("ca.pem").contains("self-signed — this is the root itself"),
             "{out}"
         );
-        let server = line("server.pem");
+        // The leaves: signed by the intermediate, chained through it to the
+        // root, judged by its CRL.
+        let crl = pki.ca.current_crl().unwrap().number;
+        for (file, name) in [("server.pem", "app.pki.test"), ("client.pem", "client1.pki.test")] {
+            let leaf = line(file);
+            assert!(
+                leaf.starts_with(&format!("{file}: {name}, signed by {intermediate} — chain OK to the root in ")),
+                "{out}"
+            );
+            assert!(
+                leaf.contains(&format!("← signed by intermediate \"{intermediate}\" (id {id}) ← signed by the root \"{root}\""))
+                    && leaf.contains(&format!("not revoked (CRL #{crl} of intermediate {id} "))
+                    && leaf.contains("expires in "),
+                "{out}"
+            );
+        }
+        // The intermediate: signed by the root, judged by the root's CRL.
+        let int = line(&format!("intermediates/{id}.pem"));
         assert!(
-            server.starts_with("server.pem: app.pki.test, signed by pki-auth Root CA"),
+            int.starts_with(&format!("intermediates/{id}.pem: {intermediate}, signed by {root} — chain OK"))
+                && int.contains(&format!("not revoked (CRL #{root_crl} of the root ")),
+            "{out}"
+        );
+        // Each CRL by its issuer: the leaves' by the intermediate, the
+        // intermediates' by the root.
+        assert!(
+            line("ca.crl.pem").contains(&format!(
+                "CRL #{crl} by O=pki-auth, CN={intermediate}, 0 revoked — signed by intermediate {id} ("
+            )),
             "{out}"
         );
         assert!(
-            server.contains("chain OK")
-                && server.contains("not revoked (CRL #")
-                && server.contains("expires in "),
+            line("root.crl.pem").contains(&format!("CRL #{root_crl} by O=pki-auth, CN={root}, 0 revoked — signed by the root in ")),
             "{out}"
         );
-        assert!(line("client.pem").contains("client1.pki.test"), "{out}");
-        assert!(line("ca.crl.pem").contains("signed by the root"), "{out}");
         assert!(line("server.key").contains("ECDSA P-256, 0600"), "{out}");
+        // Who signed what, root → intermediate → leaves, and where each
+        // signing key is.
+        let hierarchy = out
+            .split_once("Hierarchy (who signed what):\n")
+            .unwrap_or_else(|| panic!("no hierarchy in:\n{out}"))
+            .1;
+        let mut at = 0;
+        for expected in [
+            format!("root O=pki-auth, CN={root} (ca.pem)"),
+            format!(
+                "key: root.key is in {} — next to the online CA: keep it offline",
+                pki.dir().display()
+            ),
+            format!("its CRL (lists revoked intermediates): CRL #{root_crl} (root.crl.pem), 0 revoked"),
+            format!("└─ intermediate \"{intermediate}\" (id {id}), signed by the root"),
+            format!("key: intermediates/{id}.key — ONLINE"),
+            format!("its CRL (lists revoked leaves): CRL #{crl} (ca.crl.pem), 0 revoked"),
+        ] {
+            let found = hierarchy[at..]
+                .find(&expected)
+                .unwrap_or_else(|| panic!("no {expected:?} in order in:\n{out}"));
+            at += found + expected.len();
+        }
+        // Under the intermediate, the leaves it signed.
+        for leaf in [
+            "└─ client.pem: client1.pki.test (serial ",
+            "└─ server.pem: app.pki.test (serial ",
+        ] {
+            assert!(hierarchy[at..].contains(leaf), "no {leaf:?} under {id} in:\n{out}");
+        }
         assert!(out.contains("Why trusted:"), "{out}");
         // The ledger is not a PKI file and is left out.
         assert!(!out.contains("sqlite"), "{out}");

@@ -314,7 +314,9 @@ fn run_all(certs: &Path) -> tokio::task::JoinHandle<std::process::Output> {
             .arg("scripts/run-all.sh")
             .current_dir(repo)
             .env("BIN", bin)
-            .env("CERTS", certs)
+            .env("CERTS", &certs)
+            // The offline root, kept inside the temporary directory.
+            .env("ROOT_DIR", certs.join("offline-root"))
             .env("CA_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
             .stdin(Stdio::null())

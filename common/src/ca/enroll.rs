@@ -23,7 +23,7 @@ use super::api;
 use super::client::{CaClient, HttpsError, Response};
 use crate::cert::{verify_leaf, CertInfo, Profile};
 use crate::files;
-use crate::revocation::VerifiedCrl;
+use crate::revocation::CrlSet;
 
 /// Errors enrolling with or renewing at the CA.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +92,19 @@ impl Default for Retry {
     }
 }
 
-/// A certified identity: our key and the certificate for it.
+/// A certified identity: our key and the certificate for it, with the
+/// intermediates that link it to the root.
 #[derive(Clone)]
 pub struct Enrolled {
     /// PKCS#8 PEM of the private key, to be written with mode 0600.
     pub key_pem: String,
+    /// The leaf: our certificate.
     pub cert: CertificateDer<'static>,
+    /// The rest of the chain, the leaf's issuer first, the root left out
+    /// (every party has it): empty under a one-level CA. Presented in TLS
+    /// after the leaf, so a peer that trusts only the root can build the
+    /// path.
+    pub intermediates: Vec<CertificateDer<'static>>,
     pub info: CertInfo,
 }
 
@@ -117,10 +124,19 @@ impl Enrolled {
             .map_err(|e| EnrollError::BadAnswer(format!("unreadable key: {e}")))
     }
 
-    /// Writes the key (mode 0600) and the certificate, and says so.
+    /// The chain as presented in TLS and written to the certificate file:
+    /// the leaf, then its intermediates.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        std::iter::once(self.cert.clone())
+            .chain(self.intermediates.iter().cloned())
+            .collect()
+    }
+
+    /// Writes the key (mode 0600) and the chain (leaf first), and says so.
     pub fn save(&self, files: &KeyFiles) -> Result<(), files::FileError> {
         files::write_private_key(&files.key, &self.key_pem)?;
-        files::write_public(&files.cert, &files::cert_to_pem(&self.cert))?;
+        let pem: String = self.chain().iter().map(files::cert_to_pem).collect();
+        files::write_public(&files.cert, &pem)?;
         info!(
             "wrote {} (mode 0600) and {}",
             files.key.display(),
@@ -175,6 +191,15 @@ pub enum Unusable {
         serial: String,
         reason: Option<crate::revocation::Reason>,
     },
+    /// The intermediate that issued it is revoked (on the root's CRL), and
+    /// with it every certificate it issued.
+    #[error("the intermediate {issuer} (serial {serial}) that issued {} is revoked ({}), and every certificate it issued with it", .cert.display(), .reason.map(|r| r.as_str()).unwrap_or("no reason given"))]
+    IssuerRevoked {
+        cert: PathBuf,
+        issuer: String,
+        serial: String,
+        reason: Option<crate::revocation::Reason>,
+    },
     /// No current CRL says whether it is revoked.
     #[error("the revocation status of {} is unknown", .cert.display())]
     RevocationUnknown { cert: PathBuf },
@@ -200,7 +225,7 @@ pub fn check_held(
     root: &CertificateDer<'static>,
     names: &[String],
     purpose: Profile,
-    crl: Option<&VerifiedCrl>,
+    crl: Option<&CrlSet>,
 ) -> Held {
     match load_held(files, root, names, purpose, crl) {
         Err(reason) => Held::Unusable(reason),
@@ -222,7 +247,7 @@ fn load_held(
     root: &CertificateDer<'static>,
     names: &[String],
     purpose: Profile,
-    crl: Option<&VerifiedCrl>,
+    crl: Option<&CrlSet>,
 ) -> Result<Enrolled, Unusable> {
     if !files.cert.exists() || !files.key.exists() {
         return Err(Unusable::Missing {
@@ -234,7 +259,9 @@ fn load_held(
         cert: files.cert.clone(),
         source,
     };
-    let cert = files::read_cert(&files.cert).map_err(Unusable::File)?;
+    let mut chain = files::read_certs(&files.cert).map_err(Unusable::File)?;
+    let cert = chain.remove(0);
+    let intermediates = chain;
     let key_pem = files::read_private_key_pem(&files.key).map_err(Unusable::File)?;
     let key = KeyPair::from_pem(&key_pem).map_err(|e| Unusable::BadKey {
         key: files.key.clone(),
@@ -248,7 +275,7 @@ fn load_held(
         });
     }
     let first = names.first().map(String::as_str);
-    verify_leaf(&cert, root, purpose, first, UnixTime::now()).map_err(cert_err)?;
+    verify_leaf(&cert, &intermediates, root, purpose, first, UnixTime::now()).map_err(cert_err)?;
     let certified = info.names();
     if let Some(missing) = names.iter().find(|n| !certified.contains(n)) {
         return Err(Unusable::NotNamed {
@@ -256,18 +283,58 @@ fn load_held(
             name: missing.clone(),
         });
     }
-    if let Some(revoked) = crl.and_then(|c| c.revocation_of(&info.serial_hex)) {
-        return Err(Unusable::Revoked {
-            cert: files.cert.clone(),
-            serial: info.short_serial(),
-            reason: revoked,
-        });
+    if let Some(crl) = crl {
+        revoked_in_chain(&files.cert, &info, &intermediates, crl)?;
     }
     Ok(Enrolled {
         key_pem,
         cert,
+        intermediates,
         info,
     })
+}
+
+/// Whether `crl` revokes the leaf (`info`) or one of its intermediates:
+/// a revoked intermediate takes every certificate it issued with it.
+fn revoked_in_chain(
+    path: &std::path::Path,
+    info: &CertInfo,
+    intermediates: &[CertificateDer<'static>],
+    crl: &CrlSet,
+) -> Result<(), Unusable> {
+    if let Some((reason, _)) = crl.revocation_of(&info.serial_hex) {
+        return Err(Unusable::Revoked {
+            cert: path.to_path_buf(),
+            serial: info.short_serial(),
+            reason,
+        });
+    }
+    for issuer in intermediates.iter().filter_map(|c| CertInfo::parse(c).ok()) {
+        if let Some((reason, _)) = crl.revocation_of(&issuer.serial_hex) {
+            return Err(Unusable::IssuerRevoked {
+                cert: path.to_path_buf(),
+                issuer: issuer.subject_cn.clone().unwrap_or_default(),
+                serial: issuer.short_serial(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Who signed the certificate in hand, and which CRL covers each
+/// certificate of its chain.
+fn narrate_held(held: &Enrolled, root: &CertificateDer<'_>, crl: Option<&CrlSet>) {
+    info!(
+        "phase 1 · chain: {}",
+        crate::cert::describe_chain(&held.cert, &held.intermediates, root)
+    );
+    if let Some(crl) = crl {
+        info!(
+            "phase 1 · revocation: {}",
+            crl.describe_coverage(&held.chain())
+        );
+    }
 }
 
 /// A fresh P-256 key and a CSR for `names`.
@@ -320,6 +387,10 @@ pub async fn enroll(
         "phase 1 · step 2: received certificate serial {}, valid until {}, chains to the CA root",
         enrolled.info.short_serial(),
         enrolled.info.not_after_rfc3339()
+    );
+    info!(
+        "phase 1 · chain: {}",
+        crate::cert::describe_chain(&enrolled.cert, &enrolled.intermediates, root)
     );
     Ok(enrolled)
 }
@@ -380,12 +451,7 @@ pub async fn renew(
         return Err(EnrollError::Expired);
     }
     let names = current.info.names();
-    let ca = CaClient::with_identity(
-        ca_url,
-        ca_name,
-        root,
-        (vec![current.cert.clone()], current.key_der()?),
-    )?;
+    let ca = CaClient::with_identity(ca_url, ca_name, root, (current.chain(), current.key_der()?))?;
     let (key, csr) = key_and_csr(&names)?;
     info!(
         "renewal: sent CSR for {} (new ECDSA P-256 key) to {}, authenticated by certificate {}",
@@ -406,8 +472,10 @@ pub async fn renew(
     Ok(renewed)
 }
 
-/// Checks the CA's answer: a certificate chaining to the root, for our
-/// key, naming every name we asked for.
+/// Checks the CA's answer: a certificate chain (`application/pem-certificate-chain`:
+/// the leaf, then the intermediates that issued it; a one-level CA sends
+/// the leaf alone) whose leaf chains to the root through those
+/// intermediates, for our key, naming every name we asked for.
 fn check_answer(
     response: Response,
     key: KeyPair,
@@ -429,11 +497,12 @@ fn check_answer(
             detail,
         });
     }
-    let cert = CertificateDer::from_pem_slice(&response.body)
-        .map_err(|e| EnrollError::BadAnswer(format!("no PEM certificate in the answer: {e}")))?;
+    let mut chain = answer_chain(&response.body, root)?;
+    let cert = chain.remove(0);
+    let intermediates = chain;
     let info = CertInfo::parse(&cert).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
     let first = names.first().map(String::as_str);
-    verify_leaf(&cert, root, purpose, first, UnixTime::now())
+    verify_leaf(&cert, &intermediates, root, purpose, first, UnixTime::now())
         .map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
     if info.spki_der != key.subject_public_key_info() {
         return Err(EnrollError::BadAnswer(
@@ -449,8 +518,32 @@ fn check_answer(
     Ok(Enrolled {
         key_pem: key.serialize_pem(),
         cert,
+        intermediates,
         info,
     })
+}
+
+/// The certificates of a PEM chain, leaf first, without the root should
+/// the CA append it (every party has it already). At least one.
+fn answer_chain(
+    body: &[u8],
+    root: &CertificateDer<'_>,
+) -> Result<Vec<CertificateDer<'static>>, EnrollError> {
+    let mut chain = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(body) {
+        let cert = cert.map_err(|_| {
+            EnrollError::BadAnswer("the PEM certificate chain in the answer is malformed".into())
+        })?;
+        if chain.is_empty() || cert.as_ref() != root.as_ref() {
+            chain.push(cert);
+        }
+    }
+    if chain.is_empty() {
+        return Err(EnrollError::BadAnswer(
+            "no PEM certificate in the answer".into(),
+        ));
+    }
+    Ok(chain)
 }
 
 /// How a party reaches the CA to enroll and renew.
@@ -511,7 +604,7 @@ pub async fn obtain(
     files: &KeyFiles,
     names: &[String],
     purpose: Profile,
-    crl: Option<&VerifiedCrl>,
+    crl: Option<&CrlSet>,
 ) -> Result<Enrolled, ObtainError> {
     let mut other_root = false;
     let reason = match check_held(files, root, names, purpose, crl) {
@@ -522,6 +615,7 @@ pub async fn obtain(
                 held.info.short_serial(),
                 held.info.not_after_rfc3339(),
             );
+            narrate_held(&held, root, crl);
             return Ok(held);
         }
         Held::DueForRenewal(held, why) => {

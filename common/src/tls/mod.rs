@@ -53,9 +53,12 @@ pub enum ClientAuth {
     Optional,
 }
 
-/// A TLS 1.3-only server config that verifies client certificates against
-/// `root` (chain, validity, clientAuth EKU) and, given CRLs, refuses revoked
-/// ones and expired CRLs. It never resumes a session (see below).
+/// A TLS 1.3-only server config that presents `chain` (leaf first, then
+/// its intermediates) and verifies client certificates against `root`
+/// alone (chain through the intermediates the client sends, validity,
+/// clientAuth EKU) and, given CRLs, refuses revoked ones at every level of
+/// the chain, unknown revocation status and expired CRLs (the policy of
+/// [`server_verifier`]). It never resumes a session (see below).
 pub fn server_config_with_client_auth(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -66,6 +69,7 @@ pub fn server_config_with_client_auth(
     let roots = Arc::new(root_store(root)?);
     let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
     if !crls.is_empty() {
+        // See `server_verifier` for the revocation policy.
         builder = builder.with_crls(crls).enforce_revocation_expiration();
     }
     if mode == ClientAuth::Optional {
@@ -120,10 +124,25 @@ pub fn client_config_with(
     }
 }
 
-/// The standard WebPKI server verifier over our single root. Given CRLs,
-/// it refuses revoked certificates, refuses when no CRL speaks for the
-/// certificate, and refuses an expired CRL (rustls accepts one unless told
-/// otherwise).
+/// The standard WebPKI server verifier over our single root: the peer's
+/// intermediates come with its chain in the handshake, and only the root
+/// is trusted. Given CRLs (every issuer's: see
+/// [`crate::revocation::CrlSet`]), it refuses revoked certificates, refuses
+/// when no CRL speaks for a certificate, and refuses an expired CRL.
+///
+/// The revocation policy, which a two-level PKI depends on:
+/// - depth `RevocationCheckDepth::Chain`: every certificate of the path
+///   but the root is checked, so a revoked intermediate takes every leaf
+///   under it down with it. It is the builder's default; the one way to
+///   weaken it, `only_check_end_entity_revocation()`, is never called.
+/// - unknown status `UnknownStatusPolicy::Deny`: a certificate whose
+///   issuer published no CRL here (an intermediate the root's CRL does not
+///   cover, or a leaf whose intermediate's CRL is missing) is refused. The
+///   builder's default again; `allow_unknown_revocation_status()` is never
+///   called. rustls 0.23's builders have no setter for either default, so
+///   `tests/tests/hierarchy_parties.rs` pins both by behaviour.
+/// - expiration enforced (`enforce_revocation_expiration()`): rustls
+///   would otherwise accept a CRL past its nextUpdate.
 pub fn server_verifier(
     root: &CertificateDer<'_>,
     crls: Vec<CertificateRevocationListDer<'static>>,

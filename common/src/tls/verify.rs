@@ -100,12 +100,14 @@ pub fn verify_chain<'a>(
     Ok(ee)
 }
 
-/// Delegates to the WebPKI verifier and remembers the end-entity
-/// certificate it was shown, so a refusal can name it.
+/// Delegates to the WebPKI verifier and remembers the chain it was
+/// shown, so a refusal can name the certificate (the leaf, or the
+/// intermediate that a revocation of the whole branch is about).
 #[derive(Debug)]
 pub struct RecordingVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     seen: Mutex<Option<CertificateDer<'static>>>,
+    seen_intermediates: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 impl RecordingVerifier {
@@ -113,7 +115,16 @@ impl RecordingVerifier {
         RecordingVerifier {
             inner,
             seen: Mutex::new(None),
+            seen_intermediates: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The intermediates presented with the last end-entity certificate.
+    pub fn seen_intermediates(&self) -> Vec<CertificateDer<'static>> {
+        self.seen_intermediates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last end-entity certificate presented.
@@ -133,6 +144,13 @@ impl ServerCertVerifier for RecordingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(end_entity.clone().into_owned());
+        *self
+            .seen_intermediates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = intermediates
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
