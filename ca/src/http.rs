@@ -50,12 +50,18 @@ pub struct BodyLimits {
 /// The API's routes over `ca`, refusing bodies over `limits.max_body`
 /// bytes or slower than `limits.timeout`.
 pub fn router(ca: Arc<Ca>, limits: BodyLimits) -> Router {
-    router_counted(ca, limits, Arc::new(CaMetrics::default()))
+    router_counted(ca, limits, Arc::new(CaMetrics::default()), None)
 }
 
-/// [`router`], counting what it issues and refuses in `metrics`.
-pub fn router_counted(ca: Arc<Ca>, limits: BodyLimits, metrics: Arc<CaMetrics>) -> Router {
-    Router::new()
+/// [`router`], counting what it issues and refuses in `metrics`, with the
+/// ACME resources under `/acme/` if `acme` is given.
+pub fn router_counted(
+    ca: Arc<Ca>,
+    limits: BodyLimits,
+    metrics: Arc<CaMetrics>,
+    acme: Option<Arc<crate::acme::Acme>>,
+) -> Router {
+    let api = Router::new()
         .route(api::HEALTH, get(health))
         .route(api::ROOT, get(root))
         .route(api::SIGN, post(sign))
@@ -63,7 +69,12 @@ pub fn router_counted(ca: Arc<Ca>, limits: BodyLimits, metrics: Arc<CaMetrics>) 
         .route(api::CRLS, get(crls))
         .route(api::INTERMEDIATES, get(intermediates))
         .route(api::RENEW, post(renew))
-        .fallback(not_found)
+        .with_state(ca);
+    let api = match acme {
+        Some(acme) => api.merge(crate::acme::router(acme)),
+        None => api,
+    };
+    api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
@@ -72,7 +83,6 @@ pub fn router_counted(ca: Arc<Ca>, limits: BodyLimits, metrics: Arc<CaMetrics>) 
         ))
         // Outermost, so it sees every answer, the body limits' too.
         .layer(axum::middleware::from_fn_with_state(metrics, count))
-        .with_state(ca)
 }
 
 /// The address of the connection a request came on, put into each request
@@ -87,14 +97,14 @@ fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
 
 /// Marks an answer as a refusal with this code, for [`count`].
 #[derive(Debug, Clone)]
-struct Refused(String);
+pub(crate) struct Refused(pub(crate) String);
 
 /// Marks an answer as a certificate issued by this operation, and how long
 /// the issuance took, for [`count`].
 #[derive(Debug, Clone, Copy)]
-struct Issued {
-    operation: &'static str,
-    seconds: f64,
+pub(crate) struct Issued {
+    pub(crate) operation: &'static str,
+    pub(crate) seconds: f64,
 }
 
 /// Counts each answer the handlers and the body limits marked.

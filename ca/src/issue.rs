@@ -87,6 +87,8 @@ struct Grounds<'a> {
     /// Whether this is the CA's own TLS certificate: the only one that may
     /// carry the reserved names and the CA-endpoint EKU.
     ca_endpoint: bool,
+    /// The ACME order this certificate finalizes, if any.
+    acme_order: Option<&'a str>,
 }
 
 /// The ledger's record of `cert`, signed as `decision` said at `now`: the
@@ -109,6 +111,7 @@ fn issued_record(
         revoked: None,
         renewed_from: grounds.renewed_from.map(str::to_owned),
         issuer_id: cert.issuer_id.clone(),
+        acme_order: grounds.acme_order.map(str::to_owned),
     }
 }
 
@@ -177,6 +180,7 @@ impl Ca {
             token_id: Some(&grant.id),
             renewed_from: None,
             ca_endpoint: false,
+            acme_order: None,
         };
         Ok(self.issue(&verified, &grounds)?)
     }
@@ -235,6 +239,7 @@ impl Ca {
             token_id: None,
             renewed_from: Some(&record.serial_hex),
             ca_endpoint: false,
+            acme_order: None,
         };
         Ok(self.issue(&verified, &grounds)?)
     }
@@ -267,6 +272,7 @@ impl Ca {
             token_id: None,
             renewed_from: None,
             ca_endpoint: true,
+            acme_order: None,
         };
         let cert = self.issue(&verified, &grounds)?;
         info!(
@@ -292,6 +298,44 @@ impl Ca {
             );
         }
         Ok((cert, key))
+    }
+
+    /// ACME finalize: issues a TLS server certificate for `names` (the
+    /// order's identifiers, already validated) on the CSR's key, through
+    /// the same decide–sign–record path as enrollment. The ledger marks
+    /// `order_id` valid in the transaction that records the certificate.
+    pub(crate) fn issue_for_order(
+        &self,
+        peer: Option<SocketAddr>,
+        verified: &VerifiedCsr,
+        names: &[String],
+        order_id: &str,
+        account_id: &str,
+    ) -> Result<SignedCert, SignError> {
+        let grounds = Grounds {
+            names,
+            profile: Profile::Server,
+            token_id: None,
+            renewed_from: None,
+            ca_endpoint: false,
+            acme_order: Some(order_id),
+        };
+        let result = self.issue(verified, &grounds).map_err(SignError::from);
+        audit(
+            &result,
+            peer,
+            |cert| {
+                format!(
+                    "issued serial {} for {} (ACME account {account_id}, order {order_id}, valid until {}, signed by intermediate {})",
+                    cert.info.serial_hex,
+                    cert.info.names().join(", "),
+                    cert.info.not_after_rfc3339(),
+                    cert.issuer_id
+                )
+            },
+            || format!("refused ACME finalize (account {account_id}, order {order_id})"),
+        );
+        result
     }
 
     /// When the CA's own certificate `info` is due for replacement: at two

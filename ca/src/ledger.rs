@@ -55,6 +55,10 @@ pub enum LedgerError {
     AlreadyRenewed { serial: String, by: String },
     #[error("certificate {serial} was revoked ({reason}) while its renewal was under way")]
     RevokedMeanwhile { serial: String, reason: Reason },
+    #[error("the key is already the key of another ACME account")]
+    KeyInUse,
+    #[error("ACME order {0} is no longer being finalized (it expired or failed meanwhile)")]
+    OrderNotProcessing(String),
 }
 
 /// A revocation as the ledger keeps it.
@@ -85,6 +89,10 @@ pub struct IssuedRecord {
     /// the root signed itself (before the hierarchy: every row of an older
     /// ledger).
     pub issuer_id: String,
+    /// The ACME order it was issued for, if any: the ledger marks that
+    /// order valid in the same transaction, and the order's account may
+    /// revoke it.
+    pub acme_order: Option<String>,
 }
 
 /// An intermediate as the ledger keeps it: issued where the root key is,
@@ -204,6 +212,11 @@ pub trait Ledger: Send + Sync {
         let _ = issuer;
         self.next_crl_number()
     }
+    /// Where the ACME state is kept, if this ledger keeps it (`None`: the
+    /// CA serves no ACME).
+    fn acme(&self) -> Option<&dyn crate::acme::store::AcmeStore> {
+        None
+    }
 }
 
 /// The ledger in an SQLite file.
@@ -273,6 +286,57 @@ const MIGRATIONS: &[&str] = &[
          revoked_at        INTEGER,
          revocation_reason TEXT
      );",
+    // 4: ACME (RFC 8555): accounts, orders, authorizations, challenges,
+    // nonces and external-account keys; a certificate names its order.
+    "ALTER TABLE certificates ADD COLUMN acme_order TEXT;
+     CREATE TABLE IF NOT EXISTS acme_accounts (
+         id          TEXT PRIMARY KEY,
+         thumbprint  TEXT NOT NULL UNIQUE,
+         jwk         TEXT NOT NULL,
+         status      TEXT NOT NULL,
+         contact     TEXT NOT NULL,
+         created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS acme_orders (
+         id          TEXT PRIMARY KEY,
+         account_id  TEXT NOT NULL REFERENCES acme_accounts(id),
+         status      TEXT NOT NULL,
+         identifiers TEXT NOT NULL,
+         authz_ids   TEXT NOT NULL,
+         expires_at  INTEGER NOT NULL,
+         created_at  INTEGER NOT NULL,
+         cert_serial TEXT,
+         error       TEXT
+     );
+     CREATE INDEX IF NOT EXISTS acme_orders_by_account ON acme_orders(account_id, created_at);
+     CREATE TABLE IF NOT EXISTS acme_authzs (
+         id          TEXT PRIMARY KEY,
+         order_id    TEXT NOT NULL REFERENCES acme_orders(id),
+         account_id  TEXT NOT NULL,
+         id_type     TEXT NOT NULL,
+         id_value    TEXT NOT NULL,
+         status      TEXT NOT NULL,
+         expires_at  INTEGER NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS acme_challenges (
+         id           TEXT PRIMARY KEY,
+         authz_id     TEXT NOT NULL REFERENCES acme_authzs(id),
+         type         TEXT NOT NULL,
+         token        TEXT NOT NULL,
+         status       TEXT NOT NULL,
+         validated_at INTEGER,
+         error        TEXT
+     );
+     CREATE INDEX IF NOT EXISTS acme_challenges_by_authz ON acme_challenges(authz_id);
+     CREATE TABLE IF NOT EXISTS acme_nonces (value TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS acme_eab (
+         kid         TEXT PRIMARY KEY,
+         key_hash    BLOB NOT NULL,
+         created_at  INTEGER NOT NULL,
+         expires_at  INTEGER NOT NULL,
+         used_at     INTEGER,
+         account_id  TEXT
+     );",
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
@@ -332,7 +396,7 @@ impl SqliteLedger {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (transactions roll back), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -388,9 +452,23 @@ fn insert_issuance(
             return Err(LedgerError::TokenAlreadyUsed);
         }
     }
+    if let Some(order) = rec.acme_order.as_deref() {
+        // The order becomes valid with its certificate, or neither
+        // happens: an order that expired or failed meanwhile gets none.
+        let changed = conn
+            .prepare_cached("UPDATE acme_orders SET status = 'valid', cert_serial = ?1 WHERE id = ?2 AND status = 'processing'")?
+            .execute(params![rec.serial_hex, order])?;
+        if changed != 1 {
+            if let Some(id) = token_id {
+                conn.prepare_cached("UPDATE tokens SET used_at = NULL WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            return Err(LedgerError::OrderNotProcessing(order.to_string()));
+        }
+    }
     let inserted = conn.prepare_cached(
-        "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der, renewed_from, issuer_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO certificates (serial, names, profile, not_before, not_after, token_id, issued_at, der, renewed_from, issuer_id, acme_order)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
             rec.serial_hex,
@@ -402,12 +480,19 @@ fn insert_issuance(
             rec.issued_at,
             rec.der,
             rec.renewed_from,
-            rec.issuer_id
+            rec.issuer_id,
+            rec.acme_order
         ]);
     if let Err(e) = inserted {
         if let Some(id) = token_id {
             conn.prepare_cached("UPDATE tokens SET used_at = NULL WHERE id = ?1")?
                 .execute([id])?;
+        }
+        if let Some(order) = rec.acme_order.as_deref() {
+            conn.prepare_cached(
+                "UPDATE acme_orders SET status = 'processing', cert_serial = NULL WHERE id = ?1",
+            )?
+            .execute([order])?;
         }
         return Err(e.into());
     }
@@ -502,6 +587,10 @@ fn profile_from(s: &str) -> Result<Profile, LedgerError> {
 }
 
 impl Ledger for SqliteLedger {
+    fn acme(&self) -> Option<&dyn crate::acme::store::AcmeStore> {
+        Some(self)
+    }
+
     fn add_tokens(&self, grants: &[TokenGrant]) -> Result<(), LedgerError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -782,7 +871,7 @@ impl SqliteLedger {
         let conn = lock(&self.reader);
         let mut stmt = conn.prepare(&format!(
             "SELECT serial, names, profile, not_before, not_after, token_id, issued_at, der,
-                    revoked_at, revocation_reason, renewed_from, issuer_id
+                    revoked_at, revocation_reason, renewed_from, issuer_id, acme_order
              FROM certificates WHERE {condition}"
         ))?;
         let rows = stmt.query_map(params, Row::read)?;
@@ -806,6 +895,7 @@ struct Row {
     reason: Option<String>,
     renewed_from: Option<String>,
     issuer_id: String,
+    acme_order: Option<String>,
 }
 
 impl Row {
@@ -823,6 +913,7 @@ impl Row {
             reason: r.get(9)?,
             renewed_from: r.get(10)?,
             issuer_id: r.get(11)?,
+            acme_order: r.get(12)?,
         })
     }
 
@@ -846,6 +937,7 @@ impl Row {
             revoked,
             renewed_from: self.renewed_from,
             issuer_id: self.issuer_id,
+            acme_order: self.acme_order,
         })
     }
 }
@@ -879,6 +971,7 @@ mod tests {
             revoked: None,
             renewed_from: None,
             issuer_id: "root".into(),
+            acme_order: None,
         }
     }
 

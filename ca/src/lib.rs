@@ -58,6 +58,7 @@
 //! listener and the API, then authorization, then policy, then the
 //! authority, then the ledger.
 
+pub mod acme;
 pub mod authority;
 mod authorize;
 mod crl;
@@ -188,6 +189,11 @@ impl Ca {
     /// not here: it stays where `pki-ca init` put it (`--root-dir`).
     pub fn root(&self) -> &RootAuthority {
         &self.root
+    }
+
+    /// Where the CA keeps its files.
+    pub fn paths(&self) -> &CaPaths {
+        &self.paths
     }
 
     /// The ledger, for reading records (`pki-ca list`, tests).

@@ -108,12 +108,20 @@ Examples:
   pki-ca token --profile client --name client1.pki.test
   PKI_TOKEN=$(pki-ca token --name app.pki.test) pki-server")]
     Token(TokenArgs),
-    /// Serve the HTTPS API.
+    /// Serve the HTTPS API, and ACME (RFC 8555) at /acme/directory.
     #[command(after_help = "\
 Examples:
   pki-ca serve
-  pki-ca serve --listen 0.0.0.0:8443 --name ca.example.org --cert-lifetime 7days")]
+  pki-ca serve --listen 0.0.0.0:8443 --name ca.example.org --cert-lifetime 7days
+  pki-ca serve --acme-allow pki.test --acme-http-port 5002 --acme-resolve app.pki.test=127.0.0.1")]
     Serve(ServeArgs),
+    /// Mint a one-time ACME external account binding key: prints its key
+    /// id and HMAC key (certbot --eab-kid and --eab-hmac-key).
+    #[command(after_help = "\
+Examples:
+  pki-ca eab
+  pki-ca eab --valid 1day")]
+    Eab(EabArgs),
     /// Revoke a certificate; works whether or not the CA is serving. An
     /// intermediate (--intermediate) is revoked on the root's CRL, where
     /// the root key is: every certificate it issued then fails.
@@ -318,6 +326,72 @@ struct ServeArgs {
     /// information for the TLS certificate itself.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    acme: AcmeArgs,
+}
+
+/// ACME (RFC 8555) at /acme/directory on the same listener.
+#[derive(Args)]
+struct AcmeArgs {
+    /// A DNS suffix (app.pki.test and anything under it) or IP address
+    /// ACME may issue for (repeatable). None given: ACME issues nothing.
+    #[arg(long = "acme-allow", value_name = "SUFFIX")]
+    allow: Vec<String>,
+    /// The port http-01 validation connects to.
+    #[arg(long = "acme-http-port", default_value_t = 80)]
+    http_port: u16,
+    /// The port tls-alpn-01 validation connects to.
+    #[arg(long = "acme-tls-port", default_value_t = 443)]
+    tls_port: u16,
+    /// NAME=ADDRESS: validate NAME at ADDRESS instead of its DNS address
+    /// (repeatable; for tests and private networks).
+    #[arg(long = "acme-resolve", value_name = "NAME=ADDRESS", value_parser = resolve_override)]
+    resolve: Vec<(String, std::net::IpAddr)>,
+    /// Refuse new ACME accounts without an external account binding
+    /// (keys from `pki-ca eab`).
+    #[arg(long = "acme-eab-required")]
+    eab_required: bool,
+    /// New orders one account may create per hour.
+    #[arg(long = "acme-orders-per-hour", default_value_t = 300)]
+    orders_per_hour: u32,
+    /// Certificates one name may get through ACME per hour.
+    #[arg(long = "acme-certs-per-name-per-hour", default_value_t = 50)]
+    certs_per_name_per_hour: u32,
+    /// Turn ACME off.
+    #[arg(long = "no-acme")]
+    off: bool,
+}
+
+impl AcmeArgs {
+    fn config(self) -> Option<pki_ca::acme::AcmeConfig> {
+        (!self.off).then(|| pki_ca::acme::AcmeConfig {
+            allow: self.allow,
+            http_port: self.http_port,
+            tls_port: self.tls_port,
+            resolve: self.resolve.into_iter().collect(),
+            eab_required: self.eab_required,
+            orders_per_hour: self.orders_per_hour,
+            certs_per_name_per_hour: self.certs_per_name_per_hour,
+            ..pki_ca::acme::AcmeConfig::default()
+        })
+    }
+}
+
+fn resolve_override(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, addr) = text.split_once('=').ok_or_else(|| {
+        format!("expected NAME=ADDRESS, e.g. app.pki.test=127.0.0.1, not {text:?}")
+    })?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    Ok((name.to_ascii_lowercase(), addr))
+}
+
+#[derive(Args)]
+struct EabArgs {
+    /// How long the key may be used to create an account.
+    #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
+    valid: Duration,
 }
 
 #[derive(Args)]
@@ -410,6 +484,7 @@ fn run() -> anyhow::Result<()> {
         Command::RootCrl(args) => root_crl(&paths, args),
         Command::Token(args) => token(&paths, args),
         Command::Serve(args) => serve(&paths, args),
+        Command::Eab(args) => eab(&paths, args),
         Command::Revoke(args) => revoke(&paths, args),
         Command::List(args) => list(&paths, args),
         Command::Inspect(args) => inspect(&paths, args),
@@ -602,6 +677,16 @@ fn token(paths: &CaPaths, args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pki-ca eab`: mints one external account binding key.
+fn eab(paths: &CaPaths, args: EabArgs) -> anyhow::Result<()> {
+    let ca = open(paths)?;
+    let (kid, key) =
+        pki_ca::acme::eab::mint(&ca, args.valid).context("cannot mint an external account key")?;
+    println!("kid: {kid}");
+    println!("hmac-key: {key}");
+    Ok(())
+}
+
 /// `pki-ca serve`: serves until SIGINT or SIGTERM, then drains.
 fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
     let policy = IssuancePolicy {
@@ -619,6 +704,7 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
     opts.request_timeout = args.request_timeout;
     opts.metrics_listen = args.metrics_listen;
     opts.http_listen = args.http_listen;
+    opts.acme = args.acme.config();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let shutdown = pki_common::shutdown::on_os_signal();

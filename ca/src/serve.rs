@@ -72,6 +72,9 @@ pub struct ServeOptions {
     /// certificates point at (`--http-listen`), in plain HTTP: see
     /// [`crate::publish`].
     pub http_listen: Option<SocketAddr>,
+    /// ACME under `/acme/` on the same listener (see [`crate::acme`]);
+    /// `None` serves none.
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 impl ServeOptions {
@@ -93,6 +96,7 @@ impl ServeOptions {
             max_body: crate::http::DEFAULT_MAX_BODY,
             crl_poll: Duration::from_secs(1),
             metrics_listen: None,
+            acme: Some(crate::acme::AcmeConfig::default()),
         }
     }
 }
@@ -112,6 +116,8 @@ pub enum ServeError {
     Identity(#[from] crate::CaError),
     #[error(transparent)]
     Tls(#[from] pki_common::tls::TlsSetupError),
+    #[error("cannot serve ACME: {0}")]
+    Acme(#[from] crate::acme::AcmeSetupError),
 }
 
 /// A bound, ready CA listener.
@@ -149,7 +155,14 @@ impl CaServer {
             timeout: opts.request_timeout,
         };
         let metrics = Arc::new(CaMetrics::default());
-        let router = crate::http::router_counted(ca.clone(), limits, metrics.clone());
+        let acme = match &opts.acme {
+            Some(config) => Some(Arc::new(crate::acme::Acme::new(
+                ca.clone(),
+                config.clone(),
+            )?)),
+            None => None,
+        };
+        let router = crate::http::router_counted(ca.clone(), limits, metrics.clone(), acme);
         Ok(CaServer {
             ca,
             listener,

@@ -434,3 +434,68 @@ impl ServerCertVerifier for CaEndpointVerifier {
 
     delegate_signatures!();
 }
+
+/// Accepts whatever certificate the server presents, checking only that
+/// the handshake is signed by its key.
+///
+/// For ACME's tls-alpn-01 (RFC 8737) and nothing else: there the
+/// certificate is self-signed by the party being validated, and the
+/// validator judges it by its content (the name and the
+/// `id-pe-acmeIdentifier` extension), not by a chain. A connection made
+/// with it is not authenticated and must carry nothing secret.
+///
+/// The handshake signature is checked against the certificate's public
+/// key as a raw key: WebPKI's parser, which the usual check goes through,
+/// refuses the critical acmeIdentifier extension it does not know.
+#[derive(Debug, Default)]
+pub struct ChallengeResponseVerifier;
+
+impl ServerCertVerifier for ChallengeResponseVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        use x509_parser::prelude::FromDer;
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(
+            parsed.tbs_certificate.subject_pki.raw,
+        );
+        rustls::crypto::verify_tls13_signature_with_raw_key(
+            message,
+            &spki,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
