@@ -13,6 +13,7 @@
 //! - [`raw`]: a client that speaks the protocol frame by frame;
 //! - [`refusals`]: assertions that a refusal carries its specific error.
 
+pub mod acme;
 pub mod crafted_csr;
 pub mod csr;
 pub mod fixtures;
@@ -80,9 +81,29 @@ impl TestPki {
 
     /// Starts a CA over an existing directory (a restart).
     pub async fn serve_in(dir: tempfile::TempDir, policy: IssuancePolicy) -> Self {
+        Self::serve_with(dir, policy, |_| {}).await
+    }
+
+    /// Creates a root and starts the CA with serving options changed by
+    /// `tweak` (ACME's, say).
+    pub async fn start_serving(tweak: impl FnOnce(&mut pki_ca::serve::ServeOptions)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CaPaths::new(dir.path());
+        init_root(&paths, Duration::from_secs(3650 * 24 * 3600), false).unwrap();
+        Self::serve_with(dir, IssuancePolicy::default(), tweak).await
+    }
+
+    /// Starts a CA over `dir` with `policy` and tweaked serving options.
+    pub async fn serve_with(
+        dir: tempfile::TempDir,
+        policy: IssuancePolicy,
+        tweak: impl FnOnce(&mut pki_ca::serve::ServeOptions),
+    ) -> Self {
         let paths = CaPaths::new(dir.path());
         let ca = Arc::new(Ca::open(&paths, policy).unwrap());
-        let server = bind_ca(ca.clone(), "127.0.0.1:0".parse().unwrap())
+        let mut opts = pki_ca::serve::ServeOptions::on("127.0.0.1:0".parse().unwrap());
+        tweak(&mut opts);
+        let server = pki_ca::serve::CaServer::bind(ca.clone(), opts)
             .await
             .unwrap();
         let ca_addr = server.local_addr().unwrap();
