@@ -18,7 +18,7 @@ FUZZ_ENV = RUSTC_BOOTSTRAP=1
 
 BENCH_ARGS ?=
 
-.PHONY: all build run-all demo-revoke inspect test lint fmt clean-certs clean fuzz fuzz-build bench
+.PHONY: all build run-all demo-revoke inspect test test-deps lint fmt clean-certs clean fuzz fuzz-build bench
 
 all: build
 
@@ -42,10 +42,21 @@ demo-revoke: build
 inspect:
 	$(CARGO) run -q --bin pki-ca -- --dir $(CERTS) inspect
 
-# The end-to-end tests run the binaries, so they are built first.
-test: build
-	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
+# The end-to-end tests run the binaries, so they are built first. The
+# ACME interoperability tests drive certbot (Debian's package), installed
+# here when it is missing.
+test: build test-deps
 	$(CARGO) test --workspace
+
+# The programs the tests run besides ours, from Debian's packages.
+TEST_PACKAGES = openssl certbot
+test-deps:
+	@missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (the tests run them)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		else echo "make test needs:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 # Every end-to-end figure beside a baseline from the same run, then the
 # criterion micro-benchmarks. Writes bench/results/latest.{md,json}.
