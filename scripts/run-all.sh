@@ -109,7 +109,7 @@ step "starting the CA on https://$CA_LISTEN"
 pids+=($!)
 wait_for_port pki-ca "${pids[0]}" "$CA_LISTEN" || fail "the CA did not start"
 
-step "client certificate for $CLIENT_NAME (kept if still good, else enrolled with a client token)"
+step "client enrollment (not in the lab): certificate for $CLIENT_NAME, kept if still good, else enrolled with a client token"
 CLIENT_TOKEN=$("$BIN/pki-ca" token --name "$CLIENT_NAME" --profile client 2>&"${log[ca]}") ||
   fail "pki-ca token (client)"
 enrolled=$(PKI_TOKEN="$CLIENT_TOKEN" "$BIN/pki-client" --ca "$CERTS/ca.pem" --ca-url "https://$CA_LISTEN" \
@@ -127,7 +127,7 @@ PKI_TOKEN="$TOKEN" "$BIN/pki-server" --listen "$SERVER_LISTEN" --name "$SERVER_N
 pids+=($!)
 wait_for_port pki-server "${pids[1]}" "$SERVER_LISTEN" || fail "the server did not start"
 
-step "client: phases 2 and 3, request '$REQUEST'"
+step "client: phase 2 (TLS, steps 3 to 6) and phase 3 (steps 7 and 8), request '$REQUEST'"
 narration=$(mktemp)
 trap 'stop_all; rm -f "$narration"' EXIT
 memo=$(request "$narration")

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pki_common::ca::enroll::Enrolled;
+use pki_common::proto::view::WireView;
 
 use crate::trust::CrlSource;
 
@@ -31,6 +32,9 @@ pub struct ClientConfig {
     pub crl: CrlSource,
     /// The client's own certificate and key, presented when the server asks.
     pub identity: Option<Enrolled>,
+    /// `--wire`: show each frame, the exporter, transcript hashes and key
+    /// fingerprints (never a key); see `pki_common::proto::view`.
+    pub wire: WireView,
 }
 
 /// Where `pki-client` keeps the last verified CRL: `ca.crl.pem` beside the
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
                 ca_name: None,
             },
             identity: None,
+            wire: WireView::default(),
         }
     }
 }

@@ -54,13 +54,12 @@ impl Connection {
             .map_err(|e| handshake_error(tls, &addr, e))?;
         // Every write is bounded like every read, so a server that stops
         // reading cannot hold the client either.
-        let framed =
-            ClientFramed::open(stream, config.max_frame, config.timeout).map_err(|source| {
-                ClientError::Tls {
-                    addr: addr.clone(),
-                    source,
-                }
-            })?;
+        let framed = ClientFramed::open(stream, config.max_frame, config.timeout)
+            .map_err(|source| ClientError::Tls {
+                addr: addr.clone(),
+                source,
+            })?
+            .with_wire(config.wire);
         let server_cert = framed
             .peer_cert()
             .cloned()
@@ -70,13 +69,18 @@ impl Connection {
             })?;
         if let Ok(info) = CertInfo::parse(&server_cert) {
             info!(
-                "phase 2 · TLS 1.3 to {addr}: certificate for {} (serial {}, valid until {}) verified against {}",
+                "phase 2 · TLS 1.3 to {addr}: certificate for {} (serial {}, valid until {}) verified against {}; the server proved it holds that certificate's private key (its server.key) by signing the TLS handshake (CertificateVerify)",
                 config.name,
                 info.short_serial(),
                 info.not_after_rfc3339(),
                 config.ca.display()
             );
             narrate_chain(tls, &framed);
+            let wire = framed.wire();
+            wire.certified_key("the server's key", &info.short_serial(), &info.spki_der);
+            if let Some(id) = &config.identity {
+                wire.certified_key("our client.key", &id.info.short_serial(), &id.info.spki_der);
+            }
         }
         Ok(Connection {
             framed,
@@ -101,7 +105,7 @@ impl Connection {
         )?;
         self.send(&hello_frame).await?;
         info!(
-            "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share)",
+            "phase 2 · step 3: sent hello (protocol v{}, expecting {}, fresh X25519 share), in the clear inside TLS",
             pki_common::proto::VERSION,
             self.config.name
         );
@@ -111,7 +115,19 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return Err(self.refuse(e).await),
         };
-        info!("phase 2 · step 4: server proof verified with the certificate's key; timestamp within ±{}s", self.config.skew_secs);
+        let serial = CertInfo::parse(&self.server_cert)
+            .map(|c| c.short_serial())
+            .unwrap_or_default();
+        info!(
+            "phase 2 · step 4: server proof verified: signed with the server's key (server.key) of certificate {serial}, over our hello, its X25519 share and this TLS connection's exporter; timestamp within ±{}s",
+            self.config.skew_secs
+        );
+        let facts = registering.facts();
+        info!(
+            "phase 2 · registration keys {} and {}: HKDF-SHA256 of the X25519 shared secret, salted with transcript {} (TLS exporter, steps 3 and 4)",
+            facts.send.name, facts.recv.name, facts.transcript_name
+        );
+        self.framed.wire().keys(&facts);
 
         let registration = Registration {
             client_id: self.config.client_id.clone(),
@@ -121,8 +137,10 @@ impl Connection {
         let reg_frame = registering.register(&registration)?;
         self.send(&reg_frame).await?;
         info!(
-            "phase 2 · step 5: sent registration for {:?} from {}, sealed with AES-256-GCM",
-            registration.client_id, registration.client_addr
+            "phase 2 · step 5: sent registration for {:?} from {}, sealed with AES-256-GCM under {} (registration key, client to server)",
+            registration.client_id,
+            registration.client_addr,
+            facts.send.name
         );
 
         let granted = self.receive().await?;
@@ -131,11 +149,18 @@ impl Connection {
                 Ok(s) => s,
                 Err(e) => return Err(self.refuse(e).await),
             };
+        let keys = session.facts();
         info!(
-            "phase 2 · step 6: session {} granted for {}s; session keys derived",
+            "phase 2 · step 6: opened the grant with {} (registration key, server to client): session {} for {}s",
+            facts.recv.name,
             hex::encode(&granted.session_id[..4]),
             granted.lifetime_secs
         );
+        info!(
+            "phase 2 · session keys {} and {}: HKDF-SHA256 of the same X25519 shared secret, expanded with transcript {} (steps 3 to 6); never sent",
+            keys.send.name, keys.recv.name, keys.transcript_name
+        );
+        self.framed.wire().keys(&keys);
         Ok(session)
     }
 
@@ -152,18 +177,32 @@ impl Connection {
             timestamp: pki_common::unix_now(),
         })?;
         self.send(&frame).await?;
-        info!("phase 3 · step 7: sent request {name:?} under the session key");
+        let keys = session.facts();
+        info!(
+            "phase 3 · step 7: sent request {name:?}, sealed with AES-256-GCM under {} (session key, client to server)",
+            keys.send.name
+        );
         let reply = self.receive().await?;
         let response = match session.on_response(&reply, clock(&self.config)) {
             Ok(r) => r,
             Err(e) => return Err(self.refuse(e).await),
         };
         info!(
-            "phase 3 · step 8: response {:?} ({} bytes) opened and verified",
+            "phase 3 · step 8: response {:?} ({} bytes) opened and verified with {} (session key, server to client)",
             response.status,
-            response.data.len()
+            response.data.len(),
+            keys.recv.name
         );
         Ok(response)
+    }
+
+    /// Sends `frame` exactly as given and answers the server's next frame,
+    /// whatever it is. The protocol never needs this; tools that show what
+    /// the server refuses do (the replay exercise in `docs/tutorial.md`
+    /// sends a step-7 frame recorded on another connection).
+    pub async fn send_recorded(&mut self, frame: &Frame) -> Result<Frame, ClientError> {
+        self.send(frame).await?;
+        self.receive().await
     }
 
     /// Closes the connection cleanly.

@@ -88,7 +88,7 @@ async fn still_good(
         return None;
     }
     let crl = obtain_crl_for(
-        "phase 1",
+        "client enrollment",
         &CrlSource::Fetch {
             ca_url: ca_url.to_string(),
             ca_name: ca_name.map(str::to_owned),

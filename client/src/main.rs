@@ -112,6 +112,11 @@ struct Cli {
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
+    /// Show what the protocol puts inside TLS: each frame's kind, length
+    /// and first bytes of ciphertext, the TLS exporter's and transcript
+    /// hashes' first bytes, and fingerprints of keys. Never a secret key.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    wire: bool,
     /// Log format on stderr: text (a line per event, for people) or json
     /// (a JSON object per line, for log pipelines).
     #[arg(long, global = true, env = "PKI_LOG_FORMAT", default_value = "text")]
@@ -340,6 +345,7 @@ fn request_config(
             },
         },
         identity,
+        wire: pki_common::proto::view::WireView::new(cli.wire),
         ..ClientConfig::default()
     })
 }

@@ -60,7 +60,7 @@ impl ClientTls {
         let identity = match &config.identity {
             Some(id) => {
                 info!(
-                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks",
+                    "phase 2 · TLS: presenting client certificate {} for {} if the server asks; signing the TLS handshake with its key, client.key (CertificateVerify), proves we hold it",
                     id.info.short_serial(),
                     id.info.names().join(", ")
                 );
@@ -159,8 +159,9 @@ pub async fn obtain_crl(
     obtain_crl_for("phase 2", source, root).await
 }
 
-/// [`obtain_crl`], narrated as part of `phase` ("phase 1" when enrollment
-/// checks the certificate it holds, "phase 2" before a connection).
+/// [`obtain_crl`], narrated as part of `phase` ("client enrollment" when
+/// enrollment checks the certificate it holds, "phase 2" before a
+/// connection).
 pub async fn obtain_crl_for(
     phase: &str,
     source: &CrlSource,

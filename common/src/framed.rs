@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::proto::view::WireView;
 use crate::proto::{read_frame, write_frame, Frame, ProtoError, EXPORTER_LABEL};
 
 /// What this side knows about the TLS connection under the frames.
@@ -56,6 +57,8 @@ pub struct FramedTls<S> {
     max_frame: usize,
     /// Bound on each write: a peer that does not read cannot block us.
     write_timeout: Duration,
+    /// `--wire`: shows each frame sent and received (never a key).
+    wire: WireView,
 }
 
 /// The client's side of a protocol connection.
@@ -99,7 +102,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedTls<S> {
             binding,
             max_frame,
             write_timeout,
+            wire: WireView::default(),
         }
+    }
+
+    /// Shows every frame through `wire` (`--wire`), and the exporter now.
+    pub fn with_wire(mut self, wire: WireView) -> Self {
+        wire.exporter(&self.binding.exporter);
+        self.wire = wire;
+        self
+    }
+
+    /// The `--wire` view this connection shows its frames through.
+    pub fn wire(&self) -> WireView {
+        self.wire
     }
 
     /// This connection's exporter value, for step 4.
@@ -129,16 +145,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedTls<S> {
         until: Instant,
         waiting_for: &'static str,
     ) -> Result<Frame, ProtoError> {
-        tokio::time::timeout_at(until, read_frame(&mut self.stream, self.max_frame))
+        let frame = tokio::time::timeout_at(until, read_frame(&mut self.stream, self.max_frame))
             .await
-            .map_err(|_| ProtoError::Timeout(waiting_for))?
+            .map_err(|_| ProtoError::Timeout(waiting_for))??;
+        self.wire.frame(false, &frame);
+        Ok(frame)
     }
 
     /// Writes a frame, bounded by the write timeout.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), ProtoError> {
         tokio::time::timeout(self.write_timeout, write_frame(&mut self.stream, frame))
             .await
-            .map_err(|_| ProtoError::Timeout("the peer to read"))?
+            .map_err(|_| ProtoError::Timeout("the peer to read"))??;
+        self.wire.frame(true, frame);
+        Ok(())
     }
 
     /// Sends the alert for `err`, if the peer should be told (best effort:

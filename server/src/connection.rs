@@ -42,7 +42,8 @@ pub async fn serve(
 ) {
     // Every write is bounded by the idle timeout: a client that does not
     // read must not hold the connection slot.
-    let framed = ServerFramed::open(stream, shared.config.max_frame, shared.config.idle_timeout);
+    let framed = ServerFramed::open(stream, shared.config.max_frame, shared.config.idle_timeout)
+        .map(|f| f.with_wire(shared.config.wire));
     let mut conn = match framed {
         Ok(conn) => Conn {
             // The certificate this connection was authenticated with, if
@@ -139,11 +140,12 @@ impl Conn<'_> {
         }
         loop {
             let (session_id, sealed) = request_session_id(&frame)?;
-            let (response, serial) = self.answer(&session_id, &sealed)?;
+            let (response, serial, answered) = self.answer(&session_id, &sealed)?;
             if let Some(serial) = serial.filter(|s| !self.serials.contains(s)) {
                 self.serials.push(serial);
             }
             self.framed.send(&response).await?;
+            info!("phase 3 · step 8: {answered}");
             frame = match self.next_frame(self.idle(), "a service request").await {
                 Err(ProtoError::Closed) => return Ok(()),
                 other => other?,
@@ -184,12 +186,15 @@ impl Conn<'_> {
         match client_cert {
             Some(cert) => {
                 info!(
-                    "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {}",
+                    "phase 2 · step 5: registration from client {:?} at {}, authenticated by certificate {} (TLS verified its chain, and the client's CertificateVerify proved it holds that certificate's key, its client.key)",
                     registration.client_id,
                     registration.client_addr,
                     cert.short_serial()
                 );
                 self.narrate_client_chain(identity);
+                self.framed
+                    .wire()
+                    .certified_key("the client's key", &cert.short_serial(), &cert.spki_der);
             }
             None => info!(
                 "phase 2 · step 5: registration from client {:?} at {} (no client certificate: unauthenticated client id)",
@@ -232,19 +237,35 @@ impl Conn<'_> {
             self.clock(),
         )?;
         info!(
-            "phase 2 · step 3: hello from {peer} for {:?}",
+            "phase 2 · step 3: hello from {peer} for {:?} (in the clear inside TLS)",
             registering.hello.expected_server
         );
         self.framed.send(&proof).await?;
         info!(
-            "phase 2 · step 4: sent server proof, signed with the key of certificate {}",
+            "phase 2 · step 4: sent server proof, signed with server.key (the key of certificate {}) over the hello, our fresh X25519 share and this TLS connection's exporter",
             identity.info.short_serial()
         );
+        let facts = registering.facts();
+        info!(
+            "phase 2 · registration keys {} and {}: HKDF-SHA256 of the X25519 shared secret, salted with transcript {} (TLS exporter, steps 3 and 4)",
+            facts.recv.name, facts.send.name, facts.transcript_name
+        );
+        let wire = self.framed.wire();
+        wire.certified_key(
+            "our server.key",
+            &identity.info.short_serial(),
+            &identity.info.spki_der,
+        );
+        wire.keys(&facts);
 
         // Step 5.
         let reg_frame = self.next_frame(deadline, "the registration").await?;
         let registration =
             registering.on_registration(&reg_frame, self.clock(), client_cert.as_ref())?;
+        info!(
+            "phase 2 · step 5: opened the registration with {} (registration key, client to server)",
+            facts.recv.name
+        );
         self.narrate_registration(identity, &registration, client_cert.as_ref());
 
         // Step 6.
@@ -285,7 +306,9 @@ impl Conn<'_> {
             client_id: registration.client_id.clone(),
             timestamp: now,
         };
+        let sealed_with = registering.facts().send.name;
         let (grant_frame, keys) = registering.grant(&granted)?;
+        let session_facts = keys.facts();
         let session = Session {
             client_id: registration.client_id.clone(),
             client_serial,
@@ -300,22 +323,28 @@ impl Conn<'_> {
         self.framed.send(&grant_frame).await?;
         self.shared.metrics.sessions_granted.inc();
         info!(
-            "phase 2 · step 6: granted session {} to {:?} for {}s",
+            "phase 2 · step 6: granted session {} to {:?} for {}s, sealed with AES-256-GCM under {sealed_with} (registration key, server to client)",
             hex::encode(&session_id[..4]),
             registration.client_id,
             lifetime.as_secs()
         );
+        info!(
+            "phase 2 · session keys {} and {}: HKDF-SHA256 of the same X25519 shared secret, expanded with transcript {} (steps 3 to 6); never sent",
+            session_facts.recv.name, session_facts.send.name, session_facts.transcript_name
+        );
+        self.framed.wire().keys(&session_facts);
         Ok(())
     }
 
-    /// Steps 7 and 8 for one request; answers the response and the serial
-    /// of the certificate the session is bound to, if any. A session whose
-    /// certificate the current CRL lists is refused, on any connection.
+    /// Steps 7 and 8 for one request; answers the response, the serial
+    /// of the certificate the session is bound to, if any, and what to say
+    /// once the response is sent. A session whose certificate the current
+    /// CRL lists is refused, on any connection.
     fn answer(
         &self,
         session_id: &[u8; 16],
         sealed: &SessionSealed,
-    ) -> Result<(Frame, Option<String>), ProtoError> {
+    ) -> Result<(Frame, Option<String>, String), ProtoError> {
         let clock = self.clock();
         let now = std::time::Instant::now();
         let live = self.shared.live.current();
@@ -324,11 +353,13 @@ impl Conn<'_> {
             .sessions
             .with_session(session_id, now, revoked, |session| {
                 let request = session.open_request(sealed, clock)?;
+                let keys = session.keys.facts();
                 info!(
-                    "phase 3 · step 7: request {:?} from {:?} on session {}",
+                    "phase 3 · step 7: request {:?} from {:?} on session {}, opened with {} (session key, client to server)",
                     request.name,
                     session.client_id,
-                    hex::encode(&session_id[..4])
+                    hex::encode(&session_id[..4]),
+                    keys.recv.name
                 );
                 let ctx = RequestContext {
                     client_id: &session.client_id,
@@ -346,16 +377,17 @@ impl Conn<'_> {
                     timestamp: clock.now,
                 })?;
                 self.shared.metrics.count_request(status);
-                info!(
-                    "phase 3 · step 8: answered {:?} with {}",
+                let answered = format!(
+                    "answered {:?} with {}, sealed with AES-256-GCM under {} (session key, server to client)",
                     request.name,
                     match status {
                         Status::Ok => "ok",
                         Status::NotFound => "not found",
                         Status::BadRequest => "bad request",
-                    }
+                    },
+                    keys.send.name
                 );
-                Ok((frame, session.client_serial.clone()))
+                Ok((frame, session.client_serial.clone(), answered))
             })
     }
 }

@@ -43,6 +43,7 @@ use pki_common::ca::enroll::Retry;
 pub use pki_common::listener::ListenOptions;
 use pki_common::listener::{accept_tls, Listener};
 use pki_common::metrics::MetricsListener;
+use pki_common::proto::view::WireView;
 use pki_common::shutdown::{Shutdown, ShutdownTrigger};
 pub use pki_common::tls::ClientAuth;
 
@@ -102,6 +103,9 @@ pub struct ServerConfig {
     /// Where to serve `/metrics` and `/health` in plain HTTP, if anywhere
     /// (see `pki_common::metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// `--wire`: show each frame, the exporter, transcript hashes and key
+    /// fingerprints (never a key); see `pki_common::proto::view`.
+    pub wire: WireView,
 }
 
 impl ServerConfig {
@@ -155,6 +159,7 @@ impl Default for ServerConfig {
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
             metrics_listen: None,
+            wire: WireView::default(),
         }
     }
 }

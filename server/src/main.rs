@@ -126,6 +126,11 @@ struct Cli {
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
+    /// Show what the protocol puts inside TLS: each frame's kind, length
+    /// and first bytes of ciphertext, the TLS exporter's and transcript
+    /// hashes' first bytes, and fingerprints of keys. Never a secret key.
+    #[arg(long)]
+    wire: bool,
     /// Serve Prometheus /metrics and /health in plain HTTP on this
     /// address. Off unless given; given alone it is 127.0.0.1:9442, a loopback
     /// address: the endpoint has no TLS and no authentication, so it is for
@@ -191,6 +196,7 @@ fn run() -> anyhow::Result<()> {
             ClientAuth::Optional
         },
         skew_secs: cli.skew.as_secs(),
+        wire: pki_common::proto::view::WireView::new(cli.wire),
         max_frame: cli.max_frame,
         idle_timeout: cli.idle_timeout,
         max_sessions: cli.max_sessions,

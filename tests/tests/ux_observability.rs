@@ -269,7 +269,8 @@ async fn run_all_prefixes_every_line_and_ends_with_a_summary() {
         .filter(|l| l.contains(" INFO "))
         .all(|l| millisecond_stamp(l.split_whitespace().nth(1).unwrap_or_default()));
     assert!(stamped, "{stderr}");
-    // Enrollment is phase 1, its CRL check too: on a second run the client
+    // The client's enrollment has its own label, its CRL check too: on a
+    // second run the client
     // checks the certificate it holds against the CRL before keeping it.
     let again = bounded(run_all(certs.path())).await.unwrap();
     let again_err = text(&again.stderr);
@@ -277,7 +278,8 @@ async fn run_all_prefixes_every_line_and_ends_with_a_summary() {
     assert!(
         again_err
             .lines()
-            .any(|l| l.starts_with("[client]") && l.contains("phase 1 · revocation: CRL #")),
+            .any(|l| l.starts_with("[client]")
+                && l.contains("client enrollment · revocation: CRL #")),
         "{again_err}"
     );
     let last = stderr.lines().last().unwrap_or_default();

@@ -324,14 +324,14 @@ fn revoked_in_chain(
 
 /// Who signed the certificate in hand, and which CRL covers each
 /// certificate of its chain.
-fn narrate_held(held: &Enrolled, root: &CertificateDer<'_>, crl: Option<&CrlSet>) {
+fn narrate_held(label: &str, held: &Enrolled, root: &CertificateDer<'_>, crl: Option<&CrlSet>) {
     info!(
-        "phase 1 · chain: {}",
+        "{label} · chain: {}",
         crate::cert::describe_chain(&held.cert, &held.intermediates, root)
     );
     if let Some(crl) = crl {
         info!(
-            "phase 1 · revocation: {}",
+            "{label} · revocation: {}",
             crl.describe_coverage(&held.chain())
         );
     }
@@ -368,12 +368,8 @@ pub async fn enroll(
     // State the profile we need, so that the CA refuses a token of
     // another profile before spending it on a certificate we would discard.
     let path = api::sign_path(purpose);
-    info!(
-        "phase 1 · step 1: sent CSR for {} (ECDSA P-256) to {}",
-        names.join(", "),
-        ca.url()
-    );
-    let response = retry_while_unreachable(ca.url(), "phase 1 · step 1", retry, || {
+    let (label, ask, answer) = step_labels(purpose);
+    let response = retry_while_unreachable(ca.url(), &format!("{label} · {ask}"), retry, || {
         ca.post(
             &path,
             Some(token),
@@ -382,17 +378,34 @@ pub async fn enroll(
         )
     })
     .await?;
+    // Said only now: the CSR has reached the CA, which has answered.
+    info!(
+        "{label} · {ask}: sent CSR for {} to {} with the one-time token; the CSR carries our new ECDSA P-256 public key and is signed with its private key (proof of possession), which never leaves this process",
+        names.join(", "),
+        ca.url()
+    );
     let enrolled = check_answer(response, key, root, names, purpose)?;
     info!(
-        "phase 1 · step 2: received certificate serial {}, valid until {}, chains to the CA root",
+        "{label} · {answer}: received certificate serial {}, valid until {}, signed by the CA's intermediate, chains to the CA root",
         enrolled.info.short_serial(),
         enrolled.info.not_after_rfc3339()
     );
     info!(
-        "phase 1 · chain: {}",
+        "{label} · chain: {}",
         crate::cert::describe_chain(&enrolled.cert, &enrolled.intermediates, root)
     );
     Ok(enrolled)
+}
+
+/// The narration's labels for enrolling as `purpose`: the server's is the
+/// lab's phase 1 (steps 1 and 2); the client's enrollment, which the lab
+/// did not have, has its own label and steps (E1, E2), so it is never
+/// mistaken for the server's.
+pub fn step_labels(purpose: Profile) -> (&'static str, &'static str, &'static str) {
+    match purpose {
+        Profile::Client => ("client enrollment", "E1", "E2"),
+        Profile::Server => ("phase 1", "step 1", "step 2"),
+    }
 }
 
 /// Runs `attempt` until it gets an answer, fails for good, or the next try
@@ -607,26 +620,27 @@ pub async fn obtain(
     crl: Option<&CrlSet>,
 ) -> Result<Enrolled, ObtainError> {
     let mut other_root = false;
+    let (label, _, _) = step_labels(purpose);
     let reason = match check_held(files, root, names, purpose, crl) {
         Held::Good(held) => {
             info!(
-                "phase 1: reusing {} (serial {}, valid until {}, chains to the CA root)",
+                "{label}: reusing {} (serial {}, valid until {}, chains to the CA root)",
                 files.cert.display(),
                 held.info.short_serial(),
                 held.info.not_after_rfc3339(),
             );
-            narrate_held(&held, root, crl);
+            narrate_held(label, &held, root, crl);
             return Ok(held);
         }
         Held::DueForRenewal(held, why) => {
             info!(
-                "phase 1: {} is due for renewal ({why})",
+                "{label}: {} is due for renewal ({why})",
                 files.cert.display()
             );
             match renew_and_save(enrollment, root, files, &held, purpose).await {
                 Ok(renewed) => return Ok(renewed),
                 Err(e) if enrollment.token.is_none() => {
-                    warn!("phase 1: renewal failed ({e}); starting with the current certificate, renewal will be retried");
+                    warn!("{label}: renewal failed ({e}); starting with the current certificate, renewal will be retried");
                     return Ok(held);
                 }
                 Err(e) => format!("renewal failed: {e}"),
@@ -645,7 +659,7 @@ pub async fn obtain(
     let Some(token) = enrollment.token.as_deref() else {
         return Err(ObtainError::NeedToken { reason, other_root });
     };
-    info!("phase 1: enrolling with the CA ({reason})");
+    info!("{label}: enrolling with the CA ({reason})");
     let ca = CaClient::new(&enrollment.ca_url, enrollment.ca_name.as_deref(), root)
         .map_err(EnrollError::from)?;
     let enrolled = enroll(&ca, root, names, token, purpose, enrollment.retry).await?;

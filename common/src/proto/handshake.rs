@@ -125,6 +125,51 @@ pub fn verify_with_cert(
         .map_err(|_| ProtoError::BadSignature)
 }
 
+/// What may be shown of one stage of the key schedule (the narration and
+/// `--wire`): the transcript hash its keys are bound to, and the names and
+/// fingerprints of the key this side seals with and the key it opens
+/// with. Never a key.
+#[derive(Debug, Clone)]
+pub struct KeyFacts {
+    /// `TH1` (registration keys) or `TH2` (session keys).
+    pub transcript_name: &'static str,
+    pub transcript: [u8; 32],
+    pub send: KeyName,
+    pub recv: KeyName,
+}
+
+/// A key's name in `docs/protocol.md` §7 and its one-way fingerprint.
+#[derive(Debug, Clone)]
+pub struct KeyName {
+    pub name: String,
+    pub fingerprint: [u8; 8],
+}
+
+impl KeyName {
+    fn of(key: &DirectionKey) -> Self {
+        KeyName {
+            name: key.name().to_string(),
+            fingerprint: key.fingerprint(),
+        }
+    }
+}
+
+impl KeyFacts {
+    fn of(
+        transcript_name: &'static str,
+        transcript: &[u8; 32],
+        send: &DirectionKey,
+        recv: &DirectionKey,
+    ) -> Self {
+        KeyFacts {
+            transcript_name,
+            transcript: *transcript,
+            send: KeyName::of(send),
+            recv: KeyName::of(recv),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- client
 
 /// The client after sending step 3, waiting for step 4.
@@ -197,6 +242,11 @@ pub struct ClientRegistering {
 }
 
 impl ClientRegistering {
+    /// The registration keys: bound to TH1; sends with `K_reg_c2s`.
+    pub fn facts(&self) -> KeyFacts {
+        KeyFacts::of("TH1", &self.transcript, &self.send, &self.recv)
+    }
+
     /// Step 5: seals the registration.
     pub fn register(&mut self, registration: &Registration) -> Result<Frame, ProtoError> {
         let (seq, ciphertext) = self.send.seal(Kind::Registration, &encode(registration)?)?;
@@ -234,6 +284,7 @@ impl ClientRegistering {
             session_id: granted.session_id,
             send,
             recv,
+            th2: transcript,
         };
         Ok((session, granted))
     }
@@ -244,9 +295,16 @@ pub struct ClientSession {
     pub session_id: SessionId,
     send: DirectionKey,
     recv: DirectionKey,
+    /// The transcript hash the session keys are bound to, for narration.
+    th2: [u8; 32],
 }
 
 impl ClientSession {
+    /// The session keys: bound to TH2; sends with `K_ses_c2s`.
+    pub fn facts(&self) -> KeyFacts {
+        KeyFacts::of("TH2", &self.th2, &self.send, &self.recv)
+    }
+
     /// Step 7: seals a request under the session key.
     pub fn request(&mut self, request: &ServiceRequest) -> Result<Frame, ProtoError> {
         let (seq, ciphertext) = self.send.seal(Kind::ServiceRequest, &encode(request)?)?;
@@ -341,6 +399,11 @@ pub fn accept_hello(
 }
 
 impl ServerRegistering {
+    /// The registration keys: bound to TH1; sends with `K_reg_s2c`.
+    pub fn facts(&self) -> KeyFacts {
+        KeyFacts::of("TH1", &self.transcript, &self.send, &self.recv)
+    }
+
     /// Step 5: opens and checks the registration. When TLS verified a
     /// client certificate (`client_cert`), the client id must be one of its
     /// DNS names (compared without regard to case): the certificate, not
@@ -390,7 +453,14 @@ impl ServerRegistering {
         let (recv, send) =
             self.schedule
                 .direction_keys("session", &transcript, &granted.session_id)?;
-        Ok((frame, ServerSessionKeys { recv, send }))
+        Ok((
+            frame,
+            ServerSessionKeys {
+                recv,
+                send,
+                th2: transcript,
+            },
+        ))
     }
 }
 
@@ -418,6 +488,8 @@ fn checked_client_id(id: &str, client_cert: Option<&CertInfo>) -> Result<String,
 pub struct ServerSessionKeys {
     recv: DirectionKey,
     send: DirectionKey,
+    /// The transcript hash the session keys are bound to, for narration.
+    th2: [u8; 32],
 }
 
 /// Reads the session id of a step-7 frame, to find its keys.
@@ -427,6 +499,11 @@ pub fn request_session_id(frame: &Frame) -> Result<(SessionId, SessionSealed), P
 }
 
 impl ServerSessionKeys {
+    /// The session keys: bound to TH2; sends with `K_ses_s2c`.
+    pub fn facts(&self) -> KeyFacts {
+        KeyFacts::of("TH2", &self.th2, &self.send, &self.recv)
+    }
+
     /// Step 7: opens a request.
     pub fn open_request(
         &mut self,

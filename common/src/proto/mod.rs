@@ -23,6 +23,7 @@ pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod seal;
+pub mod view;
 
 pub use error::{AlertCode, ProtoError};
 pub use frame::{read_frame, write_frame, Frame, Kind, DEFAULT_MAX_FRAME, VERSION};

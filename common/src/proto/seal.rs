@@ -66,9 +66,16 @@ impl KeySchedule {
     ) -> Result<(DirectionKey, DirectionKey), ProtoError> {
         let c2s = self.expand(&format!("pki-auth v1 {label} c2s"), transcript)?;
         let s2c = self.expand(&format!("pki-auth v1 {label} s2c"), transcript)?;
+        let short = if label == "registration" {
+            "reg"
+        } else {
+            "ses"
+        };
         Ok((
-            DirectionKey::new(&c2s, Direction::ClientToServer, context),
-            DirectionKey::new(&s2c, Direction::ServerToClient, context),
+            DirectionKey::new(&c2s, Direction::ClientToServer, context)
+                .named(format!("K_{short}_c2s")),
+            DirectionKey::new(&s2c, Direction::ServerToClient, context)
+                .named(format!("K_{short}_s2c")),
         ))
     }
 }
@@ -80,6 +87,30 @@ pub struct DirectionKey {
     direction: Direction,
     context: Vec<u8>,
     next_seq: u64,
+    /// The key's name in `docs/protocol.md` §7 (`K_reg_c2s`, …), so the
+    /// narration can say which key sealed a message.
+    name: String,
+    /// A one-way fingerprint of the key, for `--wire`: both sides print
+    /// the same one when they hold the same key, and it reveals nothing
+    /// of the key itself.
+    fingerprint: [u8; 8],
+}
+
+/// The label hashed with a key to fingerprint it; a fingerprint is never
+/// a prefix of the key or of any value the protocol uses.
+const FINGERPRINT_LABEL: &[u8] = b"pki-auth v1 key fingerprint\0";
+
+/// SHA-256 of the label and `key`, first 8 bytes: enough to tell keys
+/// apart in a log, and one-way.
+pub fn key_fingerprint(key: &[u8]) -> [u8; 8] {
+    use sha2::Digest;
+    let digest = Sha256::new()
+        .chain_update(FINGERPRINT_LABEL)
+        .chain_update(key)
+        .finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
 }
 
 impl DirectionKey {
@@ -89,7 +120,29 @@ impl DirectionKey {
             direction,
             context: context.to_vec(),
             next_seq: 0,
+            name: String::from("K"),
+            fingerprint: key_fingerprint(key),
         }
+    }
+
+    fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The key's name as `docs/protocol.md` §7 writes it, e.g. `K_ses_c2s`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key's fingerprint ([`key_fingerprint`]), never the key.
+    pub fn fingerprint(&self) -> [u8; 8] {
+        self.fingerprint
+    }
+
+    /// The sequence number the next seal or open uses.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     fn nonce(&self, seq: u64) -> [u8; 12] {
