@@ -119,12 +119,17 @@ impl Conn<'_> {
         until: Instant,
         waiting_for: &'static str,
     ) -> Result<Frame, ProtoError> {
+        // Biased, revocation first: a request that arrives just after its
+        // certificate was revoked must meet the revocation (the session is
+        // already gone, and answering "unknown session" would hide why),
+        // not whichever branch the random choice of `select!` favours.
         tokio::select! {
-            read = self.framed.recv_until(until, waiting_for) => read,
-            _ = self.shutdown.wait() => Err(ProtoError::ShuttingDown),
+            biased;
             serial = live::revoked_among(&mut self.live, &self.serials) => {
                 Err(ProtoError::CertificateRevoked { serial })
             }
+            _ = self.shutdown.wait() => Err(ProtoError::ShuttingDown),
+            read = self.framed.recv_until(until, waiting_for) => read,
         }
     }
 
