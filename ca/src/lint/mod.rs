@@ -141,7 +141,7 @@ const CHAIN_VERIFIES: &str = "chain_verifies";
 /// issued. Public so that the benchmark can time it alone.
 pub fn lint(der: &[u8], expected: &Expected<'_>) -> Result<(), LintFailure> {
     let cert = match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => cert,
+        Ok(([], cert)) => cert,
         Ok(_) => {
             return Err(LintFailure::one(
                 WELL_FORMED,
@@ -180,11 +180,15 @@ pub enum Fault {
     LintingKey(&'static rcgen::SignatureAlgorithm),
     /// An encoder writing what rcgen cannot be made to write (a version
     /// other than 3, another issuer name): edits the linting certificate.
-    LintingDer(Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>),
+    LintingDer(DerEdit),
     /// A signer whose output is not what was linted: edits the real
     /// certificate after signing.
-    IssuedDer(Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>),
+    IssuedDer(DerEdit),
 }
+
+/// An edit of a certificate's DER, for a [`Fault`].
+#[doc(hidden)]
+pub type DerEdit = Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>;
 
 /// What a [`Fault::Draft`] may edit.
 #[doc(hidden)]
