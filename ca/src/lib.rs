@@ -33,7 +33,7 @@
 //!   and the root CRL it publishes.
 //! - `issue`: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
 //!   CA's own TLS certificate ([`Ca::issue_service_certificate`]), all
-//!   through one decide–sign–record path.
+//!   through one decide–lint–sign–record path.
 //! - `crl`: revocation ([`Ca::revoke`]) and the CRLs ([`Crl`]), one per
 //!   intermediate: signing, publishing, refreshing.
 //! - [`lint`]: pre-issuance linting: every leaf is signed with a
