@@ -3,8 +3,8 @@
 //! All three take one path, [`Ca::issue`]: the policy decides the
 //! certificate, the pre-issuance lint ([`crate::lint`]) checks it as
 //! signed with a throwaway key, the current intermediate signs it, and the
-//! ledger records it (consuming the token, if any) before anyone sees it. The ledger's
-//! [`IssuedRecord`] is built in one place, [`issued_record`], so every
+//! ledger records it (consuming the token, if any) before anyone sees it.
+//! The ledger's [`IssuedRecord`] is built in one place, [`issued_record`], so every
 //! certificate this CA issues is recorded alike. Who may ask is decided
 //! before, in [`authorize`](crate::authorize).
 
