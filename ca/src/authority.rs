@@ -64,6 +64,10 @@ pub enum AuthorityError {
     UnknownIntermediate { id: String, dir: String },
     #[error("cannot sign: {0}")]
     Sign(#[from] rcgen::Error),
+    /// The intermediate's key is of a type the CA cannot make a throwaway
+    /// key of, so it cannot lint what it would sign, and does not sign.
+    #[error("the CA cannot lint before signing: {0}; issue a P-256 intermediate where the root key is (`pki-ca intermediate`)")]
+    LintingKey(String),
 }
 
 /// A fresh positive serial: 16 random bytes (127 random bits) with the top
@@ -163,6 +167,20 @@ impl Signer {
         Ok(Signer { issuer, key_id })
     }
 
+    /// An issuer with `cert`'s name and key identifier and a fresh
+    /// throwaway key of this signer's key type, for linting certificates.
+    /// ring cannot generate RSA keys, so an RSA issuer cannot lint (the
+    /// CA makes P-256 intermediates).
+    fn linting_issuer(
+        &self,
+        cert: &CertificateDer<'_>,
+    ) -> Result<Issuer<'static, KeyPair>, String> {
+        let alg = self.issuer.key().algorithm();
+        let key = KeyPair::generate_for(alg)
+            .map_err(|e| format!("no throwaway key of the intermediate's type {alg:?}: {e}"))?;
+        Issuer::from_ca_cert_der(cert, key).map_err(|e| e.to_string())
+    }
+
     /// Signs `params` for `public_key`.
     pub(crate) fn sign(
         &self,
@@ -222,6 +240,12 @@ pub struct Intermediate {
     signer: Signer,
     /// Its NameConstraints' permitted subtrees.
     permitted: Permitted,
+    /// What the lints check its leaves against.
+    lint_facts: crate::lint::IssuerFacts,
+    /// Its name and key identifier with a throwaway key of its key's type,
+    /// made when it is loaded (as Boulder makes its linting signer once),
+    /// to sign the linting certificates; or why no such key can be made.
+    linting: Result<Issuer<'static, KeyPair>, String>,
 }
 
 impl Intermediate {
@@ -244,12 +268,16 @@ impl Intermediate {
             return Err(bad(format!("its key identifier names it {actual}")));
         }
         let permitted = Permitted::of(&cert).map_err(bad)?;
+        let lint_facts = crate::lint::IssuerFacts::of(&cert, &signer.key_id).map_err(bad)?;
+        let linting = signer.linting_issuer(&cert);
         Ok(Intermediate {
             id: id.to_string(),
             cert,
             info,
             signer,
             permitted,
+            lint_facts,
+            linting,
         })
     }
 
@@ -270,60 +298,99 @@ impl Intermediate {
         files::cert_to_pem(&self.cert)
     }
 
-    /// Signs the certificate `decision` describes for the key `spki_der`.
-    /// Its only EKU is the profile's: this path never sets the CA-endpoint
-    /// EKU, so no certificate issued to another party can pass for the CA.
-    /// With `public_url`, it says where its CRL and its issuer are.
-    pub fn sign(
+    /// The certificate `decision` describes, every field as it will be
+    /// issued (serial included), before anyone signs it. Its only EKU is
+    /// the profile's, except for the CA's own TLS certificate
+    /// (`ca_endpoint`): serverAuth plus the CA-endpoint EKU
+    /// ([`CA_ENDPOINT_EKU_OID`](pki_common::tls::verify::CA_ENDPOINT_EKU_OID)),
+    /// by which every party recognises the CA's endpoint, so no
+    /// certificate issued to another party can pass for the CA. rcgen
+    /// takes OID arcs as u64 and that OID's last arc is a 128-bit UUID, so
+    /// the extension's DER value is added as is (it is a constant). With
+    /// `public_url`, it says where its CRL and its issuer are.
+    pub(crate) fn leaf_draft(
         &self,
         decision: &Decision,
-        spki_der: &[u8],
+        ca_endpoint: bool,
         public_url: Option<&str>,
-    ) -> Result<SignedCert, AuthorityError> {
-        let params = leaf_params(decision)?;
-        self.signed(params, spki_der, public_url)
-    }
-
-    /// Signs the CA's own TLS certificate: as [`sign`](Self::sign) for a
-    /// server, but its extendedKeyUsage is serverAuth plus the CA-endpoint
-    /// EKU ([`CA_ENDPOINT_EKU_OID`](pki_common::tls::verify::CA_ENDPOINT_EKU_OID)),
-    /// by which every party recognises the CA's endpoint. rcgen takes OID
-    /// arcs as u64 and that OID's last arc is a 128-bit UUID, so the
-    /// extension's DER value is added as is (it is a constant).
-    pub fn sign_ca_endpoint(
-        &self,
-        decision: &Decision,
-        spki_der: &[u8],
-        public_url: Option<&str>,
-    ) -> Result<SignedCert, AuthorityError> {
+    ) -> Result<CertificateParams, AuthorityError> {
         let mut params = leaf_params(decision)?;
-        params.extended_key_usages = Vec::new();
-        params
-            .custom_extensions
-            .push(rcgen::CustomExtension::from_oid_content(
-                &[2, 5, 29, 37],
-                pki_common::tls::verify::CA_ENDPOINT_EKU_EXTENSION.to_vec(),
-            ));
-        self.signed(params, spki_der, public_url)
-    }
-
-    fn signed(
-        &self,
-        mut params: CertificateParams,
-        spki_der: &[u8],
-        public_url: Option<&str>,
-    ) -> Result<SignedCert, AuthorityError> {
+        if ca_endpoint {
+            params.extended_key_usages = Vec::new();
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[2, 5, 29, 37],
+                    pki_common::tls::verify::CA_ENDPOINT_EKU_EXTENSION.to_vec(),
+                ));
+        }
         if let Some(url) = public_url {
             crate::extensions::revocation_pointers(&mut params, url, &self.id);
         }
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
-        let (der, info) = self.signer.sign(&params, &public_key)?;
+        Ok(params)
+    }
+
+    /// Signs `params` for `public_key` with the real key. Only the linted
+    /// path ([`crate::lint`]) calls it.
+    pub(crate) fn sign_draft(
+        &self,
+        params: &CertificateParams,
+        public_key: &rcgen::SubjectPublicKeyInfo,
+    ) -> Result<SignedCert, AuthorityError> {
+        let (der, info) = self.signer.sign(params, public_key)?;
         Ok(SignedCert {
             der,
             info,
             issuer_id: self.id.clone(),
             chain: vec![self.cert.clone()],
         })
+    }
+
+    /// The linting certificate: `params` for `public_key` signed with this
+    /// intermediate's throwaway key, under its real name and key
+    /// identifier, so its TBS is the one the real key will sign.
+    pub(crate) fn sign_linting(
+        &self,
+        params: &CertificateParams,
+        public_key: &rcgen::SubjectPublicKeyInfo,
+    ) -> Result<Vec<u8>, AuthorityError> {
+        let issuer = self
+            .linting
+            .as_ref()
+            .map_err(|why| AuthorityError::LintingKey(why.clone()))?;
+        Ok(params.signed_by(public_key, issuer)?.der().to_vec())
+    }
+
+    /// [`sign_linting`](Self::sign_linting) with another throwaway `key`
+    /// (a test's key of the wrong type).
+    pub(crate) fn sign_linting_with(
+        &self,
+        params: &CertificateParams,
+        public_key: &rcgen::SubjectPublicKeyInfo,
+        key: KeyPair,
+    ) -> Result<Vec<u8>, AuthorityError> {
+        let issuer = Issuer::from_ca_cert_der(&self.cert, key)?;
+        Ok(params.signed_by(public_key, &issuer)?.der().to_vec())
+    }
+
+    /// What the lints know of this intermediate.
+    pub fn lint_facts(&self) -> &crate::lint::IssuerFacts {
+        &self.lint_facts
+    }
+
+    /// Signs the certificate `decision` describes WITHOUT linting it: only
+    /// for the benchmark's baseline, which measures what linting costs.
+    /// Everything the CA issues goes through `Ca::issue`, which lints.
+    #[doc(hidden)]
+    pub fn sign_unlinted(
+        &self,
+        decision: &Decision,
+        spki_der: &[u8],
+        public_url: Option<&str>,
+    ) -> Result<SignedCert, AuthorityError> {
+        let params = self.leaf_draft(decision, false, public_url)?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        self.sign_draft(&params, &public_key)
     }
 
     /// Signs this intermediate's CRL (see [`Signer::sign_crl`]).

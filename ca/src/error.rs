@@ -11,6 +11,7 @@ use pki_common::revocation::Reason;
 
 use crate::authority::AuthorityError;
 use crate::ledger::LedgerError;
+use crate::lint::LintFailure;
 use crate::policy::PolicyError;
 use crate::reserved::NameReserved;
 use crate::token::TokenError;
@@ -32,6 +33,9 @@ pub enum CaError {
     BadSerial(String),
     #[error(transparent)]
     NameReserved(#[from] NameReserved),
+    /// The certificate the CA would have issued broke its own profile.
+    #[error(transparent)]
+    Lint(#[from] LintFailure),
     /// The CRL was signed and is served, but its file could not be
     /// written: the file is behind, the served CRL is not. Kept apart from
     /// [`CaError::File`] so that callers can tell "nothing was published"
@@ -74,6 +78,10 @@ pub enum SignError {
     ProfileMismatch { token: Profile, requested: Profile },
     #[error("bad query {0:?}: POST /v1/sign takes one parameter, profile=server or profile=client, at most once")]
     BadProfile(String),
+    /// The certificate the CA would have issued broke its own profile: the
+    /// CA's fault, the one deliberate 500 (`lint_failed`).
+    #[error(transparent)]
+    Lint(#[from] LintFailure),
 }
 
 impl SignError {
@@ -104,6 +112,7 @@ impl SignError {
             SignError::AlreadyRenewed { .. } => "already_renewed",
             SignError::ProfileMismatch { .. } => "profile_mismatch",
             SignError::BadProfile(_) => "bad_profile",
+            SignError::Lint(_) => "lint_failed",
         }
     }
 }

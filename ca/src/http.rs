@@ -325,7 +325,7 @@ fn status_of(err: &SignError) -> StatusCode {
         SignError::Authority(crate::authority::AuthorityError::NoIntermediate { .. }) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        SignError::Authority(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SignError::Authority(_) | SignError::Lint(_) => StatusCode::INTERNAL_SERVER_ERROR,
         SignError::NoClientCertificate => StatusCode::UNAUTHORIZED,
         SignError::UnknownCertificate(_)
         | SignError::RenewRevoked { .. }

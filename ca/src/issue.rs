@@ -1,9 +1,10 @@
 //! Issuing certificates: enrollment, renewal, and the CA's own.
 //!
 //! All three take one path, [`Ca::issue`]: the policy decides the
-//! certificate, the current intermediate signs it, and the ledger records it (consuming
-//! the token, if any) before anyone sees it. The ledger's
-//! [`IssuedRecord`] is built in one place, [`issued_record`], so every
+//! certificate, the pre-issuance lint ([`crate::lint`]) checks it as
+//! signed with a throwaway key, the current intermediate signs it, and the
+//! ledger records it (consuming the token, if any) before anyone sees it.
+//! The ledger's [`IssuedRecord`] is built in one place, [`issued_record`], so every
 //! certificate this CA issues is recorded alike. Who may ask is decided
 //! before, in [`authorize`](crate::authorize).
 
@@ -13,8 +14,10 @@ use rcgen::KeyPair;
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
+use crate::authority::Intermediate;
 use crate::authority::{AuthorityError, SignedCert};
 use crate::ledger::{IssuedRecord, LedgerError};
+use crate::lint::{Expected, LintFailure, LintedError};
 use crate::policy::{self, Decision, PolicyError, VerifiedCsr};
 use crate::reserved::NameReserved;
 use crate::token::{EnrollmentToken, TokenError};
@@ -34,6 +37,17 @@ enum IssueError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Reserved(#[from] NameReserved),
+    #[error(transparent)]
+    Lint(#[from] LintFailure),
+}
+
+impl From<LintedError> for IssueError {
+    fn from(e: LintedError) -> Self {
+        match e {
+            LintedError::Authority(e) => IssueError::Authority(e),
+            LintedError::Lint(e) => IssueError::Lint(e),
+        }
+    }
 }
 
 impl From<IssueError> for SignError {
@@ -60,6 +74,7 @@ impl From<IssueError> for SignError {
             }
             IssueError::Ledger(e) => SignError::Ledger(e),
             IssueError::Reserved(e) => SignError::NameReserved(e),
+            IssueError::Lint(e) => SignError::Lint(e),
         }
     }
 }
@@ -71,6 +86,7 @@ impl From<IssueError> for CaError {
             IssueError::Authority(e) => CaError::Authority(e),
             IssueError::Ledger(e) => CaError::Ledger(e),
             IssueError::Reserved(e) => CaError::NameReserved(e),
+            IssueError::Lint(e) => CaError::Lint(e),
         }
     }
 }
@@ -360,12 +376,27 @@ impl Ca {
 
     /// Decides, signs and records a certificate; the record is committed
     /// (consuming the token, if any) before the certificate is returned,
-    /// so no certificate leaves the CA unrecorded.
+    /// so no certificate leaves the CA unrecorded. Every leaf the CA
+    /// issues (enrollment, renewal, ACME, its own) comes through here.
     fn issue(
         &self,
         verified: &VerifiedCsr,
         grounds: &Grounds<'_>,
     ) -> Result<SignedCert, IssueError> {
+        let (cert, decision, now) = self.decide_and_sign(verified, grounds)?;
+        let record = issued_record(&cert, &decision, grounds, now);
+        self.ledger.record_issuance(&record, grounds.token_id)?;
+        Ok(cert)
+    }
+
+    /// The policy's decision for `grounds`, built and signed by the
+    /// current intermediate only once its linting certificate passed every
+    /// lint (see [`crate::lint`]). Nothing is recorded.
+    fn decide_and_sign(
+        &self,
+        verified: &VerifiedCsr,
+        grounds: &Grounds<'_>,
+    ) -> Result<(SignedCert, Decision, i64), IssueError> {
         if !grounds.ca_endpoint {
             // Defence in depth: the token may predate the reservation.
             self.refuse_reserved(grounds.names)?;
@@ -373,22 +404,78 @@ impl Ca {
         let issuer = self.current_issuer()?;
         issuer.check_permitted(grounds.names)?;
         let now = pki_common::unix_now() as i64;
-        let decision = self.policy.decide(
+        let mut decision = self.policy.decide(
             verified,
             grounds.names,
             grounds.profile,
             issuer.info.not_after,
             now,
         )?;
+        // Never born before its issuer (an intermediate issued in the last
+        // minutes is younger than the backdating).
+        decision.not_before = decision.not_before.max(issuer.info.not_before);
         let url = self.public_url.as_deref();
-        let cert = if grounds.ca_endpoint {
-            issuer.sign_ca_endpoint(&decision, &verified.spki_der, url)?
-        } else {
-            issuer.sign(&decision, &verified.spki_der, url)?
+        let draft = issuer.leaf_draft(&decision, grounds.ca_endpoint, url)?;
+        let expected = self.expected(&issuer, verified, grounds);
+        let cert = self.linting.sign(
+            &issuer,
+            &self.root.cert,
+            draft,
+            &verified.spki_der,
+            &expected,
+        )?;
+        Ok((cert, decision, now))
+    }
+
+    /// What the lints hold the certificate to, from the grounds (the
+    /// token's names and profile), the CSR's key, the policy's limits, the
+    /// issuer's certificate and the configured public URL: never from the
+    /// decision or the draft they check.
+    fn expected<'a>(
+        &'a self,
+        issuer: &'a Intermediate,
+        verified: &'a VerifiedCsr,
+        grounds: &Grounds<'a>,
+    ) -> Expected<'a> {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let base = self
+            .public_url
+            .as_deref()
+            .and_then(|u| crate::extensions::public_base(u).ok());
+        Expected {
+            names: grounds.names,
+            profile: grounds.profile,
+            ca_endpoint: grounds.ca_endpoint,
+            spki_der: &verified.spki_der,
+            key: verified.key,
+            max_validity_secs: secs(self.policy.lifetime)
+                .saturating_add(secs(self.policy.backdate)),
+            issuer: issuer.lint_facts(),
+            crl_url: base.map(|b| crate::extensions::crl_url(b, &issuer.id)),
+            issuer_url: base.map(|b| crate::extensions::issuer_url(b, &issuer.id)),
+        }
+    }
+
+    /// Decides, lints and signs a certificate for `verified` under
+    /// `names` and `profile` as an enrollment would, but records nothing:
+    /// for the benchmark, which measures what linting costs against
+    /// [`Intermediate::sign_unlinted`].
+    #[doc(hidden)]
+    pub fn issue_unrecorded(
+        &self,
+        verified: &VerifiedCsr,
+        names: &[String],
+        profile: Profile,
+    ) -> Result<SignedCert, SignError> {
+        let grounds = Grounds {
+            names,
+            profile,
+            token_id: None,
+            renewed_from: None,
+            ca_endpoint: false,
+            acme_order: None,
         };
-        let record = issued_record(&cert, &decision, grounds, now);
-        self.ledger.record_issuance(&record, grounds.token_id)?;
-        Ok(cert)
+        Ok(self.decide_and_sign(verified, &grounds)?.0)
     }
 }
 

@@ -33,9 +33,12 @@
 //!   and the root CRL it publishes.
 //! - `issue`: enrollment ([`Ca::sign`]), renewal ([`Ca::renew`]) and the
 //!   CA's own TLS certificate ([`Ca::issue_service_certificate`]), all
-//!   through one decide–sign–record path.
+//!   through one decide–lint–sign–record path.
 //! - `crl`: revocation ([`Ca::revoke`]) and the CRLs ([`Crl`]), one per
 //!   intermediate: signing, publishing, refreshing.
+//! - [`lint`]: pre-issuance linting: every leaf is signed with a
+//!   throwaway key and checked against the profile before the real key
+//!   signs it.
 //! - [`ledger`]: the record of every token and certificate (SQLite).
 //! - [`metrics`]: what `pki-ca serve --metrics-listen` exposes.
 //! - [`extensions`]: where any relying party finds revocation: the CRL
@@ -69,6 +72,7 @@ pub mod http;
 mod issue;
 pub mod keyfile;
 pub mod ledger;
+pub mod lint;
 pub mod metrics;
 mod paths;
 pub mod policy;
@@ -116,6 +120,8 @@ pub struct Ca {
     /// (`None`: none yet), so that a file left behind by a failed write is
     /// written again.
     crl_written: Mutex<Option<(String, u64)>>,
+    /// Pre-issuance linting: its failure counter (and, in tests, a fault).
+    linting: lint::Linting,
 }
 
 impl Ca {
@@ -161,6 +167,7 @@ impl Ca {
             crls: RwLock::new(HashMap::new()),
             reserved: RwLock::new(reserved),
             crl_written: Mutex::new(None),
+            linting: lint::Linting::default(),
         };
         // Announces the current issuer (or the lack of one).
         ca.reload_hierarchy();

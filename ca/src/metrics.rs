@@ -3,8 +3,9 @@
 //! Counted where they happen: the API counts what it issued and refused
 //! (by the refusal's stable code, the `error` of the JSON problem
 //! document) and times each issuance; the listener counts connections
-//! refused at its cap. The CRL's number and age are read from the CRL
-//! being served at each scrape.
+//! refused at its cap; the CA counts each pre-issuance lint that failed
+//! (`lint_failures`, by `lint`), whichever path issued. The CRL's number
+//! and age are read from the CRL being served at each scrape.
 
 use std::sync::Arc;
 
@@ -91,6 +92,11 @@ impl CaMetrics {
             "crl_next_update_timestamp_seconds",
             "The served CRL's nextUpdate, Unix seconds",
             self.crl_next_update.clone(),
+        );
+        registry.register(
+            "lint_failures",
+            "Certificates the CA refused to issue because a pre-issuance lint failed, by lint",
+            ca.lint_failure_family().clone(),
         );
         registry.register(
             "connections_refused_at_cap",

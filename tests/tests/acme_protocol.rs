@@ -671,3 +671,51 @@ fn pki_ca_eab_mints_a_key_kept_hashed_with_its_master_key_private() {
         <sha2::Sha256 as sha2::Digest>::digest(&raw).to_vec()
     );
 }
+
+#[tokio::test]
+async fn acme_finalize_is_linted_and_a_failing_certificate_is_neither_signed_nor_recorded() {
+    bounded(async {
+        let http = Http01::start().await;
+        let pki = acme_ca(http.port, 1, |_| {}).await;
+        let mut client = AcmeClient::new(&pki);
+        let (order_url, order) = validated_order(&mut client, &http, &[NAME]).await;
+        let signed_before = pki.ca.real_signatures();
+        // A profile gone wrong: CA:TRUE on a leaf.
+        pki.ca
+            .inject_fault(Some(pki_ca::lint::Fault::Draft(std::sync::Arc::new(|d| {
+                d.params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+            }))));
+        let r = finalize(&mut client, &order, csr_for(&[NAME])).await;
+        pki.ca.inject_fault(None);
+        r.assert_problem("serverInternal");
+        assert_eq!(r.status, 500);
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("basic_constraints"),
+            "{}",
+            r.json()
+        );
+        assert_eq!(
+            pki.ca.real_signatures(),
+            signed_before,
+            "nothing signed with the real key"
+        );
+        assert_eq!(pki.ca.lint_failures("basic_constraints"), 1);
+        assert!(pki
+            .ca
+            .ledger()
+            .certificates()
+            .unwrap()
+            .iter()
+            .all(|c| c.acme_order.is_none()));
+        let order = client.post(&order_url, None).await.json();
+        assert_eq!(order["status"], "invalid");
+        assert_eq!(
+            order["error"]["type"],
+            "urn:ietf:params:acme:error:serverInternal"
+        );
+    })
+    .await;
+}
