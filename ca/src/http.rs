@@ -191,6 +191,13 @@ fn problem(status: StatusCode, error: &str, detail: impl Into<String>) -> Respon
         }),
     )
         .into_response();
+    // A 503 is the CA's own passing trouble (its ledger unreachable, no
+    // current issuer): say when to come back.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     response.extensions_mut().insert(Refused(error.to_string()));
     response
 }

@@ -138,6 +138,20 @@ impl Ca {
         Self::assemble(paths, policy, ledger, root)
     }
 
+    /// Opens the CA in `paths` with the ledger at `url`: `None` for the
+    /// SQLite file in `paths`, or a `postgres://` URL (see
+    /// [`ledger::open`]). The root is loaded first, as in [`Ca::open`].
+    pub fn open_with_url(
+        paths: &CaPaths,
+        policy: IssuancePolicy,
+        url: Option<&str>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Self, CaError> {
+        let root = RootAuthority::load(paths)?;
+        let ledger = ledger::open(&paths.ledger(), url, tls)?;
+        Self::assemble(paths, policy, ledger, root)
+    }
+
     /// Opens the CA with another ledger implementation (a networked store,
     /// or a failing one in tests).
     pub fn with_ledger(

@@ -69,8 +69,55 @@ struct Cli {
     /// (a JSON object per line, for log pipelines).
     #[arg(long, global = true, env = "PKI_LOG_FORMAT", default_value = "text")]
     log_format: pki_common::logging::LogFormat,
+    /// The ledger: a postgres:// URL, for CA replicas sharing one
+    /// database (add ?sslmode=require and --ledger-ca for TLS). Without
+    /// it: the SQLite file ca-ledger.sqlite in --dir.
+    #[arg(
+        long,
+        global = true,
+        env = "PKI_LEDGER_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    ledger: Option<String>,
+    /// With --ledger ...?sslmode=require: the CA certificate(s) the
+    /// database's TLS certificate must chain to (PEM).
+    #[arg(long, global = true, env = "PKI_LEDGER_CA", value_name = "FILE")]
+    ledger_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where this invocation's ledger is (`--ledger`, `--ledger-ca`), set
+/// once from the command line: every command that opens the CA opens the
+/// same ledger.
+static LEDGER: std::sync::OnceLock<(Option<String>, Option<PathBuf>)> = std::sync::OnceLock::new();
+
+/// The TLS settings for the database, from `--ledger-ca`.
+fn ledger_tls(ca: Option<&PathBuf>) -> anyhow::Result<Option<rustls::ClientConfig>> {
+    let Some(path) = ca else { return Ok(None) };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read --ledger-ca {}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: rustls::pki_types::CertificateDer =
+            cert.with_context(|| format!("{}: not PEM certificates", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: an unusable CA certificate", path.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(pki_common::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(config))
+}
+
+/// Opens the CA with `policy` and this invocation's ledger.
+fn open_with(paths: &CaPaths, policy: IssuancePolicy) -> anyhow::Result<Ca> {
+    let (url, ca) = LEDGER.get().cloned().unwrap_or_default();
+    let tls = ledger_tls(ca.as_ref())?;
+    Ca::open_with_url(paths, policy, url.as_deref(), tls).context("cannot open the CA")
 }
 
 #[derive(Subcommand)]
@@ -137,6 +184,9 @@ Examples:
   pki-ca list
   pki-ca list --json | jq '.[] | select(.status == \"valid\") | .serial'")]
     List(ListArgs),
+    /// Move the ledger between backends.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Describe certificate, CSR, CRL or key files (PEM or DER): names,
     /// issuer, validity, key, fingerprint, whether they chain to the root
     /// and are revoked. Without a file: every file in --dir, one line each.
@@ -387,6 +437,28 @@ fn resolve_override(text: &str) -> Result<(String, std::net::IpAddr), String> {
     Ok((name.to_ascii_lowercase(), addr))
 }
 
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Copy the SQLite ledger (--from, default ca-ledger.sqlite in --dir)
+    /// into an empty PostgreSQL ledger (--to), all or nothing, checking
+    /// every table's row count before committing.
+    #[command(after_help = "\
+Examples:
+  pki-ca ledger migrate --to postgres://pki@db.example/pki
+  pki-ca --ledger postgres://pki@db.example/pki list   # then every command takes --ledger")]
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The SQLite ledger to copy.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// The PostgreSQL ledger to fill (must hold no tokens or certificates).
+    #[arg(long, value_name = "URL")]
+    to: String,
+}
+
 #[derive(Args)]
 struct EabArgs {
     /// How long the key may be used to create an account.
@@ -478,6 +550,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     pki_common::logging::init_with(cli.log_format);
     let paths = CaPaths::new(&cli.dir);
+    let _ = LEDGER.set((cli.ledger.clone(), cli.ledger_ca.clone()));
     match cli.command {
         Command::Init(args) => init(&paths, args),
         Command::Intermediate(args) => intermediate(&paths, args),
@@ -488,6 +561,7 @@ fn run() -> anyhow::Result<()> {
         Command::Revoke(args) => revoke(&paths, args),
         Command::List(args) => list(&paths, args),
         Command::Inspect(args) => inspect(&paths, args),
+        Command::Ledger(LedgerCommand::Migrate(args)) => ledger_migrate(&paths, args),
         Command::Completions { shell } => completions(shell),
     }
 }
@@ -502,7 +576,7 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
 /// Opens the CA for a one-shot command, which issues nothing, so the
 /// default policy serves.
 fn open(paths: &CaPaths) -> anyhow::Result<Ca> {
-    Ca::open(paths, IssuancePolicy::default()).context("cannot open the CA")
+    open_with(paths, IssuancePolicy::default())
 }
 
 /// The CA's paths with the root key in `--root-dir` (if given).
@@ -677,6 +751,31 @@ fn token(paths: &CaPaths, args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pki-ca ledger migrate`: SQLite into PostgreSQL, verified.
+fn ledger_migrate(paths: &CaPaths, args: MigrateArgs) -> anyhow::Result<()> {
+    let from = args.from.unwrap_or_else(|| paths.ledger());
+    anyhow::ensure!(
+        from.exists(),
+        "no SQLite ledger at {}; give --from FILE",
+        from.display()
+    );
+    let tls = ledger_tls(LEDGER.get().and_then(|(_, ca)| ca.as_ref()))?;
+    let to = pki_ca::ledger::PgLedger::connect(&args.to, tls)
+        .context("cannot open the PostgreSQL ledger")?;
+    let report = pki_ca::ledger::migrate_sqlite_to_postgres(&from, &to)
+        .with_context(|| format!("cannot migrate {} into {}", from.display(), to.display()))?;
+    for (table, rows) in &report.tables {
+        println!("{table}: {rows} rows");
+    }
+    println!("counters: {}", report.counters);
+    println!(
+        "migrated {} into {}; every table's count verified. Serve with --ledger (or PKI_LEDGER_URL) from now on, and keep the SQLite file as a backup.",
+        from.display(),
+        to.display()
+    );
+    Ok(())
+}
+
 /// `pki-ca eab`: mints one external account binding key.
 fn eab(paths: &CaPaths, args: EabArgs) -> anyhow::Result<()> {
     let ca = open(paths)?;
@@ -694,7 +793,7 @@ fn serve(paths: &CaPaths, args: ServeArgs) -> anyhow::Result<()> {
         crl_interval: args.crl_interval,
         ..IssuancePolicy::default()
     };
-    let ca = Ca::open(paths, policy).context("cannot open the CA")?;
+    let ca = open_with(paths, policy)?;
     let ca = Arc::new(ca.with_public_url(args.public_url));
     let mut opts = ServeOptions::on(args.listen);
     opts.names = args.names;
@@ -862,7 +961,8 @@ fn inspect(paths: &CaPaths, args: InspectArgs) -> anyhow::Result<()> {
 
 /// `pki-ca list`: a table, or JSON with `--json`.
 fn list(paths: &CaPaths, args: ListArgs) -> anyhow::Result<()> {
-    let records = if paths.ledger().exists() {
+    let remote = LEDGER.get().is_some_and(|(url, _)| url.is_some());
+    let records = if remote || paths.ledger().exists() {
         open(paths)?
             .ledger()
             .certificates()

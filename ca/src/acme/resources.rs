@@ -207,11 +207,38 @@ async fn directory(State(acme): State<Arc<Acme>>, headers: HeaderMap) -> Respons
 }
 
 async fn nonce_head(State(acme): State<Arc<Acme>>, headers: HeaderMap) -> Response {
-    finish(&acme, &headers, StatusCode::OK.into_response()).await
+    new_nonce(acme, headers, StatusCode::OK).await
 }
 
 async fn nonce_get(State(acme): State<Arc<Acme>>, headers: HeaderMap) -> Response {
-    finish(&acme, &headers, StatusCode::NO_CONTENT.into_response()).await
+    new_nonce(acme, headers, StatusCode::NO_CONTENT).await
+}
+
+/// newNonce: `status` with a fresh nonce, or the ledger's problem when
+/// none can be stored (an answer without a nonce would only fail later).
+async fn new_nonce(acme: Arc<Acme>, headers: HeaderMap, status: StatusCode) -> Response {
+    let worker = acme.clone();
+    let nonce = tokio::task::spawn_blocking(move || worker.new_nonce()).await;
+    let mut response = match nonce {
+        Ok(Ok(nonce)) => {
+            let mut r = status.into_response();
+            if let Ok(v) = HeaderValue::from_str(&nonce) {
+                r.headers_mut().insert("replay-nonce", v);
+            }
+            r
+        }
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => Problem::internal("the nonce could not be made; retry").into_response(),
+    };
+    if let Ok(base) = base_url(&headers) {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{base}/acme/directory>;rel=\"index\"")) {
+            response.headers_mut().append(header::LINK, v);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 pub(super) fn account_url(base: &str, id: &str) -> String {

@@ -55,6 +55,10 @@ pub enum HttpsError {
     Http { addr: String, reason: String },
     #[error("request to {addr} timed out")]
     Timeout { addr: String },
+    /// The CA answered 503 (its ledger unreachable, say): it asks to be
+    /// tried again, so this is retried like an unreachable CA.
+    #[error("the CA at {addr} is temporarily unavailable: {detail}")]
+    Unavailable { addr: String, detail: String },
     #[error(transparent)]
     Setup(#[from] crate::tls::TlsSetupError),
 }
@@ -65,7 +69,10 @@ impl HttpsError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            HttpsError::Connect { .. } | HttpsError::Timeout { .. } | HttpsError::Http { .. }
+            HttpsError::Connect { .. }
+                | HttpsError::Timeout { .. }
+                | HttpsError::Http { .. }
+                | HttpsError::Unavailable { .. }
         )
     }
 

@@ -369,15 +369,19 @@ pub async fn enroll(
     // another profile before spending it on a certificate we would discard.
     let path = api::sign_path(purpose);
     let (label, ask, answer) = step_labels(purpose);
-    let response = retry_while_unreachable(ca.url(), &format!("{label} · {ask}"), retry, || {
-        ca.post(
-            &path,
-            Some(token),
-            "application/pkcs10",
-            csr.clone().into_bytes(),
-        )
-    })
-    .await?;
+    let response =
+        retry_while_unreachable(ca.url(), &format!("{label} · {ask}"), retry, || async {
+            let response = ca
+                .post(
+                    &path,
+                    Some(token),
+                    "application/pkcs10",
+                    csr.clone().into_bytes(),
+                )
+                .await?;
+            unavailable_is_transient(ca.url(), response)
+        })
+        .await?;
     // Said only now: the CSR has reached the CA, which has answered.
     info!(
         "{label} · {ask}: sent CSR for {} to {} with the one-time token; the CSR carries our new ECDSA P-256 public key and is signed with its private key (proof of possession), which never leaves this process",
@@ -406,6 +410,27 @@ pub fn step_labels(purpose: Profile) -> (&'static str, &'static str, &'static st
         Profile::Client => ("client enrollment", "E1", "E2"),
         Profile::Server => ("phase 1", "step 1", "step 2"),
     }
+}
+
+/// A `503 ledger_unavailable` answer as the transient error it is: the CA
+/// is up but cannot record a certificate now (its database unreachable)
+/// and says to retry; the token was not spent, so trying again with it is
+/// right. Other 503s (no current intermediate, an expiring one) need the
+/// operator, so they stay final refusals with their advice.
+fn unavailable_is_transient(url: &str, response: Response) -> Result<Response, HttpsError> {
+    let body = response.error_body();
+    let ledger_down = response.status == hyper::StatusCode::SERVICE_UNAVAILABLE
+        && body
+            .as_ref()
+            .is_some_and(|b| b.error == "ledger_unavailable");
+    if !ledger_down {
+        return Ok(response);
+    }
+    let detail = body.map(|b| b.detail).unwrap_or_default();
+    Err(HttpsError::Unavailable {
+        addr: url.to_string(),
+        detail: crate::proto::log_safe(&detail).to_string(),
+    })
 }
 
 /// Runs `attempt` until it gets an answer, fails for good, or the next try
