@@ -48,10 +48,14 @@ inspect:
 test: build test-deps
 	$(CARGO) test --workspace
 
-# The programs the tests run besides ours, from Debian's packages.
+# The programs the tests run besides ours, from Debian's packages:
+# openssl, certbot, and PostgreSQL's initdb and postgres (Debian keeps
+# them in /usr/lib/postgresql/<version>/bin; the tests start their own
+# server, so none needs to be running).
 TEST_PACKAGES = openssl certbot
 test-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (the tests run them)"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \

@@ -136,16 +136,21 @@ pub struct AcmeClient {
 
 impl AcmeClient {
     pub fn new(pki: &TestPki) -> Self {
+        Self::for_ca(pki.root(), pki.ca_addr)
+    }
+
+    /// A client of the CA at `addr` whose root is `root`.
+    pub fn for_ca(root: rustls::pki_types::CertificateDer<'static>, addr: SocketAddr) -> Self {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.root()).unwrap();
+        roots.add(root).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(pki_common::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
         AcmeClient {
-            base: pki.ca_url(),
-            addr: pki.ca_addr,
+            base: format!("https://{addr}"),
+            addr,
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             key: AccountKey::generate(),
             kid: None,
@@ -161,6 +166,13 @@ impl AcmeClient {
         }
     }
 
+    /// Sends the following requests to `addr` while keeping this
+    /// client's URLs: another CA replica behind the same name, as a load
+    /// balancer would.
+    pub fn via(&mut self, addr: SocketAddr) {
+        self.addr = addr;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -173,6 +185,19 @@ impl AcmeClient {
         body: Option<Vec<u8>>,
         content_type: &str,
     ) -> AcmeResponse {
+        self.request_with(method, url, body, &[("content-type", content_type)])
+            .await
+    }
+
+    /// One HTTPS request with these headers (any path of the CA, not only
+    /// ACME's: the tests read answers' headers with it).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> AcmeResponse {
         let path = url.strip_prefix(&self.base).unwrap_or(url).to_string();
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -181,11 +206,14 @@ impl AcmeClient {
             .await
             .unwrap();
         tokio::spawn(conn);
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.addr.to_string())
-            .header("content-type", content_type)
+            .header("host", self.base.trim_start_matches("https://"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
         let resp = sender.send_request(req).await.unwrap();

@@ -19,6 +19,7 @@ pub mod csr;
 pub mod fixtures;
 pub mod hierarchy;
 pub mod observed;
+pub mod postgres;
 pub mod raw;
 pub mod refusals;
 

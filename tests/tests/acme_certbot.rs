@@ -9,18 +9,9 @@ use std::time::Duration;
 
 use pki_ca::acme::AcmeConfig;
 use pki_ca::publish::PublicSource;
-use pki_tests::{bounded, TestPki};
+use pki_tests::{bounded, free_port, TestPki};
 
 const NAME: &str = "app.pki.test";
-
-/// A free loopback port for certbot's standalone http-01 server.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Certbot<'a> {
     pki: &'a TestPki,
