@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the hot paths: issuing a certificate,
-//! the protocol's steps 3 to 6 without TLS, sealing and opening a request,
-//! and framing.
+//! the protocol's steps 3 to 6 without TLS and, beside them, resuming with
+//! a ticket (steps 3R and 4R), sealing and opening a request, and framing.
 
 use std::hint::black_box;
 
@@ -9,6 +9,8 @@ use pki_ca::policy::{verify_csr, IssuancePolicy};
 use pki_common::cert::Profile;
 use pki_common::proto::handshake::{accept_hello, request_session_id, ClientHello, Clock};
 use pki_common::proto::message::{Registration, ServiceRequest, SessionGranted};
+use pki_common::proto::resume::{accept_resume, ClientResuming};
+use pki_common::proto::ticket::{TicketContents, TicketKeys};
 use pki_common::proto::{Frame, DEFAULT_MAX_FRAME};
 use rustls::pki_types::PrivateKeyDer;
 
@@ -76,39 +78,58 @@ fn protocol(c: &mut Criterion) {
         client_addr: "127.0.0.1:1".into(),
         timestamp: pki_common::unix_now(),
     };
+    let tickets = TicketKeys::parse(&TicketKeys::generate(None)).unwrap();
+    // Steps 3 to 6 as both sides run them, step 6 with its ticket sealed
+    // under the ticket key as the server seals it.
+    let register = || {
+        let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock()).unwrap();
+        let (mut server, f4) =
+            accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
+        let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
+        let f5 = client.register(&registration).unwrap();
+        let reg = server.on_registration(&f5, clock(), None).unwrap();
+        let now = pki_common::unix_now();
+        let contents = TicketContents {
+            session_id: [1; 16],
+            client_id: reg.client_id.clone(),
+            client_serial: None,
+            issuer_serials: Vec::new(),
+            server_name: "app.pki.test".into(),
+            expires_at: now + 3600,
+            secret: *server.resumption_secret().unwrap(),
+        };
+        let granted = SessionGranted {
+            session_id: [1; 16],
+            lifetime_secs: 3600,
+            client_id: reg.client_id,
+            timestamp: now,
+            ticket: tickets.seal(&contents).unwrap(),
+        };
+        let (f6, keys) = server.grant(&granted).unwrap();
+        let (session, _) = client.on_granted(&f6, "client1", clock()).unwrap();
+        (session, keys)
+    };
     c.bench_function("steps 3-6 (both sides, no TLS)", |b| {
-        b.iter(|| {
-            let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock()).unwrap();
-            let (mut server, f4) =
-                accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
-            let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
-            let f5 = client.register(&registration).unwrap();
-            let reg = server.on_registration(&f5, clock(), None).unwrap();
-            let granted = SessionGranted {
-                session_id: [1; 16],
-                lifetime_secs: 3600,
-                client_id: reg.client_id,
-                timestamp: pki_common::unix_now(),
-            };
-            let (f6, keys) = server.grant(&granted).unwrap();
-            black_box((client.on_granted(&f6, "client1", clock()).unwrap(), keys))
-        })
+        b.iter(|| black_box(register()))
     });
 
+    // Steps 3R and 4R with the ticket of one registration, resumed again
+    // and again (as a ticket may be until it expires).
+    let (session, _) = register();
+    let ticket = session.ticket().cloned().unwrap();
+    c.bench_function(
+        "steps 3R-4R: resume with a ticket (both sides, no TLS)",
+        |b| {
+            b.iter(|| {
+                let (resuming, f3) = ClientResuming::start(&ticket, [7; 32], clock()).unwrap();
+                let (resumed, f4) = accept_resume(&f3, [7; 32], &tickets, &names, clock()).unwrap();
+                black_box((resuming.on_resumed(&f4, clock()).unwrap(), resumed))
+            })
+        },
+    );
+
     // One established session for steps 7 and 8.
-    let (hello, f3) = ClientHello::start("app.pki.test", [7; 32], clock()).unwrap();
-    let (mut server, f4) = accept_hello(&f3, [7; 32], &names, signer.as_ref(), clock()).unwrap();
-    let mut client = hello.on_proof(&f4, cert.der(), clock()).unwrap();
-    let f5 = client.register(&registration).unwrap();
-    server.on_registration(&f5, clock(), None).unwrap();
-    let granted = SessionGranted {
-        session_id: [1; 16],
-        lifetime_secs: 3600,
-        client_id: "client1".into(),
-        timestamp: pki_common::unix_now(),
-    };
-    let (f6, mut keys) = server.grant(&granted).unwrap();
-    let (mut session, _) = client.on_granted(&f6, "client1", clock()).unwrap();
+    let (mut session, mut keys) = register();
     let request = ServiceRequest {
         name: "echo".into(),
         body: vec![0x42; 32],

@@ -22,7 +22,8 @@ struct Cli {
     /// How long each throughput measurement runs.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Idle sessions held for the memory figure.
+    /// Idle sessions held for the memory figure (and as many granted,
+    /// their connections closed, for the figure with tickets).
     #[arg(long, default_value_t = 10_000)]
     sessions: usize,
     /// Concurrent clients for the throughput figures.
@@ -32,7 +33,8 @@ struct Cli {
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
     /// Run only these figures (comma-separated: issuance, sessions,
-    /// requests, memory, programs).
+    /// resume, requests, memory, programs). `resume` is resumption beside
+    /// registration without the TLS baselines; `sessions` includes it.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also time a clean release build (takes minutes).
@@ -132,11 +134,15 @@ async fn in_process_figures(cli: &Cli, bin_dir: &Path) -> anyhow::Result<Vec<Fig
         eprintln!("1/5 CA issuance…");
         figures.extend(scenarios::issuance(cli.duration, cli.clients).await?);
     }
-    if cli.wanted("sessions") || cli.wanted("requests") {
+    if cli.wanted("sessions") || cli.wanted("resume") || cli.wanted("requests") {
         let fixture = scenarios::Fixture::start().await?;
-        if cli.wanted("sessions") {
-            eprintln!("2/5 session establishment…");
-            figures.extend(scenarios::sessions(&fixture, cli.duration, cli.clients).await?);
+        if cli.wanted("sessions") || cli.wanted("resume") {
+            eprintln!("2/5 session establishment: registration and resumption…");
+            let e = scenarios::establishment(&fixture, cli.duration, cli.clients).await?;
+            if cli.wanted("sessions") {
+                figures.extend(scenarios::sessions(&fixture, &e, cli.duration).await?);
+            }
+            figures.extend(scenarios::resumption(&e));
         }
         if cli.wanted("requests") {
             eprintln!("3/5 service requests…");

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use pki_ca::policy::{verify_csr, IssuancePolicy};
 use pki_client::{ClientConfig, ClientTls, Connection};
 use pki_common::cert::Profile;
-use pki_common::proto::handshake::ClientSession;
+use pki_common::proto::handshake::{ClientSession, ClientTicket};
 use pki_tests::{RunningServer, TestPki};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,10 +240,6 @@ impl Fixture {
         let server = pki
             .start_server(|c| {
                 c.listener.max_connections = 1_000_000;
-                c.max_sessions = 10_000_000;
-                // Every benchmark client is anonymous and on 127.0.0.1.
-                c.max_anonymous_sessions = Some(10_000_000);
-                c.max_sessions_per_address = usize::MAX;
                 c.max_requests_per_session = u64::MAX;
             })
             .await;
@@ -275,25 +271,176 @@ async fn bare_handshake(tls: &ClientTls, addr: SocketAddr) -> anyhow::Result<()>
 
 // --------------------------------------------- 2. session establishment
 
-/// TLS 1.3 plus steps 3 to 6, against bare TLS 1.3 handshakes to a plain
-/// tokio-rustls server and to `openssl s_server`.
-pub async fn sessions(
+/// One loop of connections, measured: its samples, and the CPU time this
+/// whole process (the clients and the in-process server together) spent
+/// on it.
+#[derive(Debug, Default, Clone)]
+pub struct Measured {
+    pub samples: Samples,
+    pub cpu: Duration,
+}
+
+impl Measured {
+    /// Runs [`drive`] and reads this process's CPU time around it.
+    async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> anyhow::Result<Self>
+    where
+        F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
+        let before = cpu_time("self")?;
+        let samples = drive(workers, duration, op).await;
+        let cpu = cpu_time("self")?.saturating_sub(before);
+        Ok(Measured { samples, cpu })
+    }
+
+    /// Adds `other`, measured over another interval.
+    fn merge(&mut self, other: Measured) {
+        let elapsed = self.samples.elapsed + other.samples.elapsed;
+        self.samples.merge(other.samples);
+        self.samples.elapsed = elapsed;
+        self.cpu += other.cpu;
+    }
+
+    /// CPU milliseconds per completed operation.
+    fn cpu_ms_per_op(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e3 / self.samples.count().max(1) as f64
+    }
+}
+
+/// The CPU time (user and system) process `pid` has used so far, from
+/// `/proc/<pid>/stat` (`"self"`: this process, every thread included).
+pub fn cpu_time(pid: &str) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: the fields that
+    // follow it start after the last `)`, with field 3 (the state).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(n - 3)
+            .ok_or_else(|| anyhow!("/proc/{pid}/stat has no field {n}"))?
+            .parse()?)
+    };
+    // utime and stime (fields 14 and 15), in clock ticks: USER_HZ, which
+    // Linux fixes at 100 for user space.
+    let ticks = field(14)? + field(15)?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// Session establishment two ways, with the same clients against the same
+/// server: a full registration (TLS 1.3, steps 3 to 6) and resuming with a
+/// ticket (TLS 1.3, steps 3R and 4R), each connection then closed.
+pub struct Establishment {
+    pub registration: Measured,
+    pub resumption: Measured,
+    workers: usize,
+}
+
+/// Measures [`Establishment`]: one ticket is obtained by registering once,
+/// then every resuming client presents a copy of it (a ticket resumes any
+/// number of times until it expires). The two loops alternate, each run
+/// twice for half of `duration`, so a load that changes during the run
+/// weighs on both alike.
+pub async fn establishment(
     f: &Fixture,
     duration: Duration,
     workers: usize,
-) -> anyhow::Result<Vec<Figure>> {
-    let (tls, config) = (f.tls.clone(), f.config.clone());
-    let ours = drive(workers, duration, move |_| {
-        let (tls, config) = (tls.clone(), config.clone());
-        async move {
-            let mut conn = Connection::connect_with(&tls, &config).await?;
-            conn.register().await?;
-            conn.close().await;
-            Ok(())
+) -> anyhow::Result<Establishment> {
+    let ticket = {
+        let mut conn = Connection::connect_with(&f.tls, &f.config).await?;
+        let session = conn.register().await?;
+        conn.close().await;
+        session
+            .ticket()
+            .cloned()
+            .ok_or_else(|| anyhow!("step 6 granted no ticket"))?
+    };
+    let half = duration / 2;
+    let mut registration = Measured::default();
+    let mut resumption = Measured::default();
+    for _ in 0..2 {
+        let (tls, config) = (f.tls.clone(), f.config.clone());
+        registration.merge(
+            Measured::drive(workers, half, move |_| {
+                let (tls, config) = (tls.clone(), config.clone());
+                async move {
+                    let mut conn = Connection::connect_with(&tls, &config).await?;
+                    conn.register().await?;
+                    conn.close().await;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+        let (tls, config, ticket) = (f.tls.clone(), f.config.clone(), ticket.clone());
+        resumption.merge(
+            Measured::drive(workers, half, move |_| {
+                let (tls, config, ticket) = (tls.clone(), config.clone(), ticket.clone());
+                async move {
+                    let mut conn = Connection::connect_with(&tls, &config).await?;
+                    conn.resume(&ticket).await?;
+                    conn.close().await;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    for (what, m) in [("registration", &registration), ("resumption", &resumption)] {
+        if m.samples.errors > 0 {
+            eprintln!("session {what}: {} errors", m.samples.errors);
         }
+    }
+    Ok(Establishment {
+        registration,
+        resumption,
+        workers,
     })
-    .await;
+}
 
+/// Resuming with a ticket beside a full registration, from
+/// [`establishment`]: the rate, the latency and the CPU per connection.
+pub fn resumption(e: &Establishment) -> Vec<Figure> {
+    let (reg, res) = (&e.registration, &e.resumption);
+    vec![
+        Figure::compared(
+            &format!(
+                "session resumption with a ticket (TLS 1.3 + steps 3R–4R, {} clients)",
+                e.workers
+            ),
+            "sessions/s",
+            res.samples.rate(),
+            "full registration (TLS 1.3 + steps 3–6), same clients",
+            reg.samples.rate(),
+        ),
+        Figure::compared(
+            "session resumption p50 latency",
+            "ms",
+            res.samples.percentile_ms(50.0),
+            "full registration p50",
+            reg.samples.percentile_ms(50.0),
+        ),
+        Figure::compared(
+            "CPU per resumed connection (clients and server, one process)",
+            "ms",
+            res.cpu_ms_per_op(),
+            "per registered connection",
+            reg.cpu_ms_per_op(),
+        ),
+    ]
+}
+
+/// TLS 1.3 plus steps 3 to 6 (the registrations of [`establishment`]),
+/// against bare TLS 1.3 handshakes to a plain tokio-rustls server and to
+/// `openssl s_server`.
+pub async fn sessions(
+    f: &Fixture,
+    e: &Establishment,
+    duration: Duration,
+) -> anyhow::Result<Vec<Figure>> {
+    let (ours, workers) = (&e.registration.samples, e.workers);
     let plain = baseline::spawn(f.server_tls(), Behaviour::Close).await?;
     let tls = f.tls.clone();
     let bare = drive(workers, duration, move |_| {
@@ -302,14 +449,23 @@ pub async fn sessions(
     })
     .await;
 
-    let mut figures = vec![Figure::higher(
-        &format!("session establishment (TLS 1.3 + steps 3–6, {workers} clients)"),
-        "sessions/s",
-        ours.rate(),
-        "bare TLS 1.3, tokio-rustls",
-        bare.rate(),
-        0.7,
-    )];
+    let mut figures = vec![
+        Figure::higher(
+            &format!("session establishment (TLS 1.3 + steps 3–6, {workers} clients)"),
+            "sessions/s",
+            ours.rate(),
+            "bare TLS 1.3, tokio-rustls",
+            bare.rate(),
+            0.7,
+        ),
+        Figure::compared(
+            "session resumption vs bare TLS",
+            "sessions/s",
+            e.resumption.samples.rate(),
+            "bare TLS 1.3, tokio-rustls",
+            bare.rate(),
+        ),
+    ];
     match OpensslServer::start(f).await {
         Ok(openssl) => {
             let (tls, addr) = (f.tls.clone(), openssl.addr);
@@ -327,9 +483,6 @@ pub async fn sessions(
             ));
         }
         Err(e) => eprintln!("skipping the openssl s_server baseline: {e}"),
-    }
-    if ours.errors > 0 {
-        eprintln!("session establishment: {} errors", ours.errors);
     }
     Ok(figures)
 }
@@ -600,7 +753,10 @@ where
 
 /// The server's RSS per idle established session, beyond what the TLS
 /// connection itself costs (measured on a plain server holding the same
-/// number of idle TLS connections).
+/// number of idle TLS connections); and, on the same server in the same
+/// run, its RSS per session whose connection has closed, the client
+/// keeping only its ticket, and its CPU per resumed connection beside its
+/// CPU per registered one.
 pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let pki = TestPki::start().await;
     let dir = tempfile::tempdir()?;
@@ -608,6 +764,14 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let (server, addr) = start_pki_server(&pki, dir.path(), bin_dir).await?;
     let config = pki.client_config(addr);
     let tls = Arc::new(ClientTls::prepare(&config).await?);
+
+    // First, while the server is fresh: sessions granted on connections
+    // that then close, so that at most 64 connections are ever open and
+    // whatever the server keeps per session shows.
+    let granted = rss_per_ticket(&server, n, &tls, &config).await?;
+    // Every one of those sessions resumed once: they all still live,
+    // though the server holds nothing for them.
+    let resume_cpu = resume_all(&server, &granted.tickets, &tls, &config).await?;
     let ours = rss_per_connection(&server, n, || open_session(tls.clone(), config.clone())).await?;
 
     // Baseline: the same number of idle TLS connections to a plain server
@@ -615,6 +779,7 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let (plain, baddr) = start_idle_server(dir.path()).await?;
     let tls_only = rss_per_connection(&plain, n, || open_tls(tls.clone(), baddr)).await?;
 
+    let per_op_ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / n as f64;
     Ok(vec![
         Figure::compared(
             &format!("server RSS per idle session ({n} sessions)"),
@@ -630,7 +795,97 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
             4.0,
             None,
         ),
+        Figure::compared(
+            &format!(
+                "server RSS per session with its connection closed, the client keeping its ticket ({n} sessions)"
+            ),
+            "KiB",
+            granted.kib_per_session,
+            "idle session on an open connection",
+            ours,
+        ),
+        Figure::compared(
+            &format!("pki-server CPU per resumed connection (TLS 1.3 + steps 3R–4R, {n} tickets)"),
+            "ms",
+            per_op_ms(resume_cpu),
+            "per registered connection (TLS 1.3 + steps 3–6)",
+            per_op_ms(granted.cpu),
+        ),
     ])
+}
+
+/// What [`rss_per_ticket`] measured, and the tickets it obtained.
+struct Granted {
+    kib_per_session: f64,
+    /// The server's CPU time for the `n` registrations.
+    cpu: Duration,
+    tickets: Vec<ClientTicket>,
+}
+
+/// How much `server`'s resident set grows, in KiB per session, when `n`
+/// sessions are granted and their connections closed (64 at a time, after
+/// 64 as a warm-up), the clients keeping their tickets; and the server's
+/// CPU time for those `n` registrations.
+async fn rss_per_ticket(
+    server: &Reaped,
+    n: usize,
+    tls: &Arc<ClientTls>,
+    config: &ClientConfig,
+) -> anyhow::Result<Granted> {
+    let grant = || grant_ticket(tls.clone(), config.clone());
+    let _warm = open_many(64, &grant).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.0.id())?;
+    let cpu_before = cpu_time(&server.0.id().to_string())?;
+    let tickets = open_many(n, &grant).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(server.0.id())?;
+    let cpu = cpu_time(&server.0.id().to_string())?.saturating_sub(cpu_before);
+    Ok(Granted {
+        kib_per_session: after.saturating_sub(before) as f64 / n as f64,
+        cpu,
+        tickets,
+    })
+}
+
+/// Registers on a new connection, closes it, and keeps only the ticket.
+async fn grant_ticket(tls: Arc<ClientTls>, config: ClientConfig) -> anyhow::Result<ClientTicket> {
+    let (conn, session) = open_session(tls, config).await?;
+    conn.close().await;
+    session
+        .ticket()
+        .cloned()
+        .ok_or_else(|| anyhow!("step 6 granted no ticket"))
+}
+
+/// Resumes every ticket once on a new connection, 64 at a time, and
+/// closes it; an error unless all resume. Answers `server`'s CPU time.
+async fn resume_all(
+    server: &Reaped,
+    tickets: &[ClientTicket],
+    tls: &Arc<ClientTls>,
+    config: &ClientConfig,
+) -> anyhow::Result<Duration> {
+    let pid = server.0.id().to_string();
+    let before = cpu_time(&pid)?;
+    for chunk in tickets.chunks(64) {
+        let mut batch = tokio::task::JoinSet::new();
+        for ticket in chunk {
+            let (tls, config, ticket) = (tls.clone(), config.clone(), ticket.clone());
+            batch.spawn(async move {
+                let mut conn = Connection::connect_with(&tls, &config).await?;
+                conn.resume(&ticket).await?;
+                conn.close().await;
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = batch.join_next().await {
+            done?.context("resuming a ticket")?;
+        }
+    }
+    // The server's side of the last closes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(cpu_time(&pid)?.saturating_sub(before))
 }
 
 /// `pki-server` from `bin_dir` over `dir` (which holds `ca.pem`), enrolled
@@ -650,7 +905,7 @@ async fn start_pki_server(
             .arg(dir)
             .args(["--listen", &listen, "--ca-url", &pki.ca_url()])
             .env("PKI_TOKEN", &token)
-            .args(["--max-connections", "1000000", "--max-sessions", "10000000"])
+            .args(["--max-connections", "1000000"])
             .args(["--idle-timeout", "1h", "--handshake-timeout", "60s"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

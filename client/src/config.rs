@@ -35,6 +35,9 @@ pub struct ClientConfig {
     /// `--wire`: show each frame, the exporter, transcript hashes and key
     /// fingerprints (never a key); see `pki_common::proto::view`.
     pub wire: WireView,
+    /// Where to keep the session ticket between runs (`--ticket`), so a
+    /// later run resumes instead of registering; `None`: keep none.
+    pub ticket_file: Option<PathBuf>,
 }
 
 /// Where `pki-client` keeps the last verified CRL: `ca.crl.pem` beside the
@@ -62,6 +65,7 @@ impl Default for ClientConfig {
             },
             identity: None,
             wire: WireView::default(),
+            ticket_file: None,
         }
     }
 }

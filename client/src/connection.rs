@@ -18,8 +18,9 @@ use tracing::info;
 
 use pki_common::cert::CertInfo;
 use pki_common::framed::ClientFramed;
-use pki_common::proto::handshake::{ClientHello, ClientSession, Clock};
+use pki_common::proto::handshake::{ClientHello, ClientSession, ClientTicket, Clock};
 use pki_common::proto::message::{Registration, Response, ServiceRequest};
+use pki_common::proto::resume::ClientResuming;
 use pki_common::proto::{Frame, ProtoError};
 
 use crate::{ClientConfig, ClientError, ClientTls};
@@ -159,6 +160,33 @@ impl Connection {
         info!(
             "phase 2 · session keys {} and {}: HKDF-SHA256 of the same X25519 shared secret, expanded with transcript {} (steps 3 to 6); never sent",
             keys.send.name, keys.recv.name, keys.transcript_name
+        );
+        self.framed.wire().keys(&keys);
+        Ok(session)
+    }
+
+    /// Steps 3R and 4R: resumes the session of `ticket` on this connection
+    /// (in place of steps 3 to 6), on whichever replica it reached.
+    pub async fn resume(&mut self, ticket: &ClientTicket) -> Result<ClientSession, ClientError> {
+        let (resuming, frame) =
+            ClientResuming::start(ticket, self.framed.exporter(), clock(&self.config))?;
+        self.send(&frame).await?;
+        info!(
+            "phase 2 · step 3R: sent resume for session {} with its ticket and a fresh nonce, in the clear inside TLS (the ticket is sealed under the server's ticket key; only a server holding that key reads it)",
+            hex::encode(&ticket.session_id[..4])
+        );
+        let answer = self.receive().await?;
+        let session = match resuming.on_resumed(&answer, clock(&self.config)) {
+            Ok(s) => s,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        let keys = session.facts();
+        info!(
+            "phase 2 · step 4R: resumed session {}; request keys {} and {}: HKDF-SHA256 of the session's resumption secret, salted with transcript {} (this TLS connection's exporter and both nonces); never sent",
+            hex::encode(&session.session_id[..4]),
+            keys.send.name,
+            keys.recv.name,
+            keys.transcript_name
         );
         self.framed.wire().keys(&keys);
         Ok(session)

@@ -36,6 +36,7 @@ mod connection;
 mod enroll;
 mod error;
 mod session;
+pub mod ticket;
 mod trust;
 
 pub use config::{crl_cache_path, ClientConfig};

@@ -64,6 +64,14 @@ struct Cli {
     /// --ca, --cert and --key).
     #[arg(long, global = true, help_heading = GLOBAL, env = "PKI_CERTS_DIR", default_value = "certs")]
     dir: PathBuf,
+    /// Where `request` keeps its session ticket between runs (mode 0600),
+    /// to resume the session instead of registering [default:
+    /// client.ticket in --dir].
+    #[arg(long, global = true, value_name = "FILE")]
+    ticket: Option<PathBuf>,
+    /// Register anew every time: neither use nor keep a session ticket.
+    #[arg(long, global = true)]
+    no_ticket: bool,
     /// The application server, host:port.
     #[arg(long, global = true, help_heading = GLOBAL, default_value = "127.0.0.1:9443")]
     server: String,
@@ -346,6 +354,11 @@ fn request_config(
         },
         identity,
         wire: pki_common::proto::view::WireView::new(cli.wire),
+        ticket_file: (!cli.no_ticket).then(|| {
+            cli.ticket
+                .clone()
+                .unwrap_or_else(|| cli.dir.join("client.ticket"))
+        }),
         ..ClientConfig::default()
     })
 }

@@ -108,7 +108,7 @@ proptest! {
         prop_assert_eq!(decode::<SessionSealed>(&encode(&ss).unwrap(), "x").unwrap(), ss);
         let reg = Registration { client_id: s.clone(), client_addr: t.clone(), timestamp: n };
         prop_assert_eq!(decode::<Registration>(&encode(&reg).unwrap(), "x").unwrap(), reg);
-        let granted = SessionGranted { session_id: id, lifetime_secs: m, client_id: s.clone(), timestamp: n };
+        let granted = SessionGranted { session_id: id, lifetime_secs: m, client_id: s.clone(), timestamp: n, ticket: s.as_bytes().to_vec() };
         prop_assert_eq!(decode::<SessionGranted>(&encode(&granted).unwrap(), "x").unwrap(), granted);
         let req = ServiceRequest { name: t.clone(), body: bytes.clone(), timestamp: m };
         prop_assert_eq!(decode::<ServiceRequest>(&encode(&req).unwrap(), "x").unwrap(), req);

@@ -1,9 +1,11 @@
 //! One client connection, steps 3 to 8, in the order of `docs/protocol.md`.
 //!
 //! A connection starts either with a hello (a new registration, steps 3 to
-//! 6, then requests) or with a service request on a session registered
-//! earlier. Any refusal is logged, sent to the client as an alert, and
-//! closes the connection.
+//! 6, then requests) or with a resume (steps 3R and 4R: a session granted
+//! earlier, by this server or a replica, carried in its ticket). Either
+//! way the session's keys are this connection's: the server keeps no
+//! session between connections (see [`ConnSession`]). Any refusal is
+//! logged, sent to the client as an alert, and closes the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,16 +19,40 @@ use tracing::{info, warn};
 
 use pki_common::cert::CertInfo;
 use pki_common::framed::ServerFramed;
-use pki_common::proto::handshake::{accept_hello, request_session_id, Clock, ServerRegistering};
-use pki_common::proto::message::{Registration, Response, SessionGranted, SessionSealed, Status};
+use pki_common::proto::handshake::{
+    accept_hello, request_session_id, Clock, ServerRegistering, ServerSessionKeys,
+};
+use pki_common::proto::message::{
+    Registration, Response, ServiceRequest, SessionGranted, SessionSealed, Status,
+};
+use pki_common::proto::resume::accept_resume;
+use pki_common::proto::ticket::TicketContents;
 use pki_common::proto::{Frame, Kind, ProtoError};
 use pki_common::shutdown::Shutdown;
 
 use crate::identity::Identity;
 use crate::live::{self, Live};
 use crate::service::RequestContext;
-use crate::sessions::Session;
 use crate::Shared;
+
+/// The session this connection serves requests on: granted here (step 6)
+/// or resumed from its ticket (step 4R). It lives as long as the
+/// connection; between connections only the client's ticket remembers it.
+/// So the server's memory per idle session is nothing: what it keeps is
+/// the ticket keys and the CRL (for revocation), and per open connection
+/// these keys and counters (for the limits).
+struct ConnSession {
+    id: [u8; 16],
+    client_id: String,
+    /// Whether a client certificate proved the client id.
+    authenticated: bool,
+    /// Seconds since the Unix epoch.
+    expires_at: u64,
+    /// Requests opened on this connection; only a request that decrypts
+    /// counts, so a forged frame cannot use up the allowance.
+    requests: u64,
+    keys: ServerSessionKeys,
+}
 
 /// Serves one TLS connection until the client closes it or a step fails.
 /// `identity` is the certificate this connection presented; `deadline`
@@ -61,6 +87,7 @@ pub async fn serve(
             shared: &shared,
             shutdown,
             live: shared.live.subscribe(),
+            session: None,
         },
         Err(e) => {
             warn!("refused {peer}: {}", ProtoError::Exporter(e.to_string()));
@@ -93,8 +120,9 @@ struct Conn<'a> {
     /// Told of every new CRL.
     live: watch::Receiver<Arc<Live>>,
     /// Serials of the client certificates this connection relies on: the
-    /// one it presented, and those of the sessions it has used.
+    /// one it presented, and those of the session it serves.
     serials: Vec<String>,
+    session: Option<ConnSession>,
 }
 
 impl Conn<'_> {
@@ -134,21 +162,23 @@ impl Conn<'_> {
     }
 
     async fn run(&mut self, identity: &Identity, deadline: Instant) -> Result<(), ProtoError> {
-        let mut frame = self.next_frame(deadline, "the first frame").await?;
-        if frame.kind == Kind::Hello {
+        let frame = self.next_frame(deadline, "the first frame").await?;
+        match frame.kind {
             // Boxed: the registration state (key schedule, both
             // directions' keys, the hello) then lives on the heap only
             // while registering, instead of sizing every idle connection's
             // future for it.
-            Box::pin(self.register(identity, &frame, deadline)).await?;
-            frame = self.next_frame(self.idle(), "a service request").await?;
+            Kind::Hello => Box::pin(self.register(identity, &frame, deadline)).await?,
+            Kind::Resume => self.resume(&frame).await?,
+            Kind::ServiceRequest => {
+                return Err(ProtoError::UnknownSession);
+            }
+            _ => frame.require(Kind::Hello).map(|_| ())?,
         }
+        let mut frame = self.next_frame(self.idle(), "a service request").await?;
         loop {
             let (session_id, sealed) = request_session_id(&frame)?;
-            let (response, serial, answered) = self.answer(&session_id, &sealed)?;
-            if let Some(serial) = serial.filter(|s| !self.serials.contains(s)) {
-                self.serials.push(serial);
-            }
+            let (response, answered) = self.answer(&session_id, &sealed)?;
             self.framed.send(&response).await?;
             info!("phase 3 · step 8: {answered}");
             frame = match self.next_frame(self.idle(), "a service request").await {
@@ -283,8 +313,9 @@ impl Conn<'_> {
             .await
     }
 
-    /// Step 6: a fresh session id, stored with the session keys, then
-    /// sent sealed under the registration key.
+    /// Step 6: a fresh session id and the session's ticket, sealed under
+    /// the current ticket key, sent sealed under the registration key.
+    /// The connection keeps the session keys; the server keeps nothing.
     async fn grant(
         &mut self,
         registering: ServerRegistering,
@@ -305,33 +336,36 @@ impl Conn<'_> {
         rand::rng().fill_bytes(&mut session_id);
         let now = pki_common::unix_now();
         let lifetime = self.shared.config.session_lifetime;
+        let expires_at = now.saturating_add(lifetime.as_secs());
+        let tickets = self.shared.tickets.keys();
+        let contents = TicketContents {
+            session_id,
+            client_id: registration.client_id.clone(),
+            client_serial,
+            issuer_serials,
+            server_name: registering.hello.expected_server.to_ascii_lowercase(),
+            expires_at,
+            secret: *registering.resumption_secret()?,
+        };
         let granted = SessionGranted {
             session_id,
             lifetime_secs: lifetime.as_secs(),
             client_id: registration.client_id.clone(),
             timestamp: now,
+            ticket: tickets.seal(&contents)?,
         };
         let sealed_with = registering.facts().send.name;
         let (grant_frame, keys) = registering.grant(&granted)?;
         let session_facts = keys.facts();
-        let session = Session {
-            client_id: registration.client_id.clone(),
-            client_serial,
-            issuer_serials,
-            source: self.peer.ip(),
-            expires_at: now.saturating_add(lifetime.as_secs()),
-            deadline: std::time::Instant::now() + lifetime,
-            requests: 0,
-            keys,
-        };
-        (self.shared.sessions).insert(session_id, session, std::time::Instant::now())?;
+        self.start_session(&contents, keys);
         self.framed.send(&grant_frame).await?;
         self.shared.metrics.sessions_granted.inc();
         info!(
-            "phase 2 · step 6: granted session {} to {:?} for {}s, sealed with AES-256-GCM under {sealed_with} (registration key, server to client)",
+            "phase 2 · step 6: granted session {} to {:?} for {}s, sealed with AES-256-GCM under {sealed_with} (registration key, server to client); its ticket is sealed under ticket key {}",
             hex::encode(&session_id[..4]),
             registration.client_id,
-            lifetime.as_secs()
+            lifetime.as_secs(),
+            hex::encode(tickets.current.id())
         );
         info!(
             "phase 2 · session keys {} and {}: HKDF-SHA256 of the same X25519 shared secret, expanded with transcript {} (steps 3 to 6); never sent",
@@ -341,58 +375,123 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Steps 7 and 8 for one request; answers the response, the serial
-    /// of the certificate the session is bound to, if any, and what to say
-    /// once the response is sent. A session whose certificate the current
-    /// CRL lists is refused, on any connection.
+    /// Makes `contents`' session this connection's, with `keys`; its
+    /// certificates join those a new CRL may end the connection for.
+    fn start_session(&mut self, contents: &TicketContents, keys: ServerSessionKeys) {
+        for serial in contents.serials() {
+            if !self.serials.contains(&serial) {
+                self.serials.push(serial);
+            }
+        }
+        self.session = Some(ConnSession {
+            id: contents.session_id,
+            client_id: contents.client_id.clone(),
+            authenticated: contents.client_authenticated(),
+            expires_at: contents.expires_at,
+            requests: 0,
+            keys,
+        });
+    }
+
+    /// Steps 3R and 4R: opens the ticket (any replica's, under a key this
+    /// server holds), refuses it if a certificate it names is on the
+    /// current CRL, and answers; this connection's request keys follow.
+    async fn resume(&mut self, frame: &Frame) -> Result<(), ProtoError> {
+        let tickets = self.shared.tickets.keys();
+        let (resumed, answer) = accept_resume(
+            frame,
+            self.framed.exporter(),
+            &tickets,
+            &self.shared.config.names,
+            self.clock(),
+        )?;
+        let contents = &resumed.contents;
+        let live = self.shared.live.current();
+        if let Some(serial) = contents.serials().into_iter().find(|s| live.is_revoked(s)) {
+            return Err(ProtoError::CertificateRevoked { serial });
+        }
+        let facts = resumed.keys.facts();
+        self.start_session(contents, resumed.keys);
+        self.framed.send(&answer).await?;
+        self.shared.metrics.sessions_resumed.inc();
+        info!(
+            "phase 2 · step 3R: {} resumed session {} of {:?}{} with its ticket (opened with ticket key {}); request keys {} and {}: HKDF-SHA256 of the ticket's resumption secret, salted with transcript {} (this TLS connection's exporter and both nonces)",
+            self.peer,
+            hex::encode(&contents.session_id[..4]),
+            contents.client_id,
+            if contents.client_authenticated() { ", authenticated by certificate" } else { "" },
+            hex::encode(tickets.current.id()),
+            facts.recv.name,
+            facts.send.name,
+            facts.transcript_name
+        );
+        self.framed.wire().keys(&facts);
+        Ok(())
+    }
+
+    /// Steps 7 and 8 for one request on this connection's session;
+    /// answers the response and what to say once it is sent.
     fn answer(
-        &self,
+        &mut self,
         session_id: &[u8; 16],
         sealed: &SessionSealed,
-    ) -> Result<(Frame, Option<String>, String), ProtoError> {
+    ) -> Result<(Frame, String), ProtoError> {
         let clock = self.clock();
-        let now = std::time::Instant::now();
-        let live = self.shared.live.current();
-        let revoked = |serial: &str| live.is_revoked(serial);
+        let max_requests = self.shared.config.max_requests_per_session;
+        let session = match self.session.as_mut() {
+            Some(s) if s.id == *session_id => s,
+            _ => return Err(ProtoError::UnknownSession),
+        };
+        if session.expires_at <= clock.now {
+            return Err(ProtoError::SessionExpired);
+        }
+        if session.requests >= max_requests {
+            return Err(ProtoError::RequestLimit { max: max_requests });
+        }
+        let request = session.keys.open_request(sealed, clock)?;
+        session.requests += 1;
+        let keys = session.keys.facts();
+        info!(
+            "phase 3 · step 7: request {:?} from {:?} on session {}, opened with {} (session key, client to server)",
+            request.name,
+            session.client_id,
+            hex::encode(&session_id[..4]),
+            keys.recv.name
+        );
+        let (status, data) = self.serve_request(&request);
+        let session = self.session.as_mut().ok_or(ProtoError::UnknownSession)?;
+        let frame = session.keys.seal_response(&Response {
+            status,
+            data,
+            timestamp: clock.now,
+        })?;
+        self.shared.metrics.count_request(status);
+        let answered = format!(
+            "answered {:?} with {}, sealed with AES-256-GCM under {} (session key, server to client)",
+            request.name,
+            match status {
+                Status::Ok => "ok",
+                Status::NotFound => "not found",
+                Status::BadRequest => "bad request",
+            },
+            keys.send.name
+        );
+        Ok((frame, answered))
+    }
+
+    /// The service's answer to `request` on this connection's session.
+    fn serve_request(&self, request: &ServiceRequest) -> (Status, Vec<u8>) {
+        let Some(session) = self.session.as_ref() else {
+            return (Status::BadRequest, Vec::new());
+        };
+        let ctx = RequestContext {
+            client_id: &session.client_id,
+            client_authenticated: session.authenticated,
+            expires_at: session.expires_at,
+            requests: session.requests,
+        };
         self.shared
-            .sessions
-            .with_session(session_id, now, revoked, |session| {
-                let request = session.open_request(sealed, clock)?;
-                let keys = session.keys.facts();
-                info!(
-                    "phase 3 · step 7: request {:?} from {:?} on session {}, opened with {} (session key, client to server)",
-                    request.name,
-                    session.client_id,
-                    hex::encode(&session_id[..4]),
-                    keys.recv.name
-                );
-                let ctx = RequestContext {
-                    client_id: &session.client_id,
-                    client_authenticated: session.client_authenticated(),
-                    expires_at: session.expires_at,
-                    requests: session.requests,
-                };
-                let (status, data) = self
-                    .shared
-                    .service
-                    .answer(&request.name, &ctx, &request.body);
-                let frame = session.seal_response(&Response {
-                    status,
-                    data,
-                    timestamp: clock.now,
-                })?;
-                self.shared.metrics.count_request(status);
-                let answered = format!(
-                    "answered {:?} with {}, sealed with AES-256-GCM under {} (session key, server to client)",
-                    request.name,
-                    match status {
-                        Status::Ok => "ok",
-                        Status::NotFound => "not found",
-                        Status::BadRequest => "bad request",
-                    },
-                    keys.send.name
-                );
-                Ok((frame, session.client_serial.clone(), answered))
-            })
+            .service
+            .answer(&request.name, &ctx, &request.body)
     }
 }

@@ -11,9 +11,10 @@
 //! - [`live`]: the certificate and TLS configuration new connections get,
 //!   swapped whole on renewal or on a new CRL.
 //! - [`connection`]: one connection, steps 3 to 8.
-//! - [`sessions`]: the session table, which owns every rule of a
-//!   session's life: the bound on their number, expiry, and the
-//!   per-session request limit.
+//! - [`tickets`]: the ticket key file shared by the replicas: the keys
+//!   that seal and open session tickets, reloaded when the file changes.
+//!   The server keeps no session between connections; the client carries
+//!   it in its ticket.
 //! - [`metrics`]: what `--metrics-listen` serves: counters, gauges and
 //!   the health check.
 //! - [`service`]: the named requests (`memo`, `whoami`, `echo`).
@@ -27,7 +28,7 @@ pub mod identity;
 pub mod live;
 pub mod metrics;
 pub mod service;
-pub mod sessions;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use pki_common::ca::bootstrap::Fingerprint;
 use pki_common::ca::enroll::Retry;
@@ -51,7 +52,7 @@ use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
 use live::{Live, LiveState};
 use metrics::ServerMetrics;
 use service::Service;
-use sessions::SessionTable;
+use tickets::TicketKeyStore;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -85,17 +86,14 @@ pub struct ServerConfig {
     /// How long a connection may wait for its next frame, and how long a
     /// write may wait for the client to read.
     pub idle_timeout: Duration,
-    pub max_sessions: usize,
-    /// Sessions of clients without a certificate, in all; `None`: half of
-    /// `max_sessions`. Registering anonymously costs nothing, so anonymous
-    /// clients never get the whole table (and an authenticated client
-    /// takes the oldest anonymous session's place when it is full).
-    pub max_anonymous_sessions: Option<usize>,
-    /// Sessions of clients without a certificate from one source (IP)
-    /// address.
-    pub max_sessions_per_address: usize,
-    /// Requests one session may carry; then the client registers again.
+    /// Requests one session may carry on one connection; then the client
+    /// registers again (or resumes on a new connection).
     pub max_requests_per_session: u64,
+    /// The ticket key file; `None`: `ticket.key` in `certs_dir`, created
+    /// if missing. Replicas that resume each other's sessions share it.
+    pub ticket_key_file: Option<PathBuf>,
+    /// How often the ticket key file is read again (SIGHUP: at once).
+    pub ticket_key_poll: Duration,
     /// How often the CRL used for client certificates is refreshed.
     pub crl_refresh: Duration,
     /// How long to wait before retrying a failed renewal.
@@ -121,14 +119,11 @@ impl ServerConfig {
         files
     }
 
-    /// The session table's bounds.
-    pub fn session_limits(&self) -> sessions::Limits {
-        sessions::Limits {
-            max_sessions: self.max_sessions,
-            max_anonymous: self.max_anonymous_sessions.unwrap_or(self.max_sessions / 2),
-            max_per_address: self.max_sessions_per_address,
-            max_requests: self.max_requests_per_session,
-        }
+    /// Where the ticket keys are.
+    pub fn ticket_key_path(&self) -> PathBuf {
+        self.ticket_key_file
+            .clone()
+            .unwrap_or_else(|| self.certs_dir.join("ticket.key"))
     }
 }
 
@@ -152,10 +147,9 @@ impl Default for ServerConfig {
             skew_secs: pki_common::proto::DEFAULT_SKEW_SECS,
             max_frame: pki_common::proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
-            max_sessions: 100_000,
-            max_anonymous_sessions: None,
-            max_sessions_per_address: 1_000,
             max_requests_per_session: 100_000,
+            ticket_key_file: None,
+            ticket_key_poll: Duration::from_secs(5),
             crl_refresh: Duration::from_secs(60),
             renew_retry: Duration::from_secs(10),
             metrics_listen: None,
@@ -183,13 +177,16 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Bind(#[from] pki_common::listener::BindError),
+    #[error("cannot use the ticket key: {0}")]
+    TicketKey(String),
 }
 
 /// What every connection task shares.
 pub struct Shared {
     pub config: ServerConfig,
     pub live: LiveState,
-    pub sessions: SessionTable,
+    /// The keys that seal and open session tickets.
+    pub tickets: Arc<TicketKeyStore>,
     pub service: Service,
     /// What the server counts, for `/metrics`.
     pub metrics: ServerMetrics,
@@ -283,6 +280,8 @@ impl AppServer {
             warn!("client certificates, if presented, are not checked for revocation: no current CRL yet");
         }
         let live = Live::build(Arc::new(identity), crl, config.client_auth)?;
+        let tickets = TicketKeyStore::open(&config.ticket_key_path())
+            .map_err(|e| ServerError::TicketKey(e.to_string()))?;
         let listener = Listener::bind(config.listener.clone()).await?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(MetricsListener::bind(addr).await?),
@@ -292,7 +291,7 @@ impl AppServer {
         Ok(AppServer {
             listener,
             shared: Arc::new(Shared {
-                sessions: SessionTable::new(config.session_limits()),
+                tickets: Arc::new(tickets),
                 live: LiveState::new(live),
                 config,
                 service,
@@ -317,7 +316,7 @@ impl AppServer {
             .and_then(|m| m.local_addr().ok())
     }
 
-    /// The shared state (sessions, identity), for inspection.
+    /// The shared state (identity, ticket keys, metrics), for inspection.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }
@@ -338,7 +337,12 @@ impl AppServer {
         // own decision to stop, whichever comes first.
         let shutdown = either(self.shared.clone(), shutdown, self.stopped.clone());
         tokio::spawn(live::refresh_crl(self.shared.clone(), shutdown.clone()));
-        tokio::spawn(sweep_sessions(self.shared.clone(), shutdown.clone()));
+        tokio::spawn(
+            self.shared
+                .tickets
+                .clone()
+                .watch(self.shared.config.ticket_key_poll, shutdown.clone()),
+        );
         if self.renews {
             tokio::spawn(live::keep_renewed(self.shared.clone(), shutdown.clone()));
         }
@@ -407,25 +411,4 @@ async fn accept(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, shutdown:
         shutdown,
     )
     .await;
-}
-
-/// Removes expired sessions every few seconds, so memory tracks the live
-/// sessions rather than every session ever granted.
-async fn sweep_sessions(shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let every = Duration::from_secs(5).min(
-        shared
-            .config
-            .session_lifetime
-            .max(Duration::from_millis(100)),
-    );
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let removed = shared.sessions.sweep(std::time::Instant::now());
-        if removed > 0 {
-            debug!("swept {removed} expired session(s)");
-        }
-    }
 }

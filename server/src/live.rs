@@ -183,16 +183,9 @@ pub async fn install_crl(shared: &Arc<Shared>, offered: CrlSet) {
     for crl in &numbers {
         info!("installed {crl} for checking client certificates");
     }
-    let live = shared.live.current();
-    let ended = shared
-        .sessions
-        .end_revoked(|serial| live.is_revoked(serial));
-    if ended > 0 {
-        warn!(
-            "{} revoke(s) client certificates: ended {ended} session(s) bound to them",
-            numbers.join(", ")
-        );
-    }
+    // Connections whose certificates the new CRLs list end themselves
+    // (they watch `shared.live`); a ticket naming one is refused at its
+    // next resumption. No session table to sweep.
     if let Some(reason) = own {
         own_certificate_revoked(shared, reason).await;
     }

@@ -110,19 +110,16 @@ struct Cli {
     /// Connections served at once; more are closed at once.
     #[arg(long, default_value_t = ServerConfig::default().listener.max_connections)]
     max_connections: usize,
-    /// Sessions held at once (expired ones are swept).
-    #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
-    max_sessions: usize,
-    /// Sessions of clients without a certificate, in all (default: half of
-    /// --max-sessions); a client with a certificate is never locked out.
-    #[arg(long)]
-    max_anonymous_sessions: Option<usize>,
-    /// Sessions of clients without a certificate from one IP address.
-    #[arg(long, default_value_t = ServerConfig::default().max_sessions_per_address)]
-    max_sessions_per_address: usize,
-    /// Requests one session may carry.
+    /// Requests one session may carry on one connection.
     #[arg(long, default_value_t = ServerConfig::default().max_requests_per_session)]
     max_requests_per_session: u64,
+    /// The session ticket keys, shared by every replica that resumes this
+    /// server's sessions [default: ticket.key in --dir, created if missing].
+    #[arg(long, value_name = "FILE", env = "PKI_TICKET_KEY")]
+    ticket_key: Option<PathBuf>,
+    /// How often the ticket key file is read again; SIGHUP reads it at once.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    ticket_key_poll: Duration,
     /// Allowed clock skew for protocol timestamps.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     skew: Duration,
@@ -145,6 +142,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum ServerCommand {
+    /// Manage the session ticket key file (--ticket-key, default
+    /// ticket.key in --dir). Copy the file to every replica afterwards; a
+    /// running server reads it within --ticket-key-poll, or on SIGHUP.
+    #[command(after_help = "\
+Examples:
+  pki-server ticket-key rotate     # new current key; the old one still opens tickets
+  pki-server ticket-key retire     # drop the previous key: tickets under it stop working
+  pkill -HUP pki-server            # apply now")]
+    TicketKey {
+        #[command(subcommand)]
+        action: TicketKeyAction,
+    },
     /// Print a shell completion script on stdout.
     #[command(after_help = "\
 Examples:
@@ -163,8 +172,13 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let (cli, token_on_command_line) = parse_cli();
-    if let Some(ServerCommand::Completions { shell }) = cli.command {
-        return completions(shell);
+    match cli.command {
+        Some(ServerCommand::Completions { shell }) => return completions(shell),
+        Some(ServerCommand::TicketKey { action }) => {
+            let path = cli.ticket_key.unwrap_or_else(|| cli.dir.join("ticket.key"));
+            return ticket_key(&path, action);
+        }
+        None => {}
     }
     pki_common::logging::init_with(cli.log_format);
     let token = enrollment_token(cli.token, cli.token_file.as_deref(), token_on_command_line)?;
@@ -199,10 +213,9 @@ fn run() -> anyhow::Result<()> {
         wire: pki_common::proto::view::WireView::new(cli.wire),
         max_frame: cli.max_frame,
         idle_timeout: cli.idle_timeout,
-        max_sessions: cli.max_sessions,
-        max_anonymous_sessions: cli.max_anonymous_sessions,
-        max_sessions_per_address: cli.max_sessions_per_address,
         max_requests_per_session: cli.max_requests_per_session,
+        ticket_key_file: cli.ticket_key,
+        ticket_key_poll: cli.ticket_key_poll,
         metrics_listen: cli.metrics_listen,
         ..ServerConfig::default()
     };
@@ -220,6 +233,33 @@ fn run() -> anyhow::Result<()> {
         tracing::info!("server stopped");
         Ok(())
     })
+}
+
+#[derive(Subcommand)]
+enum TicketKeyAction {
+    /// A fresh current key; the old current key stays as the previous one.
+    Rotate,
+    /// Drop the previous key.
+    Retire,
+}
+
+/// `pki-server ticket-key rotate|retire`.
+fn ticket_key(path: &Path, action: TicketKeyAction) -> anyhow::Result<()> {
+    let keys = match action {
+        TicketKeyAction::Rotate => pki_server::tickets::rotate(path),
+        TicketKeyAction::Retire => pki_server::tickets::retire(path),
+    }
+    .with_context(|| format!("cannot update the ticket key file {}", path.display()))?;
+    println!("current: {}", hex::encode(keys.current.id()));
+    match &keys.previous {
+        Some(k) => println!("previous: {} (still opens tickets)", hex::encode(k.id())),
+        None => println!("previous: none"),
+    }
+    println!(
+        "wrote {}; copy it to every replica, then `pkill -HUP pki-server` (or wait --ticket-key-poll)",
+        path.display()
+    );
+    Ok(())
 }
 
 /// `pki-server completions SHELL`: the script on stdout.

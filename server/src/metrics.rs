@@ -1,10 +1,10 @@
 //! The application server's metrics and health, served on `pki-server
 //! --metrics-listen`.
 //!
-//! Counted where they happen: a connection counts the sessions it grants,
-//! the requests it answers (by status) and the alerts it sends (by code);
-//! the listener counts connections refused at its cap. The sessions held
-//! and the CRL's number and age are read at each scrape.
+//! Counted where they happen: a connection counts the sessions it grants
+//! and resumes, the requests it answers (by status) and the alerts it
+//! sends (by code); the listener counts connections refused at its cap.
+//! The CRL's number and age are read at each scrape.
 
 use std::sync::Arc;
 
@@ -18,12 +18,12 @@ use crate::Shared;
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
     pub sessions_granted: Counter,
+    /// Sessions resumed on a new connection with their ticket (step 3R).
+    pub sessions_resumed: Counter,
     /// Requests answered, by `status` (`ok`, `not_found`, `bad_request`).
     pub requests: Family<Labels, Counter>,
     /// Alerts sent to clients, by `code` (`Replayed`, `Busy`, …).
     pub alerts: Family<Labels, Counter>,
-    sessions_active: Gauge,
-    sessions_anonymous: Gauge,
     crl_number: Gauge,
     crl_age_seconds: Gauge,
 }
@@ -57,14 +57,9 @@ impl ServerMetrics {
             metrics.sessions_granted.clone(),
         );
         registry.register(
-            "sessions_active",
-            "Sessions held now (not yet swept)",
-            metrics.sessions_active.clone(),
-        );
-        registry.register(
-            "sessions_anonymous",
-            "Sessions held now of clients without a certificate",
-            metrics.sessions_anonymous.clone(),
+            "sessions_resumed",
+            "Sessions resumed on a new connection with their ticket (step 3R)",
+            metrics.sessions_resumed.clone(),
         );
         registry.register(
             "requests",
@@ -99,12 +94,9 @@ impl ServerMetrics {
         }
     }
 
-    /// Sets the gauges from the session table and the CRLs in use.
+    /// Sets the gauges from the CRLs in use. (There is no session count:
+    /// the server holds no session between connections.)
     fn read(&self, shared: &Shared) {
-        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.sessions_active.set(as_i64(shared.sessions.len()));
-        self.sessions_anonymous
-            .set(as_i64(shared.sessions.anonymous_len()));
         // The number of the CRL that covers the server's own certificate
         // (its issuer's), and the age of the oldest CRL in use.
         let live = shared.live.current();

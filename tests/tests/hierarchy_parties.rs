@@ -745,7 +745,7 @@ async fn a_new_root_crl_revoking_the_clients_intermediate_ends_its_session() {
         let mut conn = pki_client::Connection::connect(&config).await.unwrap();
         let mut session = conn.register().await.unwrap();
         conn.request(&mut session, "memo", b"").await.unwrap();
-        assert_eq!(server.shared.sessions.len(), 1);
+        let ticket = session.ticket().cloned().unwrap();
 
         // The root revokes B; the server installs the new set (as its
         // refresh would): the session bound to a certificate under B ends,
@@ -757,8 +757,11 @@ async fn a_new_root_crl_revoking_the_clients_intermediate_ends_its_session() {
             ])
             .unwrap();
         pki_server::live::install_crl(&server.shared, revoked).await;
-        assert_eq!(server.shared.sessions.len(), 0);
         let err = conn.request(&mut session, "memo", b"").await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+        // Its ticket no longer resumes it, on any connection.
+        let mut again = pki_client::Connection::connect(&config).await.unwrap();
+        let err = again.resume(&ticket).await.err().expect("refused");
         assert!(err.to_string().contains("revoked"), "{err}");
         // The set in use still holds A's CRL, which the offer did not carry.
         let now = server.shared.live.current().crls.clone().unwrap();

@@ -205,7 +205,10 @@ async fn the_server_counts_sessions_requests_alerts_and_refusals_at_the_cap() {
             Some(1.0),
             "{metrics}"
         );
-        assert_eq!(sample(&metrics, "pki_server_sessions_active"), Some(1.0));
+        assert_eq!(
+            sample(&metrics, "pki_server_sessions_resumed_total"),
+            Some(0.0)
+        );
         assert_eq!(
             sample(&metrics, r#"pki_server_requests_total{status="ok"}"#),
             Some(1.0)

@@ -67,6 +67,18 @@ pub enum ProtoError {
     RequestLimit { max: u64 },
     #[error("unknown session; register again")]
     UnknownSession,
+    #[error("step 3R: the session ticket expired at {at}; register again")]
+    TicketExpired { at: String },
+    #[error("step 3R: the session ticket is sealed under key {key_id}, which this server does not hold (retired by a key rotation, or from another service); register again")]
+    UnknownTicketKey { key_id: String },
+    #[error("step 3R: the session ticket does not open under its key: it was altered or forged; register again")]
+    BadTicket,
+    #[error("step 3R: the session ticket was granted by server {ticket_for:?}, but this server is {actual}; register with this server")]
+    TicketWrongServer { ticket_for: String, actual: String },
+    /// A resumed connection's keys are bound to its own TLS exporter and
+    /// nonces, so a request recorded on another connection cannot open.
+    #[error("{step}: the request does not open under this connection's keys: it was sealed for another connection (a replay) or altered")]
+    NotThisConnection { step: &'static str },
     /// The client certificate a connection or session was authenticated
     /// with is on the CA's current CRL: its sessions have ended.
     #[error("the client certificate {serial} has been revoked: its sessions have ended; enroll a new certificate (`pki-client enroll`) and register again")]
@@ -127,6 +139,11 @@ crate::wire::wire_enum! {
         RequestLimit = 18 => "RequestLimit",
         ShuttingDown = 19 => "ShuttingDown",
         CertificateRevoked = 20 => "CertificateRevoked",
+        TicketExpired = 21 => "TicketExpired",
+        UnknownTicketKey = 22 => "UnknownTicketKey",
+        BadTicket = 23 => "BadTicket",
+        TicketWrongServer = 24 => "TicketWrongServer",
+        NotThisConnection = 25 => "NotThisConnection",
         Internal = 99 => "Internal",
         ;
         /// A code this side does not know (a newer peer's), kept as a
@@ -158,6 +175,11 @@ impl ProtoError {
             }
             ProtoError::SessionExpired | ProtoError::SequenceExhausted => AlertCode::SessionExpired,
             ProtoError::UnknownSession => AlertCode::UnknownSession,
+            ProtoError::TicketExpired { .. } => AlertCode::TicketExpired,
+            ProtoError::UnknownTicketKey { .. } => AlertCode::UnknownTicketKey,
+            ProtoError::BadTicket => AlertCode::BadTicket,
+            ProtoError::TicketWrongServer { .. } => AlertCode::TicketWrongServer,
+            ProtoError::NotThisConnection { .. } => AlertCode::NotThisConnection,
             ProtoError::CertificateRevoked { .. } => AlertCode::CertificateRevoked,
             ProtoError::RequestLimit { .. } => AlertCode::RequestLimit,
             ProtoError::ShuttingDown => AlertCode::ShuttingDown,

@@ -40,6 +40,12 @@ crate::wire::wire_enum! {
         ServiceRequest = 7 => "step 7 (service request)",
         /// Step 8, S→C, sealed under the session key.
         Response = 8 => "step 8 (response)",
+        /// Step 3R, C→S: resume a session with its ticket, on a new
+        /// connection (in place of steps 3 to 6).
+        Resume = 9 => "step 3R (resume)",
+        /// Step 4R, S→C: the server's nonce; both sides then hold this
+        /// connection's request keys.
+        Resumed = 10 => "step 4R (resumed)",
         /// Either direction: a refusal, after which the sender closes.
         Alert = 0x7f => "alert",
     }

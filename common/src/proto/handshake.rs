@@ -45,13 +45,13 @@ pub struct Clock {
     pub skew: u64,
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(super) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rng().fill_bytes(&mut b);
     b
 }
 
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+pub(super) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);
@@ -177,6 +177,7 @@ pub struct ClientHello {
     secret: EphemeralPrivateKey,
     hello_frame: Vec<u8>,
     exporter: [u8; 32],
+    expected_server: String,
 }
 
 impl ClientHello {
@@ -200,6 +201,7 @@ impl ClientHello {
                 secret,
                 hello_frame: frame.encode(),
                 exporter,
+                expected_server: expected_server.to_string(),
             },
             frame,
         ))
@@ -228,6 +230,7 @@ impl ClientHello {
             send,
             recv,
             registration_frame: Vec::new(),
+            expected_server: self.expected_server,
         })
     }
 }
@@ -239,6 +242,7 @@ pub struct ClientRegistering {
     send: DirectionKey,
     recv: DirectionKey,
     registration_frame: Vec<u8>,
+    expected_server: String,
 }
 
 impl ClientRegistering {
@@ -276,33 +280,97 @@ impl ClientRegistering {
                 got: granted.client_id,
             });
         }
+        let secret = self
+            .schedule
+            .resumption_secret(&sha256(&[&self.transcript, &self.registration_frame]))?;
         let transcript = sha256(&[&self.transcript, &self.registration_frame, &frame.encode()]);
         let (send, recv) =
             self.schedule
                 .direction_keys("session", &transcript, &granted.session_id)?;
-        let session = ClientSession {
+        let ticket = ClientTicket {
+            server_name: self.expected_server,
             session_id: granted.session_id,
-            send,
-            recv,
-            th2: transcript,
+            expires_at: clock.now.saturating_add(granted.lifetime_secs),
+            ticket: granted.ticket.clone(),
+            secret,
         };
+        let session = ClientSession::new(granted.session_id, send, recv, transcript, Some(ticket));
         Ok((session, granted))
     }
 }
 
-/// An established session, client side: steps 7 and 8, as often as needed.
+/// What the client keeps of a session to resume it on a later connection
+/// (step 3R): the ticket as the server sealed it, and the resumption
+/// secret, which the client derived itself and which never travels.
+#[derive(Clone)]
+pub struct ClientTicket {
+    /// The server name the session was granted for.
+    pub server_name: String,
+    pub session_id: SessionId,
+    /// Seconds since the Unix epoch, by the client's clock.
+    pub expires_at: u64,
+    pub ticket: Vec<u8>,
+    pub secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ClientTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientTicket(session {}, for {}, until {})",
+            hex::encode(&self.session_id[..4]),
+            self.server_name,
+            self.expires_at
+        )
+    }
+}
+
+/// An established session, client side: steps 7 and 8, as often as needed
+/// on this connection.
 pub struct ClientSession {
     pub session_id: SessionId,
     send: DirectionKey,
     recv: DirectionKey,
     /// The transcript hash the session keys are bound to, for narration.
     th2: [u8; 32],
+    /// What resumes the session on a later connection.
+    ticket: Option<ClientTicket>,
+    /// The name of the transcript `th2` is (`TH2`, or `THR` when resumed).
+    transcript_name: &'static str,
 }
 
 impl ClientSession {
-    /// The session keys: bound to TH2; sends with `K_ses_c2s`.
+    pub(super) fn new(
+        session_id: SessionId,
+        send: DirectionKey,
+        recv: DirectionKey,
+        th2: [u8; 32],
+        ticket: Option<ClientTicket>,
+    ) -> Self {
+        ClientSession {
+            session_id,
+            send,
+            recv,
+            th2,
+            ticket,
+            transcript_name: "TH2",
+        }
+    }
+
+    pub(super) fn resumed(mut self) -> Self {
+        self.transcript_name = "THR";
+        self
+    }
+
+    /// The ticket that resumes this session on another connection.
+    pub fn ticket(&self) -> Option<&ClientTicket> {
+        self.ticket.as_ref()
+    }
+
+    /// The session keys: bound to TH2 (or THR); sends with `K_ses_c2s`
+    /// (or `K_res_c2s`).
     pub fn facts(&self) -> KeyFacts {
-        KeyFacts::of("TH2", &self.th2, &self.send, &self.recv)
+        KeyFacts::of(self.transcript_name, &self.th2, &self.send, &self.recv)
     }
 
     /// Step 7: seals a request under the session key.
@@ -442,6 +510,12 @@ impl ServerRegistering {
         Ok(registration)
     }
 
+    /// The session's resumption secret, for its ticket (after step 5).
+    pub fn resumption_secret(&self) -> Result<Zeroizing<[u8; 32]>, ProtoError> {
+        self.schedule
+            .resumption_secret(&sha256(&[&self.transcript, &self.registration_frame]))
+    }
+
     /// Step 6: seals the grant and derives the session keys.
     pub fn grant(
         mut self,
@@ -459,6 +533,7 @@ impl ServerRegistering {
                 recv,
                 send,
                 th2: transcript,
+                transcript_name: "TH2",
             },
         ))
     }
@@ -486,10 +561,12 @@ fn checked_client_id(id: &str, client_cert: Option<&CertInfo>) -> Result<String,
 /// An established session's keys, server side. The server keeps them in its
 /// session table, so a session outlives the connection that made it.
 pub struct ServerSessionKeys {
-    recv: DirectionKey,
-    send: DirectionKey,
+    pub(super) recv: DirectionKey,
+    pub(super) send: DirectionKey,
     /// The transcript hash the session keys are bound to, for narration.
-    th2: [u8; 32],
+    pub(super) th2: [u8; 32],
+    /// `TH2`, or `THR` on a resumed connection.
+    pub(super) transcript_name: &'static str,
 }
 
 /// Reads the session id of a step-7 frame, to find its keys.
@@ -499,9 +576,10 @@ pub fn request_session_id(frame: &Frame) -> Result<(SessionId, SessionSealed), P
 }
 
 impl ServerSessionKeys {
-    /// The session keys: bound to TH2; sends with `K_ses_s2c`.
+    /// The session keys: bound to TH2 (or THR); sends with `K_ses_s2c`
+    /// (or `K_res_s2c`).
     pub fn facts(&self) -> KeyFacts {
-        KeyFacts::of("TH2", &self.th2, &self.send, &self.recv)
+        KeyFacts::of(self.transcript_name, &self.th2, &self.send, &self.recv)
     }
 
     /// Step 7: opens a request.
@@ -510,9 +588,15 @@ impl ServerSessionKeys {
         sealed: &SessionSealed,
         clock: Clock,
     ) -> Result<ServiceRequest, ProtoError> {
+        // The keys are this connection's alone: a request that does not
+        // open was sealed for another connection, or altered.
         let plain = self
             .recv
-            .open(Kind::ServiceRequest, sealed.seq, &sealed.ciphertext)?;
+            .open(Kind::ServiceRequest, sealed.seq, &sealed.ciphertext)
+            .map_err(|e| match e {
+                ProtoError::DecryptFailed { step } => ProtoError::NotThisConnection { step },
+                other => other,
+            })?;
         let request: ServiceRequest = decode(&plain, "service request")?;
         check_timestamp("service request", request.timestamp, clock.now, clock.skew)?;
         Ok(request)

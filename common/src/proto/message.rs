@@ -72,6 +72,36 @@ pub struct SessionGranted {
     /// The client id, echoed back.
     pub client_id: String,
     pub timestamp: u64,
+    /// The session ticket ([`super::ticket`]): opaque to the client, which
+    /// presents it in step 3R to resume the session on a new connection,
+    /// on any server replica sharing the ticket key.
+    pub ticket: Vec<u8>,
+}
+
+/// Step 3R, C→S, in the clear inside TLS: resumes a session on a new
+/// connection, in place of steps 3 to 6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The server identity the client expects, as in step 3.
+    pub expected_server: String,
+    /// The ticket from step 6, as received.
+    pub ticket: Vec<u8>,
+    /// Fresh for this connection.
+    pub nonce: [u8; 32],
+    pub timestamp: u64,
+}
+
+/// Step 4R, S→C, in the clear inside TLS: the server's fresh nonce. The
+/// request keys of this connection come from the ticket's secret, both
+/// nonces and this connection's TLS exporter, so only a server that
+/// opened the ticket can answer step 8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub session_id: SessionId,
+    pub nonce: [u8; 32],
+    pub timestamp: u64,
+    /// When the session ends (seconds since the Unix epoch).
+    pub expires_at: u64,
 }
 
 /// Step 7, C→S, sealed under the session key.

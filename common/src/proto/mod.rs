@@ -16,13 +16,17 @@
 //!   sealing with per-direction sequence numbers.
 //! - [`handshake`]: the two state machines, client and server. They do no
 //!   I/O, so tests can tamper with any frame between the two sides.
+//! - [`ticket`]: session tickets, sealed under the servers' ticket key.
+//! - [`resume`]: steps 3R and 4R, resuming a session on a new connection.
 //! - [`error`]: every refusal, and the alert code each one sends.
 
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod resume;
 pub mod seal;
+pub mod ticket;
 pub mod view;
 
 pub use error::{AlertCode, ProtoError};

@@ -56,6 +56,15 @@ impl KeySchedule {
         Ok(okm)
     }
 
+    /// The session's resumption secret, from which every later connection
+    /// that presents the session's ticket derives its own request keys.
+    /// Bound to `context`, the transcript of steps 3 to 5, which both
+    /// sides know before step 6 (the ticket that carries the secret is
+    /// sealed into step 6, so it cannot depend on step 6 itself).
+    pub fn resumption_secret(&self, context: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, ProtoError> {
+        self.expand("pki-auth v1 resumption", context)
+    }
+
     /// The sealer and opener for one direction pair, under `label`, bound to
     /// `context` (transcript hash or session id).
     pub fn direction_keys(
@@ -66,10 +75,10 @@ impl KeySchedule {
     ) -> Result<(DirectionKey, DirectionKey), ProtoError> {
         let c2s = self.expand(&format!("pki-auth v1 {label} c2s"), transcript)?;
         let s2c = self.expand(&format!("pki-auth v1 {label} s2c"), transcript)?;
-        let short = if label == "registration" {
-            "reg"
-        } else {
-            "ses"
+        let short = match label {
+            "registration" => "reg",
+            "resumed" => "res",
+            _ => "ses",
         };
         Ok((
             DirectionKey::new(&c2s, Direction::ClientToServer, context)

@@ -3,12 +3,14 @@
 //!
 //! It registers with the server as an honest client would (steps 3 to 6),
 //! sends one `memo` request (step 7) and records that frame, byte for
-//! byte; then it opens a *new* TLS connection and sends the recorded frame
-//! again, as an attacker who captured it could (inside TLS, which an
-//! attacker on the network could not even do: this is the strongest
-//! replay, by someone who had the frame in the clear). The server must
-//! refuse it: the session's step-7 counter has moved past its sequence
-//! number, so the answer is alert 7 (`Replayed`).
+//! byte; then it opens a *new* TLS connection, resumes the same session
+//! there with its ticket (steps 3R and 4R), and sends the recorded frame
+//! again, as an attacker who captured it (and the ticket) could (inside
+//! TLS, which an attacker on the network could not even do: this is the
+//! strongest replay, by someone who had the frame in the clear). The
+//! server must refuse it: the second connection's request keys come from
+//! its own TLS exporter and fresh nonces, so the frame does not open, and
+//! the answer is alert 25 (`NotThisConnection`).
 //!
 //! Usage (after `make run-all`, with the CA and the server running):
 //!
@@ -25,6 +27,7 @@ use std::process::ExitCode;
 
 use pki_client::{ClientConfig, ClientTls, Connection, CrlSource};
 use pki_common::ca::enroll::KeyFiles;
+use pki_common::proto::handshake::ClientTicket;
 use pki_common::proto::message::ServiceRequest;
 use pki_common::proto::{AlertCode, Kind, ProtoError};
 
@@ -90,11 +93,15 @@ fn config(args: &Args) -> Result<ClientConfig, String> {
 async fn record(
     tls: &ClientTls,
     config: &ClientConfig,
-) -> Result<pki_common::proto::Frame, String> {
+) -> Result<(pki_common::proto::Frame, ClientTicket), String> {
     let mut conn = Connection::connect_with(tls, config)
         .await
         .map_err(|e| e.to_string())?;
     let mut session = conn.register().await.map_err(|e| e.to_string())?;
+    let ticket = session
+        .ticket()
+        .cloned()
+        .ok_or("the grant carried no ticket")?;
     let frame = session
         .request(&ServiceRequest {
             name: "memo".into(),
@@ -119,7 +126,7 @@ async fn record(
         String::from_utf8_lossy(&response.data)
     );
     conn.close().await;
-    Ok(frame)
+    Ok((frame, ticket))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -131,10 +138,12 @@ async fn main() -> ExitCode {
         let tls = ClientTls::prepare(&config)
             .await
             .map_err(|e| e.to_string())?;
-        let recorded = record(&tls, &config).await?;
+        let (recorded, ticket) = record(&tls, &config).await?;
         let mut conn = Connection::connect_with(&tls, &config)
             .await
             .map_err(|e| e.to_string())?;
+        conn.resume(&ticket).await.map_err(|e| e.to_string())?;
+        println!("connection 2: resumed the same session with its ticket (fresh nonces, a new TLS exporter)");
         let reply = conn
             .send_recorded(&recorded)
             .await
@@ -143,7 +152,9 @@ async fn main() -> ExitCode {
     }
     .await;
     match outcome {
-        Ok(Err(ProtoError::PeerAlert { code, message })) if code == AlertCode::Replayed => {
+        Ok(Err(ProtoError::PeerAlert { code, message }))
+            if code == AlertCode::NotThisConnection =>
+        {
             println!("connection 2: the server refused the replayed step-7 frame: alert {} ({code:?}): {message}", code.code());
             ExitCode::SUCCESS
         }
