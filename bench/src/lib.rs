@@ -8,8 +8,9 @@
 //! # Layout
 //! - [`stats`]: latency samples, percentiles and rates.
 //! - [`scenarios`]: one function per figure (issuance, session
-//!   establishment, service requests, memory, whole programs), each with
-//!   its baseline.
+//!   establishment and resumption with a ticket, service requests, memory
+//!   with sessions held open and with tickets only, whole programs), each
+//!   with its baseline.
 //! - [`baseline`]: the plain tokio-rustls servers the baselines run
 //!   against (handshake-only, echo, idle).
 //! - [`report`]: the table, printed and written as Markdown and JSON.

@@ -115,7 +115,9 @@ async fn idle_server(
     root: &Path,
 ) -> anyhow::Result<()> {
     let config = pki_common::tls::server_config_with_client_auth(
-        vec![pki_common::files::read_cert(cert)?],
+        // The whole chain the pki-server wrote: its certificate, and any
+        // intermediate between it and the root.
+        pki_common::files::read_certs(cert)?,
         pki_common::files::read_private_key(key)?,
         &pki_common::files::read_cert(root)?,
         Vec::new(),

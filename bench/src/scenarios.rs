@@ -448,6 +448,9 @@ pub async fn sessions(
         async move { bare_handshake(&tls, plain).await }
     })
     .await;
+    if bare.errors > 0 {
+        eprintln!("bare TLS baseline: {} handshakes failed", bare.errors);
+    }
 
     let mut figures = vec![
         Figure::higher(
@@ -474,6 +477,9 @@ pub async fn sessions(
                 async move { bare_handshake(&tls, addr).await }
             })
             .await;
+            if s.errors > 0 {
+                eprintln!("openssl s_server baseline: {} handshakes failed", s.errors);
+            }
             figures.push(Figure::compared(
                 "session establishment vs openssl s_server",
                 "sessions/s",
@@ -503,16 +509,24 @@ impl OpensslServer {
             .as_ref()
             .ok_or_else(|| anyhow!("no server files"))?
             .path();
+        // `-cert` takes the first certificate only: the intermediates
+        // between it and the root go in `-cert_chain`, as our server sends
+        // them too.
+        let chain = pki_common::files::read_certs(&certs.join("server.pem"))?;
+        let intermediates: String = chain[1..]
+            .iter()
+            .map(pki_common::files::cert_to_pem)
+            .collect();
+        let chain_file = dir.path().join("chain.pem");
+        std::fs::write(&chain_file, intermediates)?;
         let port = pki_tests::free_port();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-tls1_3",
-                "-quiet",
-                "-www",
-                "-accept",
-                &port.to_string(),
-            ])
+        let mut openssl = Command::new("openssl");
+        openssl.arg("s_server");
+        if chain.len() > 1 {
+            openssl.arg("-cert_chain").arg(&chain_file);
+        }
+        let child = openssl
+            .args(["-tls1_3", "-quiet", "-www", "-accept", &port.to_string()])
             .arg("-cert")
             .arg(certs.join("server.pem"))
             .arg("-key")
@@ -768,16 +782,24 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     // First, while the server is fresh: sessions granted on connections
     // that then close, so that at most 64 connections are ever open and
     // whatever the server keeps per session shows.
-    let granted = rss_per_ticket(&server, n, &tls, &config).await?;
+    let granted = rss_per_ticket(&server, n, &tls, &config)
+        .await
+        .context("sessions granted, connections closed")?;
     // Every one of those sessions resumed once: they all still live,
     // though the server holds nothing for them.
-    let resume_cpu = resume_all(&server, &granted.tickets, &tls, &config).await?;
-    let ours = rss_per_connection(&server, n, || open_session(tls.clone(), config.clone())).await?;
+    let resume_cpu = resume_all(&server, &granted.tickets, &tls, &config)
+        .await
+        .context("resuming the tickets")?;
+    let ours = rss_per_connection(&server, n, || open_session(tls.clone(), config.clone()))
+        .await
+        .context("idle sessions")?;
 
     // Baseline: the same number of idle TLS connections to a plain server
     // presenting the same certificate.
     let (plain, baddr) = start_idle_server(dir.path()).await?;
-    let tls_only = rss_per_connection(&plain, n, || open_tls(tls.clone(), baddr)).await?;
+    let tls_only = rss_per_connection(&plain, n, || open_tls(tls.clone(), baddr))
+        .await
+        .context("idle TLS connections to the plain server")?;
 
     let per_op_ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / n as f64;
     Ok(vec![
