@@ -66,7 +66,7 @@ struct Cli {
     dir: PathBuf,
     /// Where `request` keeps its session ticket between runs (mode 0600),
     /// to resume the session instead of registering [default:
-    /// client.ticket in --dir].
+    /// client.ticket beside the root, --ca, as the CRL cache is].
     #[arg(long, global = true, value_name = "FILE")]
     ticket: Option<PathBuf>,
     /// Register anew every time: neither use nor keep a session ticket.
@@ -357,7 +357,7 @@ fn request_config(
         ticket_file: (!cli.no_ticket).then(|| {
             cli.ticket
                 .clone()
-                .unwrap_or_else(|| cli.dir.join("client.ticket"))
+                .unwrap_or_else(|| pki_client::ticket::default_path(&cli.ca_file()))
         }),
         ..ClientConfig::default()
     })

@@ -1,5 +1,5 @@
 //! The session ticket `pki-client` keeps between runs (`--ticket`,
-//! default `client.ticket` in `--dir`, mode 0600), so repeated
+//! default `client.ticket` beside the root `--ca`, mode 0600), so repeated
 //! `pki-client request` runs register once and resume after that, on
 //! whichever server replica they reach.
 //!
@@ -13,6 +13,15 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use pki_common::proto::handshake::ClientTicket;
+
+/// Where `pki-client` keeps its ticket by default: `client.ticket` beside
+/// the root it trusts, as the CRL cache (`ca.crls.pem`) is, so clients of
+/// different PKIs on one host never share one.
+pub fn default_path(root: &Path) -> std::path::PathBuf {
+    root.parent()
+        .map(|d| d.join("client.ticket"))
+        .unwrap_or_else(|| std::path::PathBuf::from("client.ticket"))
+}
 
 /// Reads the ticket at `path` if it is there, unexpired, and for this
 /// server name and client id; anything else means registering anew.

@@ -229,16 +229,21 @@ impl RunningServer {
     }
 
     /// Binds a server with a hand-made identity (tests of bad servers).
+    /// Its files (the ticket key, the CRL cache) go to a fresh temporary
+    /// directory unless `tweak` names another: never to a `certs` of the
+    /// working directory, which parallel tests would share.
     pub async fn with_identity(identity: Identity, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig {
             listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
+            certs_dir: dir.path().to_path_buf(),
             ..ServerConfig::default()
         };
         tweak(&mut config);
         let server = AppServer::bind(config, identity, Service::default())
             .await
             .unwrap();
-        Self::spawn(server, None)
+        Self::spawn(server, Some(dir))
     }
 }
 

@@ -214,12 +214,14 @@ async fn a_panic_in_one_connection_does_not_take_the_server_down() {
         let identity = pki.enroll_identity(&["app.pki.test"]).await;
         let mut service = Service::default();
         service.add("boom", |_, _| panic!("a handler bug"));
+        let dir = tempfile::tempdir().unwrap();
         let config = pki_server::ServerConfig {
             listener: pki_server::ListenOptions::on("127.0.0.1:0".parse().unwrap()),
+            certs_dir: dir.path().to_path_buf(),
             ..Default::default()
         };
         let server = AppServer::bind(config, identity, service).await.unwrap();
-        let running = RunningServer::spawn(server, None);
+        let running = RunningServer::spawn(server, Some(dir));
         let client = pki.client_config(running.addr);
         assert!(request_once(&client, "boom", b"").await.is_err());
         for _ in 0..3 {
