@@ -62,13 +62,15 @@ test-deps:
 		else echo "make test needs:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-# Every end-to-end figure beside a baseline from the same run, then the
-# criterion micro-benchmarks. Writes bench/results/latest.{md,json}.
-# The memory figure holds 10,000 connections, hence the raised file limit.
+# The criterion micro-benchmarks (the session ceiling is computed from
+# them), then every end-to-end figure beside a baseline from the same run,
+# in alternating rounds. Writes bench/results/latest.{md,json} and
+# scaling.svg. The memory figure holds 10,000 connections, hence the
+# raised file limit.
 bench:
 	$(CARGO) build --release --workspace --bins
-	ulimit -n $$(ulimit -Hn) && ./target/release/pki-bench $(BENCH_ARGS)
 	$(CARGO) bench -p pki-bench --bench hot_paths -- --quick
+	ulimit -n $$(ulimit -Hn) && ./target/release/pki-bench $(BENCH_ARGS)
 
 # Each libFuzzer target for FUZZ_SECONDS (installs cargo-fuzz if missing).
 fuzz: fuzz-build

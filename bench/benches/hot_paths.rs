@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the hot paths: issuing a certificate,
-//! the protocol's steps 3 to 6 without TLS and, beside them, resuming with
-//! a ticket (steps 3R and 4R), sealing and opening a request, and framing.
+//! a bare TLS 1.3 handshake in memory, the protocol's steps 3 to 6 without
+//! TLS and, beside them, resuming with a ticket (steps 3R and 4R), sealing
+//! and opening a request, and framing. `pki-bench` computes the session
+//! ceiling from the TLS handshake and steps 3 to 6.
 
 use std::hint::black_box;
 
@@ -61,6 +63,79 @@ fn issuance(c: &mut Criterion) {
     group.finish();
 }
 
+/// A bare TLS 1.3 handshake, both sides in memory (no sockets), with the
+/// configurations the server and the baselines use: a P-256 certificate
+/// from the CA's intermediate, presented with its chain, verified by the
+/// client against the root. The server's session ticket is included.
+fn tls_handshake(c: &mut Criterion) {
+    use rustls::{ClientConnection, ServerConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ca) = pki_tests::offline_ca(dir.path());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).unwrap().der().to_vec();
+    let names = vec!["app.pki.test".to_string()];
+    let signed = ca
+        .issue_unrecorded(&verify_csr(&csr).unwrap(), &names, Profile::Server)
+        .unwrap();
+    let chain: Vec<_> = std::iter::once(signed.der.clone())
+        .chain(signed.chain.iter().cloned())
+        .collect();
+    let root = ca.root().cert.clone();
+    let server = std::sync::Arc::new(
+        pki_common::tls::server_config_with_client_auth(
+            chain,
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            &root,
+            Vec::new(),
+            pki_common::tls::ClientAuth::Optional,
+        )
+        .unwrap(),
+    );
+    let client = std::sync::Arc::new(pki_common::tls::client_config(&root).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("app.pki.test").unwrap();
+    c.bench_function(pki_bench::TLS_HANDSHAKE_BENCH, |b| {
+        b.iter(|| {
+            let mut cl = ClientConnection::new(client.clone(), name.clone()).unwrap();
+            let mut sv = ServerConnection::new(server.clone()).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                let mut moved = false;
+                buf.clear();
+                while cl.wants_write() {
+                    cl.write_tls(&mut buf).unwrap();
+                }
+                if !buf.is_empty() {
+                    moved = true;
+                    let mut rest = &buf[..];
+                    while !rest.is_empty() {
+                        sv.read_tls(&mut rest).unwrap();
+                        sv.process_new_packets().unwrap();
+                    }
+                }
+                buf.clear();
+                while sv.wants_write() {
+                    sv.write_tls(&mut buf).unwrap();
+                }
+                if !buf.is_empty() {
+                    moved = true;
+                    let mut rest = &buf[..];
+                    while !rest.is_empty() {
+                        cl.read_tls(&mut rest).unwrap();
+                        cl.process_new_packets().unwrap();
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            assert!(!cl.is_handshaking() && !sv.is_handshaking());
+            black_box((cl, sv))
+        })
+    });
+}
+
 fn protocol(c: &mut Criterion) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["app.pki.test".to_string()])
@@ -109,9 +184,7 @@ fn protocol(c: &mut Criterion) {
         let (session, _) = client.on_granted(&f6, "client1", clock()).unwrap();
         (session, keys)
     };
-    c.bench_function("steps 3-6 (both sides, no TLS)", |b| {
-        b.iter(|| black_box(register()))
-    });
+    c.bench_function(pki_bench::STEPS_BENCH, |b| b.iter(|| black_box(register())));
 
     // Steps 3R and 4R with the ticket of one registration, resumed again
     // and again (as a ticket may be until it expires).
@@ -149,5 +222,5 @@ fn protocol(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, issuance, protocol);
+criterion_group!(benches, issuance, tls_handshake, protocol);
 criterion_main!(benches);

@@ -1,5 +1,7 @@
 //! One function per figure, each measuring ours and its baseline in the
-//! same run with the same client code.
+//! same run with the same client code: ours and the baselines in
+//! alternating rounds ([`crate::rounds`]), every server under test a
+//! separate process whose CPU time per operation is read from `/proc`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,18 +13,22 @@ use anyhow::{anyhow, Context};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use pki_ca::authority::init_root;
 use pki_ca::policy::{verify_csr, IssuancePolicy};
+use pki_ca::{Ca, CaPaths};
 use pki_client::{ClientConfig, ClientTls, Connection};
 use pki_common::cert::Profile;
 use pki_common::proto::handshake::{ClientSession, ClientTicket};
-use pki_tests::{RunningServer, TestPki};
-use rustls::pki_types::ServerName;
+use pki_tests::TestPki;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::baseline::{self, Behaviour};
-use crate::report::Figure;
+use crate::report::{Bound, Ceiling, Figure};
+use crate::rounds::{
+    cpu_time, gather, interleave, measure, Comparison, Contender, Measured, ScalePoint, Scaling,
+};
 use crate::stats::Samples;
 
 /// The number of cores, as the baselines scale by it.
@@ -32,155 +38,315 @@ pub fn cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Runs `workers` copies of `op` until `duration` has passed.
-async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> Samples
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let op = op.clone();
-        tasks.spawn(async move {
-            let mut s = Samples::default();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match op(w).await {
-                    Ok(()) => s.record(t.elapsed()),
-                    Err(_) => s.errors += 1,
-                }
-            }
-            s
-        });
+/// How the interleaved and scaling figures are measured.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Rounds per comparison; every contender runs once in each.
+    pub rounds: usize,
+    /// How long each contender runs in one round.
+    pub round: Duration,
+    /// How long each contender runs, unrecorded, before the first round.
+    pub warmup: Duration,
+    /// Concurrent clients for the interleaved figures.
+    pub clients: usize,
+    /// Concurrent clients at each level of the scaling figures.
+    pub levels: Vec<usize>,
+    /// How long each scaling level runs.
+    pub level: Duration,
+    /// Where the release binaries are.
+    pub bin_dir: PathBuf,
+}
+
+impl Plan {
+    async fn compare(
+        &self,
+        name: &str,
+        unit: &str,
+        contenders: &[Contender],
+    ) -> anyhow::Result<Comparison> {
+        interleave(name, unit, contenders, self.rounds, self.round, self.warmup).await
     }
-    gather(tasks, start).await
+
+    /// One level of a scaling figure: a short warm-up, then one run.
+    async fn level(&self, clients: usize, c: &Contender) -> anyhow::Result<ScalePoint> {
+        (c.run)(Duration::from_millis(300)).await;
+        let figures = measure(c, self.level).await?;
+        if figures.errors > 0 {
+            eprintln!("{} at {clients} clients: {} failed", c.name, figures.errors);
+        }
+        Ok(ScalePoint { clients, figures })
+    }
+}
+
+/// The session-establishment ceiling from the criterion estimates in
+/// `target/criterion` (`make bench` runs the micro-benchmarks first):
+/// `None` if either is missing.
+pub fn criterion_ceiling(target_dir: &Path) -> Option<Ceiling> {
+    let mean_us = |id: &str| -> Option<f64> {
+        let path = target_dir
+            .join("criterion")
+            .join(id)
+            .join("new")
+            .join("estimates.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        Some(v["mean"]["point_estimate"].as_f64()? / 1000.0)
+    };
+    let tls = mean_us(crate::TLS_HANDSHAKE_BENCH)?;
+    let steps = mean_us(crate::STEPS_BENCH)?;
+    Some(Ceiling {
+        tls_handshake_us: tls,
+        steps_3_to_6_us: steps,
+        ratio: tls / (tls + steps),
+    })
 }
 
 // ------------------------------------------------------------ 1. issuance
 
-/// CA issuance over HTTPS with keep-alive, against the in-process cost of
-/// one issuance on one core times the number of cores.
-pub async fn issuance(duration: Duration, workers: usize) -> anyhow::Result<Vec<Figure>> {
-    let pki = TestPki::start().await;
-    // Prepared in advance: the load generator only sends it.
-    let csr = pki_tests::csr_for("app.pki.test");
-    let names = vec!["app.pki.test".to_string()];
-    let (linted, unlinted) = one_core_issuance_rates(&pki, &csr, &names)?;
-    let limit = linted * cores() as f64;
-    // Enough tokens for the whole run at the limit, and then some.
-    let count = ((limit * duration.as_secs_f64() * 1.5) as usize).clamp(1000, 200_000);
-    let samples = issue_over_https(&pki, csr, &names, count, duration, workers).await?;
-    if samples.errors > 0 {
-        eprintln!("CA issuance: {} requests failed", samples.errors);
-    }
-    Ok(vec![
-        Figure::higher(
-            &format!("CA issuance throughput ({workers} enrollers, keep-alive, recorded before answering)"),
-            "cert/s",
-            samples.rate(),
-            &format!("in-process issuance × {} cores", cores()),
-            limit,
-            0.5,
-        ),
-        Figure::plain("CA issuance p50 latency", "ms", samples.percentile_ms(50.0)),
-        Figure::plain("CA issuance p99 latency", "ms", samples.percentile_ms(99.0)),
-        Figure::compared(
-            "in-process issuance with pre-issuance lint, one core",
-            "cert/s",
-            linted,
-            "the same without linting",
-            unlinted,
-        ),
-        Figure::plain(
-            "pre-issuance lint cost per certificate (same run)",
-            "µs",
-            (1.0 / linted - 1.0 / unlinted) * 1e6,
-        ),
-    ])
+/// A CA directory with its root, a release `pki-ca serve` over it (the
+/// process under test), and the same CA opened in this process, as the
+/// `pki-ca` subcommands open it beside a serving CA: to mint the tokens,
+/// and for the in-process limit.
+pub struct CaUnderTest {
+    _dir: tempfile::TempDir,
+    ca: Arc<Ca>,
+    server: Reaped,
+    addr: SocketAddr,
+    root: CertificateDer<'static>,
+    csr: Bytes,
+    names: Vec<String>,
+    tokens: Arc<Mutex<Vec<String>>>,
 }
 
-/// The baseline: issuances per second on one core, in process, for two
-/// seconds each (parse and verify the CSR, decide, sign, encode): with the
-/// pre-issuance lint, as the CA issues, and without, to show what linting
-/// costs per certificate.
-fn one_core_issuance_rates(
-    pki: &TestPki,
-    csr: &[u8],
-    names: &[String],
-) -> anyhow::Result<(f64, f64)> {
-    let policy = IssuancePolicy::default();
-    let issuer = pki.ca.current_issuer()?;
-    let linted = rate(|| {
-        let v = verify_csr(csr)?;
-        Ok(pki.ca.issue_unrecorded(&v, names, Profile::Server)?)
-    })?;
-    let unlinted = rate(|| {
-        let v = verify_csr(csr)?;
-        let now = pki_common::unix_now() as i64;
-        let d = policy.decide(&v, names, Profile::Server, issuer.info.not_after, now)?;
-        Ok(issuer.sign_unlinted(&d, &v.spki_der, None)?)
-    })?;
-    Ok((linted, unlinted))
-}
-
-/// How many times a second `issue` runs (and its certificate is encoded)
-/// on one core, over two seconds.
-fn rate(issue: impl Fn() -> anyhow::Result<pki_ca::authority::SignedCert>) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_secs(2) {
-        let c = issue()?;
-        std::hint::black_box(pki_common::files::cert_to_pem(&c.der));
-        n += 1;
-    }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
-}
-
-/// End to end: `count` tokens minted at once, then `workers` keep-alive
-/// connections each posting the same CSR with a fresh token for `duration`.
-async fn issue_over_https(
-    pki: &TestPki,
-    csr: Vec<u8>,
-    names: &[String],
-    count: usize,
-    duration: Duration,
-    workers: usize,
-) -> anyhow::Result<Samples> {
-    let tokens: Vec<String> = pki
-        .ca
-        .mint_tokens(names, Profile::Server, Duration::from_secs(3600), count)?
-        .into_iter()
-        .map(|t| t.to_string())
-        .collect();
-    let tokens = Arc::new(Mutex::new(tokens));
-    let mut senders = Vec::new();
-    for _ in 0..workers {
-        senders.push(Arc::new(tokio::sync::Mutex::new(
-            keepalive(pki.ca_addr, &pki.root()).await?,
-        )));
-    }
-    let host = pki.ca_addr.to_string();
-    let csr = Bytes::from(csr);
-    Ok(drive(workers, duration, move |w| {
-        let (sender, tokens, csr, host) = (
-            senders[w].clone(),
-            tokens.clone(),
-            csr.clone(),
-            host.clone(),
+impl CaUnderTest {
+    /// Creates the root, mints `tokens` tokens in one transaction (as
+    /// `pki-ca token --count` does) and starts `pki-ca serve`.
+    pub async fn start(bin_dir: &Path, tokens: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let paths = CaPaths::new(dir.path());
+        init_root(&paths, Duration::from_secs(3650 * 24 * 3600), false)?;
+        let ca = Arc::new(Ca::open(&paths, IssuancePolicy::default())?);
+        let names = vec!["app.pki.test".to_string()];
+        let t = Instant::now();
+        let tokens: Vec<String> = ca
+            .mint_tokens(&names, Profile::Server, Duration::from_secs(3600), tokens)?
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect();
+        eprintln!(
+            "  minted {} tokens in {:.1} s",
+            tokens.len(),
+            t.elapsed().as_secs_f64()
         );
-        async move {
-            let token = tokens
-                .lock()
-                .map_err(|_| anyhow!("poisoned"))?
-                .pop()
-                .ok_or_else(|| anyhow!("out of tokens"))?;
-            let mut sender = sender.lock().await;
-            sign_once(&mut sender, host, &token, csr).await
+        let listen = format!("127.0.0.1:{}", pki_tests::free_port());
+        let server = Reaped(
+            Command::new(bin_dir.join("pki-ca"))
+                .arg("--dir")
+                .arg(dir.path())
+                .args(["serve", "--listen", &listen, "--no-acme"])
+                // Out of the way: every scaling level's connections, idle
+                // while the other contenders run.
+                .args(["--max-connections", "4096", "--request-timeout", "1h"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("pki-ca (run `cargo build --release` first)")?,
+        );
+        let addr: SocketAddr = listen.parse()?;
+        pki_tests::wait_for_port(addr, Duration::from_secs(30)).await;
+        Ok(CaUnderTest {
+            root: ca.root().cert.clone(),
+            _dir: dir,
+            ca,
+            server,
+            addr,
+            // Prepared in advance: the load generator only sends it.
+            csr: Bytes::from(pki_tests::csr_for("app.pki.test")),
+            names,
+            tokens: Arc::new(Mutex::new(tokens)),
+        })
+    }
+
+    /// `workers` enrollers, each on its own HTTPS/1.1 keep-alive connection
+    /// (opened now), posting the CSR with a fresh token.
+    async fn enrollers(&self, name: &str, workers: usize) -> anyhow::Result<Contender> {
+        let mut senders = Vec::new();
+        for _ in 0..workers {
+            senders.push(Arc::new(tokio::sync::Mutex::new(
+                keepalive(self.addr, &self.root).await?,
+            )));
         }
+        let (tokens, csr, host) = (self.tokens.clone(), self.csr.clone(), self.addr.to_string());
+        Ok(Contender::driven(
+            name,
+            Some(self.server.0.id()),
+            workers,
+            move |w| {
+                let (sender, tokens, csr, host) = (
+                    senders[w].clone(),
+                    tokens.clone(),
+                    csr.clone(),
+                    host.clone(),
+                );
+                async move {
+                    let token = tokens
+                        .lock()
+                        .map_err(|_| anyhow!("poisoned"))?
+                        .pop()
+                        .ok_or_else(|| anyhow!("out of tokens"))?;
+                    let mut sender = sender.lock().await;
+                    sign_once(&mut sender, host, &token, csr).await
+                }
+            },
+        ))
+    }
+
+    /// The in-process issuance on one blocking thread (parse and verify
+    /// the CSR, decide, [lint,] sign, [check,] encode; no HTTP, no ledger),
+    /// its CPU time read from that thread.
+    fn in_process(&self, name: &str, lint: bool) -> Contender {
+        let (ca, csr, names) = (self.ca.clone(), self.csr.clone(), self.names.clone());
+        Contender {
+            name: name.into(),
+            server: None,
+            run: Box::new(move |d| {
+                let (ca, csr, names) = (ca.clone(), csr.clone(), names.clone());
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || {
+                        issue_in_process(&ca, &csr, &names, lint, d)
+                    })
+                    .await
+                    .unwrap_or_default()
+                })
+            }),
+        }
+    }
+}
+
+/// Issues in a loop on this thread for `d`; see [`CaUnderTest::in_process`].
+fn issue_in_process(ca: &Ca, csr: &[u8], names: &[String], lint: bool, d: Duration) -> Measured {
+    let policy = IssuancePolicy::default();
+    let Ok(issuer) = ca.current_issuer() else {
+        return Measured::default();
+    };
+    let issue = || -> anyhow::Result<pki_ca::authority::SignedCert> {
+        let v = verify_csr(csr)?;
+        if lint {
+            Ok(ca.issue_unrecorded(&v, names, Profile::Server)?)
+        } else {
+            let now = pki_common::unix_now() as i64;
+            let d = policy.decide(&v, names, Profile::Server, issuer.info.not_after, now)?;
+            Ok(issuer.sign_unlinted(&d, &v.spki_der, None)?)
+        }
+    };
+    let cpu_before = cpu_time("thread-self").ok();
+    let start = Instant::now();
+    let mut s = Samples::default();
+    while start.elapsed() < d {
+        let t = Instant::now();
+        match issue() {
+            Ok(c) => {
+                std::hint::black_box(pki_common::files::cert_to_pem(&c.der));
+                s.record(t.elapsed());
+            }
+            Err(_) => s.errors += 1,
+        }
+    }
+    s.elapsed = start.elapsed();
+    let cpu = cpu_before.and_then(|b| Some(cpu_time("thread-self").ok()?.saturating_sub(b)));
+    Measured { samples: s, cpu }
+}
+
+/// How many tokens the issuance figures may use: the whole run at a rate
+/// well above what two cores reach, and then some.
+pub fn tokens_needed(plan: &Plan, compare: bool, scale: bool) -> usize {
+    let mut secs = 0.0;
+    if compare {
+        secs += (plan.warmup + plan.round * plan.rounds as u32).as_secs_f64();
+    }
+    if scale {
+        secs += plan.levels.len() as f64 * (plan.level.as_secs_f64() + 0.3);
+    }
+    ((secs * 20_000.0) as usize).clamp(1000, 500_000)
+}
+
+/// CA issuance over HTTPS with keep-alive against the in-process cost of
+/// one issuance on one core times the number of cores, in alternating
+/// rounds; with the CA's CPU time per certificate.
+pub async fn issuance(ca: &CaUnderTest, plan: &Plan) -> anyhow::Result<(Vec<Figure>, Comparison)> {
+    let clients = plan.clients;
+    let contenders = [
+        ca.enrollers("pki-ca serve over HTTPS", clients).await?,
+        ca.in_process("in-process issuance with lint, one thread", true),
+        ca.in_process("in-process issuance without lint, one thread", false),
+    ];
+    let c = plan.compare("CA issuance", "cert", &contenders).await?;
+    let n = cores() as f64;
+    let limit = format!("in-process issuance × {} cores", cores());
+    let mut cpu = Figure::at_most(
+        "CA CPU per recorded certificate (pki-ca serve, /proc)",
+        "ms",
+        c.cpu(0).median,
+        0.12,
+        Some(("in-process issuance, one thread", c.cpu(1).median)),
+    );
+    let cpu_ratio = c.cpu_ratio(0, 1);
+    (cpu.ratio, cpu.ratio_min, cpu.ratio_max) = (
+        Some(cpu_ratio.median),
+        Some(cpu_ratio.min),
+        Some(cpu_ratio.max),
+    );
+    Ok((
+        vec![
+            Figure::interleaved(
+                &format!(
+                    "CA issuance throughput ({clients} enrollers, keep-alive, recorded before answering)"
+                ),
+                "cert/s",
+                c.throughput(0).median,
+                &limit,
+                c.throughput(1).median * n,
+                c.over_rounds(|r| r[0].throughput / (r[1].throughput * n)),
+                Bound::AtLeast(0.5),
+            ),
+            cpu,
+            Figure::plain("CA issuance p50 latency", "ms", c.latency(0, false).median),
+            Figure::plain("CA issuance p99 latency", "ms", c.latency(0, true).median),
+            Figure::interleaved(
+                "in-process issuance with pre-issuance lint, one core",
+                "cert/s",
+                c.throughput(1).median,
+                "the same without linting",
+                c.throughput(2).median,
+                c.rate_ratio(1, 2),
+                Bound::Nothing,
+            ),
+            Figure::plain(
+                "pre-issuance lint cost per certificate (thread CPU, same rounds)",
+                "µs",
+                c.over_rounds(|r| {
+                    (r[1].cpu_ms_per_op.unwrap_or(f64::NAN) - r[2].cpu_ms_per_op.unwrap_or(f64::NAN))
+                        * 1e3
+                })
+                .median,
+            ),
+        ],
+        c,
+    ))
+}
+
+/// Issuance at each level of concurrent enrollers.
+pub async fn issuance_scaling(ca: &CaUnderTest, plan: &Plan) -> anyhow::Result<Scaling> {
+    let mut points = Vec::new();
+    for &n in &plan.levels {
+        let c = ca.enrollers("CA issuance", n).await?;
+        points.push(plan.level(n, &c).await?);
+    }
+    Ok(Scaling {
+        name: "CA issuance (pki-ca serve, keep-alive)".into(),
+        unit: "cert".into(),
+        points,
     })
-    .await)
 }
 
 /// One `POST /v1/sign` on a keep-alive connection; an error unless the CA
@@ -226,36 +392,59 @@ async fn keepalive(
 
 // ------------------------------------------------- shared server fixture
 
-/// A CA and an application server, with the client's trust prepared once.
+/// A CA (in this process: it only enrolls the server and serves the CRL
+/// the client fetches once) and a release `pki-server` as a separate
+/// process, the one under test, with the client's trust prepared once.
 pub struct Fixture {
     pub pki: TestPki,
-    pub server: RunningServer,
+    dir: tempfile::TempDir,
+    server: Reaped,
+    pub addr: SocketAddr,
     pub config: ClientConfig,
     pub tls: Arc<ClientTls>,
 }
 
 impl Fixture {
-    pub async fn start() -> anyhow::Result<Self> {
+    pub async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
         let pki = TestPki::start().await;
-        let server = pki
-            .start_server(|c| {
-                c.listener.max_connections = 1_000_000;
-                c.max_requests_per_session = u64::MAX;
-            })
-            .await;
-        let config = pki.client_config(server.addr);
+        let dir = tempfile::tempdir()?;
+        std::fs::copy(pki.root_path(), dir.path().join("ca.pem"))?;
+        let max = u64::MAX.to_string();
+        let (server, addr) = start_pki_server(
+            &pki,
+            dir.path(),
+            bin_dir,
+            &["--max-requests-per-session", &max],
+        )
+        .await?;
+        let config = pki.client_config(addr);
         let tls = Arc::new(ClientTls::prepare(&config).await?);
         Ok(Fixture {
             pki,
+            dir,
             server,
+            addr,
             config,
             tls,
         })
     }
 
-    /// The exact TLS configuration our server presents, for the baselines.
-    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
-        self.server.shared.live.current().tls.clone()
+    fn pid(&self) -> u32 {
+        self.server.0.id()
+    }
+
+    /// Connect, TLS 1.3, steps 3 to 6, close, by `workers` clients.
+    fn registering(&self, name: &str, workers: usize) -> Contender {
+        let (tls, config) = (self.tls.clone(), self.config.clone());
+        Contender::driven(name, Some(self.pid()), workers, move |_| {
+            let (tls, config) = (tls.clone(), config.clone());
+            async move {
+                let mut conn = Connection::connect_with(&tls, &config).await?;
+                conn.register().await?;
+                conn.close().await;
+                Ok(())
+            }
+        })
     }
 }
 
@@ -269,85 +458,30 @@ async fn bare_handshake(tls: &ClientTls, addr: SocketAddr) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Bare TLS 1.3 handshakes against the server at `addr` (process `pid`).
+fn bare(f: &Fixture, name: &str, pid: u32, addr: SocketAddr, workers: usize) -> Contender {
+    let tls = f.tls.clone();
+    Contender::driven(name, Some(pid), workers, move |_| {
+        let tls = tls.clone();
+        async move { bare_handshake(&tls, addr).await }
+    })
+}
+
 // --------------------------------------------- 2. session establishment
 
-/// One loop of connections, measured: its samples, and the CPU time this
-/// whole process (the clients and the in-process server together) spent
-/// on it.
-#[derive(Debug, Default, Clone)]
-pub struct Measured {
-    pub samples: Samples,
-    pub cpu: Duration,
-}
-
-impl Measured {
-    /// Runs [`drive`] and reads this process's CPU time around it.
-    async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> anyhow::Result<Self>
-    where
-        F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-    {
-        let before = cpu_time("self")?;
-        let samples = drive(workers, duration, op).await;
-        let cpu = cpu_time("self")?.saturating_sub(before);
-        Ok(Measured { samples, cpu })
-    }
-
-    /// Adds `other`, measured over another interval.
-    fn merge(&mut self, other: Measured) {
-        let elapsed = self.samples.elapsed + other.samples.elapsed;
-        self.samples.merge(other.samples);
-        self.samples.elapsed = elapsed;
-        self.cpu += other.cpu;
-    }
-
-    /// CPU milliseconds per completed operation.
-    fn cpu_ms_per_op(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e3 / self.samples.count().max(1) as f64
-    }
-}
-
-/// The CPU time (user and system) process `pid` has used so far, from
-/// `/proc/<pid>/stat` (`"self"`: this process, every thread included).
-pub fn cpu_time(pid: &str) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces and parentheses: the fields that
-    // follow it start after the last `)`, with field 3 (the state).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |n: usize| -> anyhow::Result<u64> {
-        Ok(fields
-            .get(n - 3)
-            .ok_or_else(|| anyhow!("/proc/{pid}/stat has no field {n}"))?
-            .parse()?)
-    };
-    // utime and stime (fields 14 and 15), in clock ticks: USER_HZ, which
-    // Linux fixes at 100 for user space.
-    let ticks = field(14)? + field(15)?;
-    Ok(Duration::from_millis(ticks * 10))
-}
-
-/// Session establishment two ways, with the same clients against the same
-/// server: a full registration (TLS 1.3, steps 3 to 6) and resuming with a
-/// ticket (TLS 1.3, steps 3R and 4R), each connection then closed.
-pub struct Establishment {
-    pub registration: Measured,
-    pub resumption: Measured,
-    workers: usize,
-}
-
-/// Measures [`Establishment`]: one ticket is obtained by registering once,
-/// then every resuming client presents a copy of it (a ticket resumes any
-/// number of times until it expires). The two loops alternate, each run
-/// twice for half of `duration`, so a load that changes during the run
-/// weighs on both alike.
-pub async fn establishment(
+/// Session establishment in alternating rounds: a full registration (TLS
+/// 1.3, steps 3 to 6), bare TLS 1.3 handshakes against a plain
+/// tokio-rustls server presenting the same certificate chain, resuming
+/// with a ticket (TLS 1.3, steps 3R and 4R) and bare TLS 1.3 against
+/// `openssl s_server`; each connection then closed. Without `baselines`,
+/// only registration and resumption.
+pub async fn sessions(
     f: &Fixture,
-    duration: Duration,
-    workers: usize,
-) -> anyhow::Result<Establishment> {
+    plan: &Plan,
+    baselines: bool,
+    ceiling: Option<&Ceiling>,
+) -> anyhow::Result<(Vec<Figure>, Comparison)> {
+    let workers = plan.clients;
     let ticket = {
         let mut conn = Connection::connect_with(&f.tls, &f.config).await?;
         let session = conn.register().await?;
@@ -357,26 +491,13 @@ pub async fn establishment(
             .cloned()
             .ok_or_else(|| anyhow!("step 6 granted no ticket"))?
     };
-    let half = duration / 2;
-    let mut registration = Measured::default();
-    let mut resumption = Measured::default();
-    for _ in 0..2 {
+    let resuming = {
         let (tls, config) = (f.tls.clone(), f.config.clone());
-        registration.merge(
-            Measured::drive(workers, half, move |_| {
-                let (tls, config) = (tls.clone(), config.clone());
-                async move {
-                    let mut conn = Connection::connect_with(&tls, &config).await?;
-                    conn.register().await?;
-                    conn.close().await;
-                    Ok(())
-                }
-            })
-            .await?,
-        );
-        let (tls, config, ticket) = (f.tls.clone(), f.config.clone(), ticket.clone());
-        resumption.merge(
-            Measured::drive(workers, half, move |_| {
+        Contender::driven(
+            "TLS 1.3 + steps 3R–4R, resuming a ticket (pki-server)",
+            Some(f.pid()),
+            workers,
+            move |_| {
                 let (tls, config, ticket) = (tls.clone(), config.clone(), ticket.clone());
                 async move {
                     let mut conn = Connection::connect_with(&tls, &config).await?;
@@ -384,116 +505,165 @@ pub async fn establishment(
                     conn.close().await;
                     Ok(())
                 }
-            })
-            .await?,
-        );
+            },
+        )
+    };
+    let mut contenders = vec![f.registering("TLS 1.3 + steps 3–6 (pki-server)", workers)];
+    let (_plain, _openssl);
+    let (mut bare_i, mut openssl_i) = (None, None);
+    if baselines {
+        let (plain, addr) = start_plain_server(f.dir.path(), "close").await?;
+        bare_i = Some(contenders.len());
+        contenders.push(bare(
+            f,
+            "bare TLS 1.3 (pki-bench plain-server)",
+            plain.0.id(),
+            addr,
+            workers,
+        ));
+        _plain = Some(plain);
+    } else {
+        _plain = None;
     }
-    for (what, m) in [("registration", &registration), ("resumption", &resumption)] {
-        if m.samples.errors > 0 {
-            eprintln!("session {what}: {} errors", m.samples.errors);
+    let resume_i = contenders.len();
+    contenders.push(resuming);
+    if baselines {
+        match OpensslServer::start(f.dir.path()).await {
+            Ok(o) => {
+                openssl_i = Some(contenders.len());
+                contenders.push(bare(
+                    f,
+                    "bare TLS 1.3, openssl s_server",
+                    o.child.id(),
+                    o.addr,
+                    workers,
+                ));
+                _openssl = Some(o);
+            }
+            Err(e) => {
+                eprintln!("skipping the openssl s_server baseline: {e}");
+                _openssl = None;
+            }
         }
+    } else {
+        _openssl = None;
     }
-    Ok(Establishment {
-        registration,
-        resumption,
-        workers,
-    })
-}
+    let c = plan
+        .compare("session establishment", "sessions", &contenders)
+        .await?;
 
-/// Resuming with a ticket beside a full registration, from
-/// [`establishment`]: the rate, the latency and the CPU per connection.
-pub fn resumption(e: &Establishment) -> Vec<Figure> {
-    let (reg, res) = (&e.registration, &e.resumption);
-    vec![
-        Figure::compared(
-            &format!(
-                "session resumption with a ticket (TLS 1.3 + steps 3R–4R, {} clients)",
-                e.workers
-            ),
-            "sessions/s",
-            res.samples.rate(),
-            "full registration (TLS 1.3 + steps 3–6), same clients",
-            reg.samples.rate(),
-        ),
-        Figure::compared(
-            "session resumption p50 latency",
-            "ms",
-            res.samples.percentile_ms(50.0),
-            "full registration p50",
-            reg.samples.percentile_ms(50.0),
-        ),
-        Figure::compared(
-            "CPU per resumed connection (clients and server, one process)",
-            "ms",
-            res.cpu_ms_per_op(),
-            "per registered connection",
-            reg.cpu_ms_per_op(),
-        ),
-    ]
-}
-
-/// TLS 1.3 plus steps 3 to 6 (the registrations of [`establishment`]),
-/// against bare TLS 1.3 handshakes to a plain tokio-rustls server and to
-/// `openssl s_server`.
-pub async fn sessions(
-    f: &Fixture,
-    e: &Establishment,
-    duration: Duration,
-) -> anyhow::Result<Vec<Figure>> {
-    let (ours, workers) = (&e.registration.samples, e.workers);
-    let plain = baseline::spawn(f.server_tls(), Behaviour::Close).await?;
-    let tls = f.tls.clone();
-    let bare = drive(workers, duration, move |_| {
-        let tls = tls.clone();
-        async move { bare_handshake(&tls, plain).await }
-    })
-    .await;
-    if bare.errors > 0 {
-        eprintln!("bare TLS baseline: {} handshakes failed", bare.errors);
-    }
-
-    let mut figures = vec![
-        Figure::higher(
+    let mut figures = Vec::new();
+    if let Some(b) = bare_i {
+        let ratio = c.rate_ratio(0, b);
+        figures.push(Figure::interleaved(
             &format!("session establishment (TLS 1.3 + steps 3–6, {workers} clients)"),
             "sessions/s",
-            ours.rate(),
-            "bare TLS 1.3, tokio-rustls",
-            bare.rate(),
-            0.7,
-        ),
-        Figure::compared(
-            "session resumption vs bare TLS",
-            "sessions/s",
-            e.resumption.samples.rate(),
-            "bare TLS 1.3, tokio-rustls",
-            bare.rate(),
-        ),
-    ];
-    match OpensslServer::start(f).await {
-        Ok(openssl) => {
-            let (tls, addr) = (f.tls.clone(), openssl.addr);
-            let s = drive(workers, duration, move |_| {
-                let tls = tls.clone();
-                async move { bare_handshake(&tls, addr).await }
-            })
-            .await;
-            if s.errors > 0 {
-                eprintln!("openssl s_server baseline: {} handshakes failed", s.errors);
-            }
-            figures.push(Figure::compared(
-                "session establishment vs openssl s_server",
-                "sessions/s",
-                ours.rate(),
-                "bare TLS 1.3, openssl s_server",
-                s.rate(),
+            c.throughput(0).median,
+            "bare TLS 1.3, tokio-rustls (plain-server)",
+            c.throughput(b).median,
+            ratio,
+            Bound::AtLeast(0.7),
+        ));
+        if let Some(ceiling) = ceiling {
+            figures.push(Figure::interleaved(
+                "session establishment / bare TLS, against the ceiling from criterion",
+                "(ratio)",
+                ratio.median,
+                "computed ceiling",
+                ceiling.ratio,
+                ratio.scaled(ceiling.ratio),
+                Bound::AtLeast(0.9),
             ));
         }
-        Err(e) => eprintln!("skipping the openssl s_server baseline: {e}"),
+        figures.push(Figure::interleaved(
+            "server CPU per session (pki-server, TLS 1.3 + steps 3–6)",
+            "ms",
+            c.cpu(0).median,
+            "per bare TLS 1.3 handshake (plain-server)",
+            c.cpu(b).median,
+            c.cpu_ratio(0, b),
+            Bound::AtMost(1.6),
+        ));
     }
-    Ok(figures)
+    figures.push(Figure::plain(
+        "session establishment p50 latency",
+        "ms",
+        c.latency(0, false).median,
+    ));
+    figures.push(Figure::plain(
+        "session establishment p99 latency",
+        "ms",
+        c.latency(0, true).median,
+    ));
+    if let Some(b) = bare_i {
+        figures.push(Figure::interleaved(
+            "session resumption vs bare TLS",
+            "sessions/s",
+            c.throughput(resume_i).median,
+            "bare TLS 1.3, tokio-rustls (plain-server)",
+            c.throughput(b).median,
+            c.rate_ratio(resume_i, b),
+            Bound::Nothing,
+        ));
+    }
+    if let Some(o) = openssl_i {
+        figures.push(Figure::interleaved(
+            "session establishment vs openssl s_server",
+            "sessions/s",
+            c.throughput(0).median,
+            "bare TLS 1.3, openssl s_server",
+            c.throughput(o).median,
+            c.rate_ratio(0, o),
+            Bound::Nothing,
+        ));
+    }
+    figures.extend([
+        Figure::interleaved(
+            &format!("session resumption with a ticket (TLS 1.3 + steps 3R–4R, {workers} clients)"),
+            "sessions/s",
+            c.throughput(resume_i).median,
+            "full registration (TLS 1.3 + steps 3–6), same clients",
+            c.throughput(0).median,
+            c.rate_ratio(resume_i, 0),
+            Bound::Nothing,
+        ),
+        Figure::interleaved(
+            "session resumption p50 latency",
+            "ms",
+            c.latency(resume_i, false).median,
+            "full registration p50",
+            c.latency(0, false).median,
+            c.over_rounds(|r| r[resume_i].p50_ms / r[0].p50_ms),
+            Bound::Nothing,
+        ),
+        Figure::interleaved(
+            "server CPU per resumed connection (pki-server)",
+            "ms",
+            c.cpu(resume_i).median,
+            "per registered connection",
+            c.cpu(0).median,
+            c.cpu_ratio(resume_i, 0),
+            Bound::Nothing,
+        ),
+    ]);
+    Ok((figures, c))
 }
 
-/// `openssl s_server` presenting our server's certificate.
+/// Registrations at each level of concurrent clients.
+pub async fn sessions_scaling(f: &Fixture, plan: &Plan) -> anyhow::Result<Scaling> {
+    let mut points = Vec::new();
+    for &n in &plan.levels {
+        let c = f.registering("session establishment", n);
+        points.push(plan.level(n, &c).await?);
+    }
+    Ok(Scaling {
+        name: "session establishment (pki-server, TLS 1.3 + steps 3–6)".into(),
+        unit: "sessions".into(),
+        points,
+    })
+}
+
+/// `openssl s_server` presenting the certificate chain and key in `certs`.
 struct OpensslServer {
     child: Child,
     addr: SocketAddr,
@@ -501,14 +671,8 @@ struct OpensslServer {
 }
 
 impl OpensslServer {
-    async fn start(f: &Fixture) -> anyhow::Result<Self> {
+    async fn start(certs: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let certs = f
-            .server
-            .dir
-            .as_ref()
-            .ok_or_else(|| anyhow!("no server files"))?
-            .path();
         // `-cert` takes the first certificate only: the intermediates
         // between it and the root go in `-cert_chain`, as our server sends
         // them too.
@@ -560,15 +724,25 @@ impl Drop for OpensslServer {
 type SharedSession = Arc<tokio::sync::Mutex<(Connection, ClientSession)>>;
 
 /// Steps 7 and 8 over many established sessions, against the same sizes
-/// through a plain tokio-rustls echo server; then p99 at half the peak.
-pub async fn requests(
-    f: &Fixture,
-    duration: Duration,
-    sessions: usize,
-) -> anyhow::Result<Vec<Figure>> {
+/// through a plain tokio-rustls echo server (`plain-server --behaviour
+/// echo`), in alternating rounds; then p99 at half the peak.
+pub async fn requests(f: &Fixture, plan: &Plan) -> anyhow::Result<(Vec<Figure>, Comparison)> {
+    let sessions = plan.clients;
     let body = vec![0x42u8; 32];
     let conns = establish(f, sessions).await?;
-    let peak = drive(sessions, duration, {
+    // On a session of its own: building a request advances its session.
+    let frame_len = request_frame_len(&establish(f, 1).await?[0], &body).await?;
+    let (echo, echo_addr) = start_plain_server(f.dir.path(), "echo").await?;
+    let mut streams = Vec::new();
+    for _ in 0..sessions {
+        let tcp = TcpStream::connect(echo_addr).await?;
+        tcp.set_nodelay(true)?;
+        let s = TlsConnector::from(f.tls.config.clone())
+            .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
+            .await?;
+        streams.push(Arc::new(tokio::sync::Mutex::new(s)));
+    }
+    let ours = Contender::driven("steps 7–8 (pki-server)", Some(f.pid()), sessions, {
         let (conns, body) = (conns.clone(), body.clone());
         move |w| {
             let (c, body) = (conns[w].clone(), body.clone());
@@ -579,38 +753,75 @@ pub async fn requests(
                 Ok(())
             }
         }
-    })
+    });
+    let payload = vec![0x42u8; frame_len];
+    let base = Contender::driven(
+        "plain tokio-rustls echo (plain-server)",
+        Some(echo.0.id()),
+        sessions,
+        move |w| {
+            let (s, payload) = (streams[w].clone(), payload.clone());
+            async move {
+                let mut s = s.lock().await;
+                let mut msg = (payload.len() as u32).to_be_bytes().to_vec();
+                msg.extend_from_slice(&payload);
+                s.write_all(&msg).await?;
+                s.flush().await?;
+                let mut len = [0u8; 4];
+                s.read_exact(&mut len).await?;
+                let mut back = vec![0u8; u32::from_be_bytes(len) as usize];
+                s.read_exact(&mut back).await?;
+                Ok(())
+            }
+        },
+    );
+    let c = plan
+        .compare("service requests", "req", &[ours, base])
+        .await?;
+    let peak = c.throughput(0).median;
+    let half = paced(
+        &conns,
+        &body,
+        peak / 2.0,
+        (plan.round * 3).max(Duration::from_secs(2)),
+    )
     .await;
-    let half = paced(&conns, &body, peak.rate() / 2.0, duration).await;
-    let frame_len = request_frame_len(&conns[0], &body).await?;
-    drop(conns);
-    let base = echo_baseline(f, sessions, frame_len, duration).await?;
-    if peak.errors + half.errors + base.errors > 0 {
-        eprintln!(
-            "service requests: {} / {} / {} failed (peak / half / baseline)",
-            peak.errors, half.errors, base.errors
-        );
+    if half.errors > 0 {
+        eprintln!("service requests at half the peak: {} failed", half.errors);
     }
-    Ok(vec![
-        Figure::higher(
-            &format!("service requests (steps 7–8, {sessions} sessions, 32-byte body)"),
-            "req/s",
-            peak.rate(),
-            &format!("plain tokio-rustls echo, {frame_len}-byte messages"),
-            base.rate(),
-            0.8,
-        ),
-        Figure::at_most(
-            &format!(
-                "service request p99 at half the peak ({:.0} req/s)",
-                half.rate()
+    Ok((
+        vec![
+            Figure::interleaved(
+                &format!("service requests (steps 7–8, {sessions} sessions, 32-byte body)"),
+                "req/s",
+                peak,
+                &format!("plain tokio-rustls echo, {frame_len}-byte messages"),
+                c.throughput(1).median,
+                c.rate_ratio(0, 1),
+                Bound::AtLeast(0.8),
             ),
-            "ms",
-            half.percentile_ms(99.0),
-            1.0,
-            None,
-        ),
-    ])
+            Figure::interleaved(
+                "server CPU per request (pki-server)",
+                "ms",
+                c.cpu(0).median,
+                "per echoed message (plain-server)",
+                c.cpu(1).median,
+                c.cpu_ratio(0, 1),
+                Bound::Nothing,
+            ),
+            Figure::at_most(
+                &format!(
+                    "service request p99 at half the peak ({:.0} req/s)",
+                    half.rate()
+                ),
+                "ms",
+                half.percentile_ms(99.0),
+                1.0,
+                None,
+            ),
+        ],
+        c,
+    ))
 }
 
 /// `sessions` registered sessions with the fixture's server, one per
@@ -686,44 +897,6 @@ async fn request_frame_len(c: &SharedSession, body: &[u8]) -> anyhow::Result<usi
     Ok(session.request(&req)?.encode().len())
 }
 
-/// The baseline: `sessions` TLS connections to a plain tokio-rustls echo
-/// server with our server's TLS configuration, each sending
-/// length-prefixed messages of `frame_len` bytes and reading the echo.
-async fn echo_baseline(
-    f: &Fixture,
-    sessions: usize,
-    frame_len: usize,
-    duration: Duration,
-) -> anyhow::Result<Samples> {
-    let echo = baseline::spawn(f.server_tls(), Behaviour::Echo).await?;
-    let mut streams = Vec::new();
-    for _ in 0..sessions {
-        let tcp = TcpStream::connect(echo).await?;
-        tcp.set_nodelay(true)?;
-        let s = TlsConnector::from(f.tls.config.clone())
-            .connect(ServerName::try_from("app.pki.test")?.to_owned(), tcp)
-            .await?;
-        streams.push(Arc::new(tokio::sync::Mutex::new(s)));
-    }
-    let payload = vec![0x42u8; frame_len];
-    Ok(drive(sessions, duration, move |w| {
-        let (s, payload) = (streams[w].clone(), payload.clone());
-        async move {
-            let mut s = s.lock().await;
-            let mut msg = (payload.len() as u32).to_be_bytes().to_vec();
-            msg.extend_from_slice(&payload);
-            s.write_all(&msg).await?;
-            s.flush().await?;
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let mut back = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut back).await?;
-            Ok(())
-        }
-    })
-    .await)
-}
-
 // -------------------------------------------------------------- 4. memory
 
 /// The resident set of process `pid`, in KiB.
@@ -775,7 +948,7 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let pki = TestPki::start().await;
     let dir = tempfile::tempdir()?;
     std::fs::copy(pki.root_path(), dir.path().join("ca.pem"))?;
-    let (server, addr) = start_pki_server(&pki, dir.path(), bin_dir).await?;
+    let (server, addr) = start_pki_server(&pki, dir.path(), bin_dir, &[]).await?;
     let config = pki.client_config(addr);
     let tls = Arc::new(ClientTls::prepare(&config).await?);
 
@@ -796,7 +969,7 @@ pub async fn memory(n: usize, bin_dir: &Path) -> anyhow::Result<Vec<Figure>> {
 
     // Baseline: the same number of idle TLS connections to a plain server
     // presenting the same certificate.
-    let (plain, baddr) = start_idle_server(dir.path()).await?;
+    let (plain, baddr) = start_plain_server(dir.path(), "idle").await?;
     let tls_only = rss_per_connection(&plain, n, || open_tls(tls.clone(), baddr))
         .await
         .context("idle TLS connections to the plain server")?;
@@ -918,6 +1091,7 @@ async fn start_pki_server(
     pki: &TestPki,
     dir: &Path,
     bin_dir: &Path,
+    extra: &[&str],
 ) -> anyhow::Result<(Reaped, SocketAddr)> {
     let token = pki.token(&["app.pki.test"], Profile::Server);
     let listen = format!("127.0.0.1:{}", pki_tests::free_port());
@@ -929,6 +1103,7 @@ async fn start_pki_server(
             .env("PKI_TOKEN", &token)
             .args(["--max-connections", "1000000"])
             .args(["--idle-timeout", "1h", "--handshake-timeout", "60s"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -940,13 +1115,20 @@ async fn start_pki_server(
     Ok((server, addr))
 }
 
-/// This program as `idle-server`, presenting the certificate and key the
-/// pki-server enrolled into `dir`; once it listens.
-async fn start_idle_server(dir: &Path) -> anyhow::Result<(Reaped, SocketAddr)> {
+/// This program as `plain-server` with `behaviour`, presenting the
+/// certificate chain and key the pki-server enrolled into `dir`; once it
+/// listens.
+async fn start_plain_server(dir: &Path, behaviour: &str) -> anyhow::Result<(Reaped, SocketAddr)> {
     let listen = format!("127.0.0.1:{}", pki_tests::free_port());
     let plain = Reaped(
         Command::new(std::env::current_exe()?)
-            .args(["idle-server", "--listen", &listen])
+            .args([
+                "plain-server",
+                "--behaviour",
+                behaviour,
+                "--listen",
+                &listen,
+            ])
             .arg("--cert")
             .arg(dir.join("server.pem"))
             .arg("--key")
@@ -1065,27 +1247,9 @@ pub fn clean_build(repo: &Path) -> anyhow::Result<Figure> {
     let secs = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&target);
     anyhow::ensure!(status.success(), "clean build failed");
-    Ok(Figure {
-        name: "clean release build of the workspace".into(),
-        unit: "s".into(),
-        ours: secs,
-        baseline_name: None,
-        baseline: None,
-        ratio: None,
-        target: "—".into(),
-        met: None,
-    })
-}
-
-/// Merges the samples of every finished task; the elapsed time runs from
-/// `start`, when the first task began.
-async fn gather(mut tasks: tokio::task::JoinSet<Samples>, start: Instant) -> Samples {
-    let mut all = Samples::default();
-    while let Some(s) = tasks.join_next().await {
-        if let Ok(s) = s {
-            all.merge(s);
-        }
-    }
-    all.elapsed = start.elapsed();
-    all
+    Ok(Figure::plain(
+        "clean release build of the workspace",
+        "s",
+        secs,
+    ))
 }

@@ -40,3 +40,47 @@ impl Samples {
         sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
     }
 }
+
+/// The median of a set of figures (one per round) and its range.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The median, minimum and maximum of `values`, ignoring values that
+    /// are not finite (NaN when none is).
+    pub fn of(values: &[f64]) -> Self {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    /// Every figure divided by `d`.
+    pub fn scaled(self, d: f64) -> Self {
+        Spread {
+            median: self.median / d,
+            min: self.min / d,
+            max: self.max / d,
+        }
+    }
+}
