@@ -129,11 +129,12 @@ impl Acme {
         Ok(Acme { ca, config, eab })
     }
 
-    fn store(&self) -> &dyn store::AcmeStore {
-        // Checked in `new`; the ledger does not change afterwards.
-        self.ca
-            .ledger()
-            .acme()
-            .expect("the ledger keeps ACME state (checked at start)")
+    /// The ACME store. `new` checked the ledger has one and the ledger
+    /// never changes, so the error cannot happen; it is an error rather
+    /// than a panic all the same.
+    fn store(&self) -> Result<&dyn store::AcmeStore, crate::ledger::LedgerError> {
+        self.ca.ledger().acme().ok_or_else(|| {
+            crate::ledger::LedgerError::Unavailable("this CA's ledger keeps no ACME state".into())
+        })
     }
 }

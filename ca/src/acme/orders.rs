@@ -71,7 +71,7 @@ impl Acme {
     fn authzs_of(&self, order: &Order) -> Result<Vec<Authz>, Problem> {
         let mut out = Vec::with_capacity(order.authz_ids.len());
         for id in &order.authz_ids {
-            if let Some(a) = self.store().authz(id)? {
+            if let Some(a) = self.store()?.authz(id)? {
                 out.push(a);
             }
         }
@@ -80,7 +80,7 @@ impl Acme {
 
     /// The order `id`, if it is `account`'s.
     fn owned_order(&self, id: &str, account: &str) -> Result<Order, Problem> {
-        match self.store().order(id)? {
+        match self.store()?.order(id)? {
             Some(o) if o.account_id == account => Ok(o),
             Some(_) => Err(Problem::unauthorized(
                 "this order belongs to another account",
@@ -91,7 +91,7 @@ impl Acme {
 
     /// The authorization `id`, if it is `account`'s.
     fn owned_authz(&self, id: &str, account: &str) -> Result<Authz, Problem> {
-        match self.store().authz(id)? {
+        match self.store()?.authz(id)? {
             Some(a) if a.account_id == account => Ok(a),
             Some(_) => Err(Problem::unauthorized(
                 "this authorization belongs to another account",
@@ -160,7 +160,7 @@ impl Acme {
         let identifiers = self.check_identifiers(&req.identifiers)?;
         self.check_rate_limits(&account.id, &identifiers)?;
         let (order, authzs) = build_order(&account.id, identifiers);
-        self.store().create_order(&order, &authzs)?;
+        self.store()?.create_order(&order, &authzs)?;
         tracing::info!(
             target: "audit",
             "audit: ACME order {} by account {} for {}",
@@ -254,7 +254,7 @@ impl Acme {
             p.retry_after = Some((oldest + RATE_WINDOW_SECS - now).max(1) as u64);
             p
         };
-        let (orders, oldest) = self.store().orders_since(account, since)?;
+        let (orders, oldest) = self.store()?.orders_since(account, since)?;
         if orders >= self.config.orders_per_hour {
             return Err(limited(
                 format!("this account created {orders} orders in the last hour, the most allowed; retry later"),
@@ -262,7 +262,7 @@ impl Acme {
             ));
         }
         for id in ids {
-            let (certs, oldest) = self.store().acme_certs_since(&id.value, since)?;
+            let (certs, oldest) = self.store()?.acme_certs_since(&id.value, since)?;
             if certs >= self.config.certs_per_name_per_hour {
                 return Err(limited(
                     format!("{} got {certs} certificates in the last hour, the most allowed; retry later", id.value),
@@ -373,7 +373,7 @@ impl Acme {
             .map_err(|e| Problem::new(ProblemType::BadCsr, e.to_string()))?;
         let verified = policy::verify_csr(&der).map_err(csr_problem)?;
         check_csr_names(&verified.requested_names, &order.identifiers)?;
-        if !self.store().start_finalize(&order.id)? {
+        if !self.store()?.start_finalize(&order.id)? {
             return Err(Problem::new(
                 ProblemType::OrderNotReady,
                 "the order is already being finalized",
@@ -387,7 +387,7 @@ impl Acme {
             Ok(_) => {}
             Err(e) => {
                 let problem = sign_problem(e);
-                self.store()
+                self.store()?
                     .fail_order(&order.id, &problem.body().to_string())?;
                 return Err(problem);
             }
@@ -489,10 +489,10 @@ pub(super) async fn authz(
                     "an authorization can only be deactivated",
                 ));
             }
-            acme.store()
+            acme.store()?
                 .set_authz_status(&id, AuthzStatus::Deactivated)?;
         }
-        let authz = acme.store().authz(&id)?.unwrap_or(authz);
+        let authz = acme.store()?.authz(&id)?.unwrap_or(authz);
         Ok(Answer::json(
             StatusCode::OK,
             authz_json(&signed.base, &authz),
@@ -518,7 +518,7 @@ impl Acme {
     fn respond_challenge(self: &Arc<Self>, id: &str, signed: Signed) -> Result<Answer, Problem> {
         let account = signed.account()?.clone();
         let challenge = self
-            .store()
+            .store()?
             .challenge(id)?
             .ok_or_else(|| Problem::not_found("challenge"))?;
         let authz = self.owned_authz(&challenge.authz_id, &account.id)?;
@@ -529,7 +529,7 @@ impl Acme {
                     authz.status_at(now()).as_str()
                 )));
             }
-            if self.store().start_challenge(id)? {
+            if self.store()?.start_challenge(id)? {
                 let key_auth = format!("{}.{}", challenge.token, account.thumbprint);
                 tokio::runtime::Handle::current().spawn(super::validate::run(
                     self.clone(),
@@ -539,7 +539,7 @@ impl Acme {
                 ));
             }
         }
-        let challenge = self.store().challenge(id)?.unwrap_or(challenge);
+        let challenge = self.store()?.challenge(id)?.unwrap_or(challenge);
         let mut answer = Answer::json(StatusCode::OK, challenge_json(&signed.base, &challenge));
         answer.links.push(format!(
             "<{}>;rel=\"up\"",
@@ -556,7 +556,7 @@ pub(super) async fn certificate(
 ) -> Response {
     run(acme, request, KeyRule::Kid, move |acme, signed, _| {
         let account = signed.account()?.id.clone();
-        if acme.store().account_of_certificate(&serial)?.as_deref() != Some(account.as_str()) {
+        if acme.store()?.account_of_certificate(&serial)?.as_deref() != Some(account.as_str()) {
             return Err(Problem::not_found("certificate for this account"));
         }
         let record = acme
@@ -612,7 +612,7 @@ impl Acme {
             .ok_or_else(|| Problem::not_found("certificate issued by this CA"))?;
         let authorized = match (&signed.account, &signed.jwk) {
             (Some(account), _) => {
-                self.store()
+                self.store()?
                     .account_of_certificate(&record.serial_hex)?
                     .as_deref()
                     == Some(account.id.as_str())

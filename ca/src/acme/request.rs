@@ -96,7 +96,7 @@ impl Acme {
         rand::rng().fill_bytes(&mut bytes);
         let nonce = b64e(&bytes);
         let now = pki_common::unix_now() as i64;
-        self.store().add_nonce(&nonce, now + NONCE_LIFETIME_SECS)?;
+        self.store()?.add_nonce(&nonce, now + NONCE_LIFETIME_SECS)?;
         Ok(nonce)
     }
 
@@ -169,7 +169,7 @@ impl Acme {
                 let prefix = format!("{base}/acme/acct/");
                 let account = kid
                     .strip_prefix(&prefix)
-                    .map(|id| self.store().account(id))
+                    .map(|id| self.store()?.account(id))
                     .transpose()?
                     .flatten()
                     .ok_or_else(|| {
@@ -194,7 +194,7 @@ impl Acme {
     fn check_nonce(&self, nonce: Option<&str>) -> Result<(), Problem> {
         let now = pki_common::unix_now() as i64;
         let fresh = match nonce {
-            Some(n) if !n.is_empty() => self.store().take_nonce(n, now)?,
+            Some(n) if !n.is_empty() => self.store()?.take_nonce(n, now)?,
             _ => false,
         };
         if fresh {

@@ -296,7 +296,7 @@ impl Acme {
             ));
         };
         let thumbprint = jwk.thumbprint();
-        if let Some(existing) = self.store().account_by_thumbprint(&thumbprint)? {
+        if let Some(existing) = self.store()?.account_by_thumbprint(&thumbprint)? {
             let body = account_json(&signed.base, &existing);
             return Ok(
                 Answer::json(StatusCode::OK, body).at(account_url(&signed.base, &existing.id))
@@ -327,7 +327,7 @@ impl Acme {
             contact: req.contact,
             created_at: pki_common::unix_now() as i64,
         };
-        match self.store().create_account(&account, eab_kid.as_deref()) {
+        match self.store()?.create_account(&account, eab_kid.as_deref()) {
             Err(LedgerError::TokenAlreadyUsed) => return Err(eab_used()),
             other => other?,
         }
@@ -365,7 +365,7 @@ impl Acme {
             return Err(unauthorized("binds another key than this account's"));
         }
         let now = pki_common::unix_now() as i64;
-        let (Some(master), Some(hash)) = (&self.eab, self.store().eab_hash(&kid, now)?) else {
+        let (Some(master), Some(hash)) = (&self.eab, self.store()?.eab_hash(&kid, now)?) else {
             return Err(eab_used());
         };
         let key = master.key_of(&kid);
@@ -416,7 +416,7 @@ async fn account(
             let update: AccountUpdate = signed.json()?;
             match update.status.as_deref() {
                 Some("deactivated") => {
-                    acme.store()
+                    acme.store()?
                         .set_account_status(&id, AccountStatus::Deactivated)?;
                     tracing::info!(target: "audit", "audit: ACME account {id} deactivated");
                 }
@@ -429,10 +429,10 @@ async fn account(
             }
             if let Some(contact) = update.contact {
                 check_contacts(&contact)?;
-                acme.store().set_account_contact(&id, &contact)?;
+                acme.store()?.set_account_contact(&id, &contact)?;
             }
         }
-        let now = acme.store().account(&id)?.unwrap_or(account);
+        let now = acme.store()?.account(&id)?.unwrap_or(account);
         Ok(Answer::json(
             StatusCode::OK,
             account_json(&signed.base, &now),
@@ -453,7 +453,7 @@ async fn account_orders(
             ));
         }
         let orders: Vec<String> = acme
-            .store()
+            .store()?
             .orders_of(&id)?
             .iter()
             .map(|o| super::orders::order_url(&signed.base, o))
@@ -515,7 +515,7 @@ impl Acme {
             ));
         }
         let thumbprint = new_key.thumbprint();
-        if let Some(holder) = self.store().account_by_thumbprint(&thumbprint)? {
+        if let Some(holder) = self.store()?.account_by_thumbprint(&thumbprint)? {
             let mut p = Problem::new(
                 ProblemType::Conflict,
                 "the new key is already another account's key",
@@ -525,7 +525,7 @@ impl Acme {
             return Err(p);
         }
         match self
-            .store()
+            .store()?
             .set_account_key(&account.id, &new_key.to_json(), &thumbprint)
         {
             Err(LedgerError::KeyInUse) => {
@@ -538,7 +538,7 @@ impl Acme {
             other => other?,
         }
         tracing::info!(target: "audit", "audit: ACME account {} changed its key to {thumbprint}", account.id);
-        let now = self.store().account(&account.id)?.unwrap_or(account);
+        let now = self.store()?.account(&account.id)?.unwrap_or(account);
         Ok(Answer::json(
             StatusCode::OK,
             account_json(&signed.base, &now),

@@ -69,7 +69,7 @@ pub(super) async fn run(acme: Arc<Acme>, challenge: Challenge, authz: Authz, key
         }
     }
     let _ = tokio::task::spawn_blocking(move || {
-        acme.store().finish_challenge(
+        acme.store()?.finish_challenge(
             &challenge.id,
             outcome.is_ok(),
             error.as_deref(),
