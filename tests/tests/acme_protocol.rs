@@ -719,3 +719,55 @@ async fn acme_finalize_is_linted_and_a_failing_certificate_is_neither_signed_nor
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_contact_other_than_mailto_a_bad_reason_and_a_key_already_taken_are_refused() {
+    bounded(async {
+        let http = Http01::start().await;
+        let pki = acme_ca(http.port, 1, |_| {}).await;
+        let mut client = AcmeClient::new(&pki);
+        client
+            .register_with(json!({"contact": ["tel:+15551234"]}))
+            .await
+            .assert_problem("unsupportedContact");
+
+        // A revocation reason outside 0, 1, 3, 4, 5.
+        let (order_url, order) = validated_order(&mut client, &http, &[NAME]).await;
+        finalize(&mut client, &order, csr_for(&[NAME])).await;
+        let order = client.post(&order_url, None).await.json();
+        let pem = client
+            .post(order["certificate"].as_str().unwrap(), None)
+            .await
+            .body;
+        let der = pki_common::files::pem_or_der::<rustls::pki_types::CertificateDer>(&pem).unwrap();
+        let revoke = client.url("/acme/revoke-cert");
+        let payload = json!({"certificate": b64(der.as_ref()), "reason": 2});
+        client
+            .post(&revoke, Some(&payload))
+            .await
+            .assert_problem("badRevocationReason");
+
+        // keyChange to a key another account already holds: 409, and the
+        // Location of that account.
+        let mut other = AcmeClient::new(&pki);
+        other.register().await;
+        let other_kid = other.kid.clone().unwrap();
+        let url = client.url("/acme/key-change");
+        let kid = client.kid.clone().unwrap();
+        let inner = sign_jws(
+            &other.key,
+            &json!({"alg": "ES256", "url": url, "jwk": other.key.jwk()}),
+            json!({"account": kid, "oldKey": client.key.jwk()})
+                .to_string()
+                .as_bytes(),
+        );
+        let r = client.post(&url, Some(&inner)).await;
+        assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("location").as_deref(), Some(other_kid.as_str()));
+        assert!(r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another account"));
+    })
+    .await;
+}
